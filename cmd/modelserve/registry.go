@@ -1,0 +1,269 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/modelserve/modelserve/model"
+	"github.com/modelserve/modelserve/onnxrt"
+	"github.com/modelserve/modelserve/registry"
+)
+
+func newRegistryCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "registry",
+		Short: "Register, list, show and delete model versions",
+	}
+	cmd.AddCommand(newLogCmd(g), newListCmd(g), newShowCmd(g), newDeleteCmd(g))
+	return cmd
+}
+
+func newLogCmd(g *globals) *cobra.Command {
+	var (
+		req       registry.LogRequest
+		functions []string
+		features  []string
+	)
+	cmd := &cobra.Command{
+		Use:   "log --name NAME --version VERSION --file model.onnx",
+		Short: "Register an ONNX model as a new version",
+		Long: `Register an ONNX model as a new version. The model is opened with ONNX
+Runtime first; a file it cannot load is refused with the reason.
+
+A function is a named view returning some outputs, e.g.
+  --function predict=label --function predict_proba=probabilities
+Without --function, one function "predict" returns every output.
+
+--features names the columns of a [batch, F] numeric input, so SQL callers
+may pass F scalar arguments: --features sepal_length,sepal_width,... (the
+only such input), or --features INPUT=a,b,c when there are several.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var err error
+			if req.Functions, err = parseFunctions(functions); err != nil {
+				return err
+			}
+			if req.Features, err = parseFeatures(features); err != nil {
+				return err
+			}
+			rt, err := onnxrt.Load("")
+			if err != nil {
+				return err
+			}
+			reg, err := registry.Open(g.registry, rt)
+			if err != nil {
+				return err
+			}
+			v, err := reg.Log(cmd.Context(), req)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "registered %s (sha256 %s) in %s\n", v.Ref(), v.SHA256, reg.Root())
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&req.Name, "name", "", "model name (required)")
+	f.StringVar(&req.Version, "version", "", "version (required)")
+	f.StringVar(&req.File, "file", "", "ONNX model file (required)")
+	f.StringArrayVar(&functions, "function", nil, "NAME=OUTPUT[,OUTPUT...] (repeatable)")
+	f.StringArrayVar(&features, "features", nil, "[INPUT=]NAME,NAME,... feature names of a [batch, F] input (repeatable)")
+	f.StringVar(&req.Comment, "comment", "", "free text kept with the version")
+	for _, name := range []string{"name", "version", "file"} {
+		cmd.MarkFlagRequired(name)
+	}
+	return cmd
+}
+
+func parseFunctions(specs []string) ([]model.Function, error) {
+	var fns []model.Function
+	for _, s := range specs {
+		name, outs, ok := strings.Cut(s, "=")
+		if !ok || outs == "" {
+			return nil, fmt.Errorf("--function %q: write NAME=OUTPUT[,OUTPUT...]", s)
+		}
+		fns = append(fns, model.Function{Name: name, Outputs: strings.Split(outs, ",")})
+	}
+	return fns, nil
+}
+
+// parseFeatures reads --features; names without INPUT= go under "", for
+// the registry to give to the model's only feature-matrix input.
+func parseFeatures(specs []string) (map[string][]string, error) {
+	if len(specs) == 0 {
+		return nil, nil
+	}
+	out := map[string][]string{}
+	for _, s := range specs {
+		input, names, ok := strings.Cut(s, "=")
+		if !ok {
+			input, names = "", s
+		}
+		if _, dup := out[input]; dup {
+			return nil, fmt.Errorf("--features %q: names for that input were already given", s)
+		}
+		out[input] = strings.Split(names, ",")
+	}
+	return out, nil
+}
+
+func newListCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "list",
+		Short: "List registered model versions",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			reg, err := registry.Open(g.registry, nil)
+			if err != nil {
+				return err
+			}
+			vs, err := reg.List()
+			if err != nil {
+				return err
+			}
+			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "NAME\tVERSION\tCREATED\tSIZE\tFUNCTIONS")
+			for _, v := range vs {
+				names := make([]string, len(v.Signature.Functions))
+				for i, f := range v.Signature.Functions {
+					names[i] = f.Name
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", v.Name, v.Version, v.Created.Format("2006-01-02 15:04:05Z"),
+					humanBytes(v.Size), strings.Join(names, ","))
+			}
+			return w.Flush()
+		},
+	}
+}
+
+func newShowCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "show NAME[:VERSION]",
+		Short: "Show a version's signature, functions, SQL arguments and checksum",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name, ver, err := registry.ParseRef(args[0])
+			if err != nil {
+				return err
+			}
+			reg, err := registry.Open(g.registry, nil)
+			if err != nil {
+				return err
+			}
+			v, err := reg.Get(name, ver)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(v)
+			}
+			return printVersion(cmd.OutOrStdout(), v)
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the manifest as JSON")
+	return cmd
+}
+
+func printVersion(out io.Writer, v registry.Version) error {
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	sig := v.Signature
+	fmt.Fprintf(w, "%s\n", v.Ref())
+	fmt.Fprintf(w, "  created\t%s\n", v.Created.Format("2006-01-02 15:04:05Z"))
+	fmt.Fprintf(w, "  size\t%s (%d bytes)\n", humanBytes(v.Size), v.Size)
+	fmt.Fprintf(w, "  sha256\t%s\n", v.SHA256)
+	fmt.Fprintf(w, "  file\t%s\n", v.ModelPath())
+	if v.Comment != "" {
+		fmt.Fprintf(w, "  comment\t%s\n", v.Comment)
+	}
+	if v.Producer != "" {
+		fmt.Fprintf(w, "  producer\t%s\n", v.Producer)
+	}
+	if v.Description != "" {
+		fmt.Fprintf(w, "  description\t%s\n", v.Description)
+	}
+	fmt.Fprintln(w, "\ninputs")
+	for _, in := range sig.Inputs {
+		fmt.Fprintf(w, "  %s\t%s\n", in.Name, in.TypeString())
+	}
+	fmt.Fprintln(w, "outputs")
+	for _, o := range sig.Outputs {
+		fmt.Fprintf(w, "  %s\t%s\n", o.Name, o.TypeString())
+	}
+	fmt.Fprintln(w, "functions")
+	def := sig.DefaultFunction()
+	for _, f := range sig.Functions {
+		route := "POST " + f.Path()
+		if f.Name == def.Name && f.Path() != "/predict" {
+			route += ", POST /predict"
+		}
+		fmt.Fprintf(w, "  %s\t%s\treturns %s\n", f.Name, route, strings.Join(f.Outputs, ", "))
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(out, "SQL arguments (each row: [row_number, arguments...])")
+	fmt.Fprintf(out, "  (%s)\n", sig.FormatArguments(sig.Arguments()))
+	if sig.HasFeatures() {
+		fmt.Fprintf(out, "  or (%s)\n", sig.FormatArguments(sig.WholeArguments()))
+	}
+	if len(v.Metadata) > 0 {
+		fmt.Fprintln(out, "metadata")
+		keys := make([]string, 0, len(v.Metadata))
+		for k := range v.Metadata {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			fmt.Fprintf(out, "  %s = %s\n", k, v.Metadata[k])
+		}
+	}
+	return nil
+}
+
+func newDeleteCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "delete NAME:VERSION",
+		Short: "Delete a version (refused while a service uses it)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name, ver, err := registry.ParseRef(args[0])
+			if err != nil {
+				return err
+			}
+			if ver == "" {
+				return fmt.Errorf("delete needs NAME:VERSION; %q names no version", args[0])
+			}
+			reg, err := registry.Open(g.registry, nil)
+			if err != nil {
+				return err
+			}
+			if err := reg.Delete(name, ver); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "deleted %s:%s\n", name, ver)
+			return nil
+		},
+	}
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

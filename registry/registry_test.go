@@ -1,0 +1,270 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/modelserve/modelserve/internal/testenv"
+	"github.com/modelserve/modelserve/model"
+)
+
+func openTemp(t *testing.T) *Registry {
+	t.Helper()
+	reg, err := Open(t.TempDir(), testenv.Runtime(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reg
+}
+
+func logIris(t *testing.T, reg *Registry, version string) Version {
+	t.Helper()
+	v, err := reg.Log(context.Background(), LogRequest{
+		Name: "iris", Version: version, File: testenv.Model(t, "iris"),
+		Functions: []model.Function{{Name: "predict", Outputs: []string{"label"}}, {Name: "predict_proba", Outputs: []string{"probabilities"}}},
+		Features:  map[string][]string{"": {"sepal_length", "sepal_width", "petal_length", "petal_width"}},
+		Comment:   "test",
+	})
+	if err != nil {
+		t.Fatalf("log iris:%s: %v", version, err)
+	}
+	return v
+}
+
+func TestLog_readsSignatureFromTheGraph(t *testing.T) {
+	reg := openTemp(t)
+	v := logIris(t, reg, "1")
+	got, err := reg.Get("iris", "1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.SHA256 != v.SHA256 || len(got.SHA256) != 64 || got.Size == 0 || got.Created.IsZero() || got.Comment != "test" {
+		t.Errorf("manifest = %+v", got)
+	}
+	want := []model.Spec{{Name: "features", DType: model.Float32, Shape: model.Shape{-1, 4}}}
+	if !reflect.DeepEqual(got.Signature.Inputs, want) {
+		t.Errorf("inputs = %+v", got.Signature.Inputs)
+	}
+	if len(got.Signature.Outputs) != 2 || got.Signature.Outputs[1].Name != "probabilities" {
+		t.Errorf("outputs = %+v", got.Signature.Outputs)
+	}
+	if got.Signature.Features["features"][0] != "sepal_length" {
+		t.Errorf("features = %v", got.Signature.Features)
+	}
+	if got.Metadata["classes"] != "setosa,versicolor,virginica" {
+		t.Errorf("metadata = %v", got.Metadata)
+	}
+	if err := reg.Verify(context.Background(), got); err != nil {
+		t.Errorf("verify a fresh version: %v", err)
+	}
+}
+
+func TestLog_defaultFunctionReturnsEveryOutput(t *testing.T) {
+	reg := openTemp(t)
+	v, err := reg.Log(context.Background(), LogRequest{Name: "strings", Version: "1", File: testenv.Model(t, "strings")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []model.Function{{Name: "predict", Outputs: []string{"normalized", "code", "score"}}}
+	if !reflect.DeepEqual(v.Signature.Functions, want) {
+		t.Errorf("functions = %+v", v.Signature.Functions)
+	}
+}
+
+func TestLog_refusesWhatCannotBeServed(t *testing.T) {
+	garbage := filepath.Join(t.TempDir(), "garbage.onnx")
+	os.WriteFile(garbage, []byte("this is not a protobuf"), 0o644)
+	truncated := filepath.Join(t.TempDir(), "truncated.onnx")
+	b, _ := os.ReadFile(testenv.Model(t, "mlp"))
+	os.WriteFile(truncated, b[:len(b)/2], 0o644)
+
+	tests := []struct {
+		name string
+		req  LogRequest
+		want string
+	}{
+		{"not onnx", LogRequest{File: garbage}, "garbage.onnx: not a model ONNX Runtime"},
+		{"truncated", LogRequest{File: truncated}, "truncated.onnx: not a model ONNX Runtime"},
+		{"missing file", LogRequest{File: filepath.Join(t.TempDir(), "none.onnx")}, "no such file"},
+		{"unknown output", LogRequest{File: testenv.Model(t, "iris"), Functions: []model.Function{{Name: "predict", Outputs: []string{"score"}}}}, `returns "score"`},
+		{"features of no matrix", LogRequest{File: testenv.Model(t, "types"), Features: map[string][]string{"": {"a"}}}, "0 [batch, F] numeric inputs"},
+		{"bad name", LogRequest{File: testenv.Model(t, "iris"), Name: "../x"}, "model name"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			reg := openTemp(t)
+			if tt.req.Name == "" {
+				tt.req.Name = "m"
+			}
+			tt.req.Version = "1"
+			_, err := reg.Log(context.Background(), tt.req)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Log() = %v, want an error containing %q", err, tt.want)
+			}
+			if vs, _ := reg.List(); len(vs) != 0 {
+				t.Errorf("a refused log left %d versions", len(vs))
+			}
+			if left, _ := os.ReadDir(filepath.Join(reg.Root(), stagingDir)); len(left) != 0 {
+				t.Errorf("a refused log left staging folders: %v", left)
+			}
+		})
+	}
+}
+
+func TestLog_againIsANoOpOnlyForTheSameModel(t *testing.T) {
+	reg := openTemp(t)
+	first := logIris(t, reg, "1")
+	again := logIris(t, reg, "1")
+	if again.Created != first.Created {
+		t.Errorf("logging the same model again rewrote it")
+	}
+	_, err := reg.Log(context.Background(), LogRequest{Name: "iris", Version: "1", File: testenv.Model(t, "mlp")})
+	if !errors.Is(err, ErrExists) {
+		t.Errorf("other bytes under the same version: %v", err)
+	}
+	_, err = reg.Log(context.Background(), LogRequest{Name: "iris", Version: "1", File: testenv.Model(t, "iris")})
+	if !errors.Is(err, ErrExists) {
+		t.Errorf("same bytes, other functions: %v", err)
+	}
+}
+
+func TestLog_canceledLeavesNothing(t *testing.T) {
+	reg := openTemp(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := reg.Log(ctx, LogRequest{Name: "enc", Version: "1", File: testenv.Model(t, "encoder")}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Log() = %v, want context.Canceled", err)
+	}
+	if _, err := reg.Get("enc", "1"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Get after a canceled log = %v", err)
+	}
+	if left, _ := os.ReadDir(filepath.Join(reg.Root(), stagingDir)); len(left) != 0 {
+		t.Errorf("staging not cleaned: %v", left)
+	}
+}
+
+func TestList_ignoresWhatACrashedLogLeft(t *testing.T) {
+	reg := openTemp(t)
+	logIris(t, reg, "1")
+	// A crash before the commit rename leaves a complete staging folder.
+	crashed := filepath.Join(reg.Root(), stagingDir, "iris-2-123")
+	os.MkdirAll(crashed, 0o755)
+	b, _ := os.ReadFile(filepath.Join(reg.Root(), modelsDir, "iris", "1", manifestFile))
+	os.WriteFile(filepath.Join(crashed, manifestFile), b, 0o644)
+	vs, err := reg.List()
+	if err != nil || len(vs) != 1 || vs[0].Version != "1" {
+		t.Fatalf("List() = %v, %v; want only iris:1", vs, err)
+	}
+}
+
+func TestGet_latestIsTheHighestVersion(t *testing.T) {
+	reg := openTemp(t)
+	for _, v := range []string{"9", "10", "2"} {
+		logIris(t, reg, v)
+	}
+	v, err := reg.Get("iris", "")
+	if err != nil || v.Version != "10" {
+		t.Fatalf("latest = %v, %v; want 10", v.Version, err)
+	}
+	vs, _ := reg.List()
+	var order []string
+	for _, v := range vs {
+		order = append(order, v.Version)
+	}
+	if !reflect.DeepEqual(order, []string{"2", "9", "10"}) {
+		t.Errorf("list order = %v", order)
+	}
+	if _, err := reg.Get("nope", ""); !errors.Is(err, ErrNotFound) {
+		t.Errorf("unknown model: %v", err)
+	}
+}
+
+func TestDelete_refusedWhileAServiceHoldsTheVersion(t *testing.T) {
+	reg := openTemp(t)
+	v := logIris(t, reg, "1")
+	release, err := reg.Acquire(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.Delete("iris", "1"); !errors.Is(err, ErrInUse) {
+		t.Fatalf("Delete while held = %v, want ErrInUse", err)
+	}
+	release()
+	if err := reg.Delete("iris", "1"); err != nil {
+		t.Fatalf("Delete after release: %v", err)
+	}
+	if _, err := reg.Get("iris", "1"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Get after delete = %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(reg.Root(), modelsDir, "iris")); !os.IsNotExist(err) {
+		t.Errorf("the model's folder outlived its last version: %v", err)
+	}
+	if _, err := reg.Acquire(v); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Acquire after delete = %v", err)
+	}
+}
+
+func TestVerify_namesTheFileAndBothChecksums(t *testing.T) {
+	reg := openTemp(t)
+	v := logIris(t, reg, "1")
+	os.Chmod(v.ModelPath(), 0o644)
+	b, _ := os.ReadFile(v.ModelPath())
+	b[len(b)/2] ^= 0xff
+	os.WriteFile(v.ModelPath(), b, 0o644)
+	err := reg.Verify(context.Background(), v)
+	if !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Verify() = %v, want ErrCorrupt", err)
+	}
+	for _, want := range []string{v.ModelPath(), v.SHA256, "iris:1"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+}
+
+func TestCompareVersions_natural(t *testing.T) {
+	tests := []struct {
+		a, b string
+		want int
+	}{
+		{"9", "10", -1},
+		{"v2", "v10", -1},
+		{"1.2", "1.10", -1},
+		{"2024-01-02", "2024-01-10", -1},
+		{"a", "b", -1},
+		{"1", "1", 0},
+		{"1", "1a", -1},
+		{"10", "9", 1},
+	}
+	for _, tt := range tests {
+		if got := compareVersions(tt.a, tt.b); got != tt.want {
+			t.Errorf("compareVersions(%q, %q) = %d, want %d", tt.a, tt.b, got, tt.want)
+		}
+	}
+}
+
+func TestParseRef(t *testing.T) {
+	tests := []struct {
+		ref, name, version string
+		ok                 bool
+	}{
+		{"iris", "iris", "", true},
+		{"iris:3", "iris", "3", true},
+		{"my-model_v2:2024.1", "my-model_v2", "2024.1", true},
+		{"", "", "", false},
+		{"iris:", "iris", "", true},
+		{"../etc:1", "", "", false},
+		{"iris:a/b", "", "", false},
+	}
+	for _, tt := range tests {
+		name, version, err := ParseRef(tt.ref)
+		if (err == nil) != tt.ok || name != tt.name || version != tt.version {
+			t.Errorf("ParseRef(%q) = %q, %q, %v", tt.ref, name, version, err)
+		}
+	}
+}

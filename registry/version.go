@@ -1,0 +1,96 @@
+package registry
+
+import (
+	"cmp"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/modelserve/modelserve/model"
+)
+
+// Version is one registered model version: its manifest.json.
+type Version struct {
+	Name      string          `json:"name"`
+	Version   string          `json:"version"`
+	Created   time.Time       `json:"created"`
+	Comment   string          `json:"comment,omitempty"`
+	File      string          `json:"file"`
+	Size      int64           `json:"size"`
+	SHA256    string          `json:"sha256"`
+	Signature model.Signature `json:"signature"`
+	// Producer, Description and Metadata come from the ONNX file.
+	Producer    string            `json:"producer,omitempty"`
+	Description string            `json:"description,omitempty"`
+	Metadata    map[string]string `json:"metadata,omitempty"`
+
+	// Dir is the version's folder; it is not stored.
+	Dir string `json:"-"`
+}
+
+// Ref is the version's NAME:VERSION.
+func (v Version) Ref() string { return v.Name + ":" + v.Version }
+
+// ModelPath is the model file's path.
+func (v Version) ModelPath() string { return v.Dir + "/" + v.File }
+
+// ParseRef splits NAME[:VERSION]; the version is empty when absent.
+func ParseRef(ref string) (name, version string, err error) {
+	name, version, _ = strings.Cut(ref, ":")
+	if err := ValidateName("model name", name); err != nil {
+		return "", "", err
+	}
+	if version != "" {
+		if err := ValidateName("version", version); err != nil {
+			return "", "", err
+		}
+	}
+	return name, version, nil
+}
+
+// ValidateName accepts names that are safe as one path element and in a
+// reference: a letter or digit, then letters, digits, '.', '_' or '-'.
+func ValidateName(what, s string) error {
+	if s == "" {
+		return fmt.Errorf("%s is empty", what)
+	}
+	if len(s) > 128 {
+		return fmt.Errorf("%s %q is longer than 128 characters", what, s)
+	}
+	for i, r := range s {
+		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9'
+		if !ok && (i == 0 || !(r == '.' || r == '_' || r == '-')) {
+			return fmt.Errorf("%s %q must start with a letter or digit and hold only letters, digits, '.', '_' and '-'", what, s)
+		}
+	}
+	return nil
+}
+
+// compareVersions orders versions naturally: digit runs compare as numbers,
+// so 9 < 10 and v2 < v10.
+func compareVersions(a, b string) int {
+	for a != "" && b != "" {
+		ra, rest, aDigits := run(a)
+		rb, restB, bDigits := run(b)
+		if aDigits && bDigits {
+			x, y := strings.TrimLeft(ra, "0"), strings.TrimLeft(rb, "0")
+			if len(x) != len(y) {
+				return cmp.Compare(len(x), len(y))
+			}
+		}
+		if c := strings.Compare(ra, rb); c != 0 {
+			return c
+		}
+		a, b = rest, restB
+	}
+	return cmp.Compare(len(a), len(b))
+}
+
+func run(s string) (head, rest string, digits bool) {
+	digits = s[0] >= '0' && s[0] <= '9'
+	i := 1
+	for i < len(s) && (s[i] >= '0' && s[i] <= '9') == digits {
+		i++
+	}
+	return s[:i], s[i:], digits
+}

@@ -1,0 +1,261 @@
+package workers
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/modelserve/modelserve/model"
+	"github.com/modelserve/modelserve/onnxrt"
+)
+
+// Model is what a pool loads: the file, the inputs it is fed, and the
+// outputs fetched from it, in the order Run takes and returns them.
+type Model struct {
+	Path    string
+	Inputs  []model.Spec
+	Outputs []string
+}
+
+// Pool is a set of workers, each owning one session. Run borrows an idle
+// worker, so at most Size runs are in flight.
+type Pool struct {
+	plan  Plan
+	model Model
+	// batch is the model's fixed batch size, 0 when the batch is open.
+	batch   int
+	idle    chan *worker
+	workers []*worker
+
+	busy    prometheus.Gauge
+	runTime prometheus.Histogram
+}
+
+type worker struct {
+	id   int
+	sess *onnxrt.Session
+}
+
+// Start plans the pool, opens every worker's session and returns once all
+// are loaded. With Device auto it uses CUDA if a session opens on it, and
+// otherwise falls back to the CPU and logs why; with Device cuda that
+// failure is the error.
+func Start(ctx context.Context, rt *onnxrt.Runtime, m Model, cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Pool, error) {
+	if len(m.Inputs) == 0 || len(m.Outputs) == 0 {
+		return nil, fmt.Errorf("a pool needs a model with inputs and outputs")
+	}
+	p := &Pool{model: m, batch: fixedBatch(m.Inputs)}
+	inputs := make([]string, len(m.Inputs))
+	for i, in := range m.Inputs {
+		inputs[i] = in.Name
+	}
+	open := func(plan Plan) (*onnxrt.Session, error) {
+		opts := onnxrt.SessionOptions{IntraOpThreads: plan.IntraOpThreads, NoSpinning: plan.Workers > 1}
+		if plan.Device == CUDA {
+			opts.CUDA = &onnxrt.CUDAOptions{DeviceID: 0}
+		}
+		return rt.NewSession(m.Path, inputs, m.Outputs, opts)
+	}
+
+	var first *onnxrt.Session
+	switch cfg.Device {
+	case CUDA, Auto:
+		plan := PlanCUDA(cfg, 1)
+		sess, err := open(plan)
+		if err == nil {
+			p.plan, first = plan, sess
+			break
+		}
+		if cfg.Device == CUDA {
+			return nil, fmt.Errorf("--device cuda: cannot run on a GPU: %w", err)
+		}
+		log.Info("no usable GPU, running on the CPU", "reason", err.Error())
+		p.plan = PlanCPU(cfg, runtime.GOMAXPROCS(0))
+	default:
+		p.plan = PlanCPU(cfg, runtime.GOMAXPROCS(0))
+	}
+	if p.plan.Oversubscribed {
+		log.Warn("workers × intra-op threads exceed the cores; expect contention",
+			"workers", p.plan.Workers, "intra_op_threads", p.plan.IntraOpThreads, "cores", runtime.GOMAXPROCS(0))
+	}
+
+	p.idle = make(chan *worker, p.plan.Workers)
+	for i := 0; i < p.plan.Workers; i++ {
+		sess := first
+		if i > 0 || sess == nil {
+			if err := ctx.Err(); err != nil {
+				p.closeAll()
+				return nil, err
+			}
+			var err error
+			if sess, err = open(p.plan); err != nil {
+				p.closeAll()
+				return nil, fmt.Errorf("loading worker %d of %d: %w", i+1, p.plan.Workers, err)
+			}
+		}
+		w := &worker{id: i, sess: sess}
+		p.workers = append(p.workers, w)
+		p.idle <- w
+	}
+
+	if err := p.registerMetrics(reg); err != nil {
+		p.closeAll()
+		return nil, err
+	}
+	log.Info("workers loaded", "device", string(p.plan.Device), "workers", p.plan.Workers,
+		"intra_op_threads", p.plan.IntraOpThreads, "why", p.plan.Reason)
+	return p, nil
+}
+
+func (p *Pool) registerMetrics(reg prometheus.Registerer) error {
+	workers := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "modelserve_workers",
+		Help:        "Workers loaded, each with its own ONNX Runtime session.",
+		ConstLabels: prometheus.Labels{"device": string(p.plan.Device)},
+	})
+	workers.Set(float64(len(p.workers)))
+	p.busy = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "modelserve_workers_busy",
+		Help: "Workers running a batch right now.",
+	})
+	p.runTime = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "modelserve_inference_duration_seconds",
+		Help:    "Time ONNX Runtime takes to run one batch.",
+		Buckets: prometheus.ExponentialBuckets(50e-6, 2.5, 14),
+	})
+	for _, c := range []prometheus.Collector{workers, p.busy, p.runTime} {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("registering worker metrics: %w", err)
+		}
+	}
+	return nil
+}
+
+// fixedBatch returns the batch size every input fixes, or 0 when the
+// batch dimension is open.
+func fixedBatch(inputs []model.Spec) int {
+	for _, in := range inputs {
+		if len(in.Shape) > 0 && in.Shape[0] > 0 {
+			return int(in.Shape[0])
+		}
+	}
+	return 0
+}
+
+// Plan is the layout the pool runs with.
+func (p *Pool) Plan() Plan { return p.plan }
+
+// Size is the number of workers.
+func (p *Pool) Size() int { return len(p.workers) }
+
+// FixedBatch is the model's fixed batch size, 0 when it takes any batch.
+func (p *Pool) FixedBatch() int { return p.batch }
+
+// Run runs one batch on the next idle worker. Inputs follow Model.Inputs,
+// outputs Model.Outputs; every output has one row per input row. A model
+// with a fixed batch size runs in chunks of that size.
+func (p *Pool) Run(ctx context.Context, inputs []model.Tensor) ([]model.Tensor, error) {
+	if len(inputs) != len(p.model.Inputs) {
+		return nil, fmt.Errorf("the model takes %d inputs, got %d", len(p.model.Inputs), len(inputs))
+	}
+	var w *worker
+	select {
+	case w = <-p.idle:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	defer func() { p.idle <- w }()
+	p.busy.Inc()
+	defer p.busy.Dec()
+
+	rows := inputs[0].Rows()
+	if p.batch == 0 || rows == p.batch {
+		return p.runOnce(ctx, w, inputs, rows)
+	}
+	return p.runChunks(ctx, w, inputs, rows)
+}
+
+// runChunks feeds a fixed-batch model chunk by chunk, padding the last
+// chunk by repeating its last row and dropping the padded outputs.
+func (p *Pool) runChunks(ctx context.Context, w *worker, inputs []model.Tensor, rows int) ([]model.Tensor, error) {
+	parts := make([][]model.Tensor, len(p.model.Outputs))
+	for lo := 0; lo < rows; lo += p.batch {
+		hi := min(lo+p.batch, rows)
+		chunk := make([]model.Tensor, len(inputs))
+		for i, in := range inputs {
+			chunk[i] = in.SliceRows(lo, hi)
+			if pad := p.batch - (hi - lo); pad > 0 {
+				padded, err := padRows(chunk[i], pad)
+				if err != nil {
+					return nil, err
+				}
+				chunk[i] = padded
+			}
+		}
+		outs, err := p.runOnce(ctx, w, chunk, p.batch)
+		if err != nil {
+			return nil, err
+		}
+		for i, o := range outs {
+			parts[i] = append(parts[i], o.SliceRows(0, hi-lo))
+		}
+	}
+	result := make([]model.Tensor, len(parts))
+	for i, ps := range parts {
+		t, err := model.ConcatRows(ps)
+		if err != nil {
+			return nil, fmt.Errorf("joining output %q: %w", p.model.Outputs[i], err)
+		}
+		result[i] = t
+	}
+	return result, nil
+}
+
+func padRows(t model.Tensor, n int) (model.Tensor, error) {
+	last := t.SliceRows(t.Rows()-1, t.Rows())
+	parts := []model.Tensor{t}
+	for range n {
+		parts = append(parts, last)
+	}
+	return model.ConcatRows(parts)
+}
+
+func (p *Pool) runOnce(ctx context.Context, w *worker, inputs []model.Tensor, rows int) ([]model.Tensor, error) {
+	start := time.Now()
+	outs, err := w.sess.Run(ctx, inputs)
+	p.runTime.Observe(time.Since(start).Seconds())
+	if err != nil {
+		return nil, err
+	}
+	for i, o := range outs {
+		if o.Rows() != rows || len(o.Shape) == 0 {
+			return nil, fmt.Errorf("output %q has shape %s for a batch of %d rows; modelserve needs one output row per input row",
+				p.model.Outputs[i], o.Shape, rows)
+		}
+	}
+	return outs, nil
+}
+
+// Close waits for running batches (or ctx) and releases every session.
+func (p *Pool) Close(ctx context.Context) error {
+	for range p.workers {
+		select {
+		case <-p.idle:
+		case <-ctx.Done():
+			return fmt.Errorf("closing workers: %w", ctx.Err())
+		}
+	}
+	p.closeAll()
+	return nil
+}
+
+func (p *Pool) closeAll() {
+	for _, w := range p.workers {
+		w.sess.Close()
+	}
+	p.workers = nil
+}
