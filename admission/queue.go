@@ -120,6 +120,13 @@ func (q *Queue) Submit(ctx context.Context, inputs []model.Tensor) ([]model.Tens
 func (q *Queue) dispatch() {
 	defer q.wg.Done()
 	for {
+		// Shutdown wins over waiting work: select alone picks at random.
+		select {
+		case <-q.stop:
+			q.drain()
+			return
+		default:
+		}
 		select {
 		case <-q.stop:
 			q.drain()

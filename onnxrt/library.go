@@ -53,7 +53,9 @@ func Load(path string) (*Runtime, error) {
 		return loaded, nil
 	}
 	ort.SetSharedLibraryPath(path)
-	if err := ort.InitializeEnvironment(ort.WithLogLevelError()); err != nil {
+	// ORT would print each failed run to stderr; modelserve reports those
+	// errors itself, with the request they belong to.
+	if err := ort.InitializeEnvironment(ort.WithLogLevelFatal()); err != nil {
 		return nil, fmt.Errorf("loading ONNX Runtime from %s: %w", path, err)
 	}
 	loaded = &Runtime{LibraryPath: path, Version: ort.GetVersion()}

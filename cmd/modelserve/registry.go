@@ -149,15 +149,7 @@ func newShowCmd(g *globals) *cobra.Command {
 		Short: "Show a version's signature, functions, SQL arguments and checksum",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name, ver, err := registry.ParseRef(args[0])
-			if err != nil {
-				return err
-			}
-			reg, err := registry.Open(g.registry, nil)
-			if err != nil {
-				return err
-			}
-			v, err := reg.Get(name, ver)
+			_, v, err := g.version(args[0])
 			if err != nil {
 				return err
 			}
@@ -227,6 +219,20 @@ func printVersion(out io.Writer, v registry.Version) error {
 		}
 	}
 	return nil
+}
+
+// version opens the registry and finds NAME[:VERSION] in it.
+func (g *globals) version(ref string) (*registry.Registry, registry.Version, error) {
+	name, ver, err := registry.ParseRef(ref)
+	if err != nil {
+		return nil, registry.Version{}, err
+	}
+	reg, err := registry.Open(g.registry, nil)
+	if err != nil {
+		return nil, registry.Version{}, err
+	}
+	v, err := reg.Get(name, ver)
+	return reg, v, err
 }
 
 func newDeleteCmd(g *globals) *cobra.Command {

@@ -71,15 +71,7 @@ func serve(ctx context.Context, g *globals, o *serveOptions, log *slog.Logger) e
 	if err != nil {
 		return err
 	}
-	name, ver, err := registry.ParseRef(o.model)
-	if err != nil {
-		return err
-	}
-	reg, err := registry.Open(g.registry, nil)
-	if err != nil {
-		return err
-	}
-	v, err := reg.Get(name, ver)
+	reg, v, err := g.version(o.model)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,52 @@
+# modelserve: `make serve` and `make test` are all a newcomer needs.
+
+GO       ?= go
+BIN      := bin/modelserve
+OUT      := out
+PORT     ?= 8080
+VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -X main.version=$(VERSION)
+PYTHON   := /usr/bin/python3
+IRIS_FEATURES := sepal_length,sepal_width,petal_length,petal_width
+
+.PHONY: all serve test bench build ort example fmt vet clean
+
+all: build
+
+## serve: fetch what is missing, build, register the iris example, serve it on $(PORT)
+serve: build example
+	$(BIN) serve --model iris --port $(PORT)
+
+## test: the whole suite, race detector on, against the real ONNX Runtime
+test: ort
+	@scripts/deps.sh test
+	$(GO) vet ./...
+	$(GO) test -race -count=1 ./...
+
+## bench: raw ONNX Runtime vs /predict rows/s; writes $(OUT)/bench.md
+bench: build
+	@scripts/deps.sh bench
+	$(GO) run ./bench --binary $(BIN) --out $(OUT)/bench.md
+
+build: ort
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/modelserve
+
+ort:
+	@scripts/fetch-onnxruntime.sh >/dev/null
+
+## example: generate the iris model and register it (a no-op once done)
+example: build
+	@scripts/deps.sh serve
+	@$(PYTHON) scripts/models.py $(OUT)/models iris >/dev/null
+	$(BIN) registry log --name iris --version 1 --file $(OUT)/models/iris.onnx \
+		--function predict=label --function predict_proba=probabilities \
+		--features $(IRIS_FEATURES) --comment "softmax regression on Fisher's iris data"
+
+fmt:
+	gofmt -w .
+
+vet:
+	$(GO) vet ./...
+
+clean:
+	rm -rf bin $(OUT)

@@ -1,0 +1,116 @@
+package onnxrt_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/modelserve/modelserve/internal/testenv"
+	"github.com/modelserve/modelserve/model"
+	"github.com/modelserve/modelserve/onnxrt"
+)
+
+func TestPinnedVersion_matchesTheFetchScript(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(testenv.RepoRoot(t), "scripts", "fetch-onnxruntime.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^ORT_VERSION=(\S+)$`).FindSubmatch(b)
+	if m == nil || string(m[1]) != onnxrt.PinnedVersion {
+		t.Fatalf("fetch-onnxruntime.sh pins %q, onnxrt.PinnedVersion is %q", m, onnxrt.PinnedVersion)
+	}
+	if rt := testenv.Runtime(t); rt.Version != onnxrt.PinnedVersion {
+		t.Errorf("loaded ONNX Runtime %s, pinned %s", rt.Version, onnxrt.PinnedVersion)
+	}
+}
+
+func TestFindLibrary_theVariableWinsAndMustExist(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "libonnxruntime.so.1")
+	t.Setenv(onnxrt.LibraryEnv, missing)
+	if _, err := onnxrt.FindLibrary(); err == nil || !strings.Contains(err.Error(), onnxrt.LibraryEnv) {
+		t.Errorf("FindLibrary() with a wrong %s = %v", onnxrt.LibraryEnv, err)
+	}
+	os.WriteFile(missing, nil, 0o644)
+	if got, err := onnxrt.FindLibrary(); err != nil || got != missing {
+		t.Errorf("FindLibrary() = %q, %v; want %q", got, err, missing)
+	}
+}
+
+func TestFindLibrary_saysWhereItLooked(t *testing.T) {
+	t.Setenv(onnxrt.LibraryEnv, "")
+	t.Setenv("MODELSERVE_CACHE", t.TempDir())
+	_, err := onnxrt.FindLibrary()
+	if err == nil || !strings.Contains(err.Error(), "fetch-onnxruntime.sh") {
+		t.Errorf("FindLibrary() in an empty cache = %v", err)
+	}
+}
+
+func TestInspect_readsEveryTensorType(t *testing.T) {
+	rt := testenv.Runtime(t)
+	b, err := os.ReadFile(testenv.Model(t, "types"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := rt.Inspect(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, s := range append(info.Inputs, info.Outputs...) {
+		got = append(got, s.Name+":"+s.TypeString())
+	}
+	want := "i32:int32[?] u8:uint8[?] f64:float64[?] flag:bool[?] sum:float64[?] not_flag:bool[?] doubled:int64[?]"
+	if strings.Join(got, " ") != want {
+		t.Errorf("specs = %v\nwant  %s", got, want)
+	}
+}
+
+func TestSession_stringsInAndOut(t *testing.T) {
+	rt := testenv.Runtime(t)
+	s, err := rt.NewSession(testenv.Model(t, "strings"), []string{"color", "amount"}, []string{"normalized", "code", "score"}, onnxrt.SessionOptions{IntraOpThreads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	outs, err := s.Run(context.Background(), []model.Tensor{
+		{DType: model.String, Shape: model.Shape{3}, Data: []string{"RED", "Blue", "naïve"}},
+		{DType: model.Float32, Shape: model.Shape{3}, Data: []float32{1, 2, 3}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := outs[0].Data.([]string); strings.Join(got, ",") != "red,blue,naïve" {
+		t.Errorf("normalized = %q", got)
+	}
+	if got := outs[2].Data.([]float32); got[0] != 1 || got[1] != 6 || got[2] != 0 {
+		t.Errorf("score = %v", got)
+	}
+}
+
+func TestSession_cancelStopsARunInProgress(t *testing.T) {
+	rt := testenv.Runtime(t)
+	s, err := rt.NewSession(testenv.Model(t, "encoder"), []string{"input_ids"}, []string{"embedding"}, onnxrt.SessionOptions{IntraOpThreads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	rows := 2048 // seconds of work on one thread
+	ids := model.Tensor{DType: model.Int64, Shape: model.Shape{int64(rows), 32}, Data: make([]int64, rows*32)}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err = s.Run(ctx, []model.Tensor{ids})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Run() = %v after %v, want a deadline error", err, time.Since(start))
+	}
+	// The session is still usable.
+	small := model.Tensor{DType: model.Int64, Shape: model.Shape{1, 32}, Data: make([]int64, 32)}
+	if _, err := s.Run(context.Background(), []model.Tensor{small}); err != nil {
+		t.Errorf("run after a terminated one: %v", err)
+	}
+}

@@ -1,0 +1,167 @@
+package server
+
+import (
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/valyala/fastjson"
+
+	"github.com/modelserve/modelserve/model"
+)
+
+func irisSig() model.Signature {
+	return model.Signature{
+		Inputs:    []model.Spec{{Name: "features", DType: model.Float32, Shape: model.Shape{-1, 4}}},
+		Outputs:   []model.Spec{{Name: "label", DType: model.Int64, Shape: model.Shape{-1}}},
+		Functions: []model.Function{{Name: "predict", Outputs: []string{"label"}}},
+		Features:  map[string][]string{"features": {"sepal_length", "sepal_width", "petal_length", "petal_width"}},
+	}
+}
+
+func mixedSig() model.Signature {
+	return model.Signature{
+		Inputs: []model.Spec{
+			{Name: "text", DType: model.String, Shape: model.Shape{-1}},
+			{Name: "emb", DType: model.Float32, Shape: model.Shape{-1, 3}},
+			{Name: "flag", DType: model.Bool, Shape: model.Shape{-1}},
+			{Name: "small", DType: model.Int8, Shape: model.Shape{-1}},
+			{Name: "pixels", DType: model.Float64, Shape: model.Shape{-1, 2, 2}},
+			{Name: "tokens", DType: model.Int64, Shape: model.Shape{-1, -1}},
+		},
+		Outputs:   []model.Spec{{Name: "y", DType: model.Float32, Shape: model.Shape{-1}}},
+		Functions: []model.Function{{Name: "predict", Outputs: []string{"y"}}},
+	}
+}
+
+func decode(t *testing.T, sig model.Signature, body string) (*batch, error) {
+	t.Helper()
+	var p fastjson.Parser
+	return newDecoder(sig).decode([]byte(body), &p)
+}
+
+func TestDecode_rowsIntoTensors(t *testing.T) {
+	tests := []struct {
+		name   string
+		sig    model.Signature
+		body   string
+		rowIDs []int64
+		inputs []any
+		shapes []model.Shape
+	}{
+		{"flat scalars", irisSig(), `{"data": [[0, 5.1, 3.5, 1.4, 0.2], [1, 6.7, 3.0, 5.2, 2.3]]}`,
+			[]int64{0, 1}, []any{[]float32{5.1, 3.5, 1.4, 0.2, 6.7, 3.0, 5.2, 2.3}}, []model.Shape{{2, 4}}},
+		{"flat vector", irisSig(), `{"data": [[0, [1, 2, 3, 4]]]}`,
+			[]int64{0}, []any{[]float32{1, 2, 3, 4}}, []model.Shape{{1, 4}}},
+		{"row numbers kept, 0.0 accepted", irisSig(), `{"data": [[7.0, 1, 2, 3, 4], [3, "5", "6", "7", "8"]]}`,
+			[]int64{7, 3}, []any{[]float32{1, 2, 3, 4, 5, 6, 7, 8}}, []model.Shape{{2, 4}}},
+		{"wide rows, SQL case rules", irisSig(), `{"data": [[0, {"SEPAL_LENGTH": 1, "sepal_width": 2, "Petal_Length": 3, "petal_width": 4}]]}`,
+			[]int64{0}, []any{[]float32{1, 2, 3, 4}}, []model.Shape{{1, 4}}},
+		{"wide row with the whole input", irisSig(), `{"data": [[0, {"FEATURES": [1, 2, 3, 4]}]]}`,
+			[]int64{0}, []any{[]float32{1, 2, 3, 4}}, []model.Shape{{1, 4}}},
+		{"every kind of input", mixedSig(),
+			`{"data": [[0, "a", [1, 2, 3], true, -128, [[1, 2], [3, 4]], [1, 2, 3]],
+			           [1, "é\"", 4, 5, 6, false, 127.0, [5, 6, 7, 8], [4, 5, 6]]]}`,
+			[]int64{0, 1},
+			[]any{[]string{"a", "é\""}, []float32{1, 2, 3, 4, 5, 6}, []bool{true, false}, []int8{-128, 127},
+				[]float64{1, 2, 3, 4, 5, 6, 7, 8}, []int64{1, 2, 3, 4, 5, 6}},
+			[]model.Shape{{2}, {2, 3}, {2}, {2}, {2, 2, 2}, {2, 3}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b, err := decode(t, tt.sig, tt.body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(b.rowIDs, tt.rowIDs) {
+				t.Errorf("row ids = %v, want %v", b.rowIDs, tt.rowIDs)
+			}
+			for i, in := range b.inputs {
+				if !reflect.DeepEqual(in.Data, tt.inputs[i]) || !reflect.DeepEqual(in.Shape, tt.shapes[i]) {
+					t.Errorf("input %d = %v %v, want %v %v", i, in.Shape, in.Data, tt.shapes[i], tt.inputs[i])
+				}
+			}
+		})
+	}
+}
+
+func TestDecode_wideRowEchoesID(t *testing.T) {
+	b, err := decode(t, irisSig(), `{"data": [[0, {"features": [1,2,3,4], "_ID": {"k": [1, "x"]}}], [1, [1,2,3,4]]]}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(b.echo[0]) != `{"k":[1,"x"]}` || b.echo[1] != nil {
+		t.Errorf("echo = %q", b.echo)
+	}
+}
+
+func TestDecode_errorsNameRowAndColumn(t *testing.T) {
+	tests := []struct {
+		name   string
+		sig    model.Signature
+		body   string
+		row    int64
+		column string
+		msg    string
+	}{
+		{"not json", irisSig(), `{"data": [`, -1, "", "not valid JSON"},
+		{"no data", irisSig(), `{"rows": []}`, -1, "", `no "data" key`},
+		{"data not an array", irisSig(), `{"data": {}}`, -1, "", `"data" must be an array`},
+		{"empty batch", irisSig(), `{"data": []}`, -1, "", "holds no rows"},
+		{"row not an array", irisSig(), `{"data": [5]}`, 0, "", "each row must be an array"},
+		{"row number a string", irisSig(), `{"data": [["0", 1, 2, 3, 4]]}`, 0, "", "row number"},
+		{"row number fractional", irisSig(), `{"data": [[0.5, 1, 2, 3, 4]]}`, 0, "", "whole number"},
+		{"too few arguments", irisSig(), `{"data": [[0, 1, 2, 3, 4], [1, 1, 2, 3]]}`, 1, "", "expected 4 arguments (sepal_length FLOAT"},
+		{"too many arguments", irisSig(), `{"data": [[0, 1, 2, 3, 4, 5]]}`, 0, "", "or 1 argument (features ARRAY), got 5"},
+		{"string for a float", irisSig(), `{"data": [[0, 1, 2, 3, 4], [1, 1, 2, "x", 4]]}`, 1, "petal_length", `expected FLOAT, got string "x"`},
+		{"null for a float", irisSig(), `{"data": [[0, 1, null, 3, 4]]}`, 0, "sepal_width", "got null"},
+		{"bool for a float", irisSig(), `{"data": [[0, 1, 2, 3, true]]}`, 0, "petal_width", "got boolean true"},
+		{"unknown column", irisSig(), `{"data": [[0, {"sepal_length": 1, "bogus": 2}]]}`, 0, "bogus", "unknown column"},
+		{"missing column", irisSig(), `{"data": [[0, {"sepal_length": 1, "sepal_width": 2, "petal_length": 3}]]}`, 0, "petal_width", "missing column"},
+		{"column given twice", irisSig(), `{"data": [[0, {"sepal_length": 1, "SEPAL_LENGTH": 2}]]}`, 0, "SEPAL_LENGTH", "given twice"},
+		{"whole and features", irisSig(), `{"data": [[0, {"features": [1,2,3,4], "sepal_length": 1}]]}`, 0, "features", "given both"},
+		{"short vector", irisSig(), `{"data": [[0, [1, 2, 3]]]}`, 0, "features", "3 elements where 4 belong"},
+		{"number for a string", mixedSig(), `{"data": [[0, 5, [1,2,3], true, 1, [1,2,3,4], [1]]]}`, 0, "text", "expected VARCHAR, got number 5"},
+		{"number for a bool", mixedSig(), `{"data": [[0, "a", [1,2,3], 1, 1, [1,2,3,4], [1]]]}`, 0, "flag", "expected BOOLEAN"},
+		{"int8 out of range", mixedSig(), `{"data": [[0, "a", [1,2,3], true, 300, [1,2,3,4], [1]]]}`, 0, "small", "out of range for int8"},
+		{"fractional int", mixedSig(), `{"data": [[0, "a", [1,2,3], true, 1.5, [1,2,3,4], [1]]]}`, 0, "small", "whole number"},
+		{"scalar for a tensor", mixedSig(), `{"data": [[0, "a", [1,2,3], true, 1, 7, [1]]]}`, 0, "pixels", "expected an array of shape [2, 2]"},
+		{"ragged sequence", mixedSig(), `{"data": [[0, "a", [1,2,3], true, 1, [1,2,3,4], [1, 2]], [1, "a", [1,2,3], true, 1, [1,2,3,4], [1, 2, 3]]]}`, 1, "tokens", "3 elements where 2 belong"},
+		{"bad nesting", mixedSig(), `{"data": [[0, "a", [1,2,3], true, 1, [[1,2],[3]], [1]]]}`, 0, "pixels", "1 elements where 2 belong"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := decode(t, tt.sig, tt.body)
+			var in *InputError
+			if !errors.As(err, &in) {
+				t.Fatalf("decode() = %v, want an InputError", err)
+			}
+			if in.Row != tt.row || in.Column != tt.column || !strings.Contains(in.Msg, tt.msg) {
+				t.Errorf("error = row %d column %q %q\nwant    row %d column %q containing %q", in.Row, in.Column, in.Msg, tt.row, tt.column, tt.msg)
+			}
+		})
+	}
+}
+
+func BenchmarkDecode_irisBatch64(b *testing.B) {
+	var sb strings.Builder
+	sb.WriteString(`{"data": [`)
+	for r := range 64 {
+		if r > 0 {
+			sb.WriteByte(',')
+		}
+		sb.WriteString(`[` + string(rune('0'+r%10)) + `, 5.1, 3.5, 1.4, 0.2]`)
+	}
+	sb.WriteString(`]}`)
+	body := []byte(sb.String())
+	d := newDecoder(irisSig())
+	var p fastjson.Parser
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := d.decode(body, &p); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,245 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/modelserve/modelserve/admission"
+	"github.com/modelserve/modelserve/internal/testenv"
+	"github.com/modelserve/modelserve/model"
+	"github.com/modelserve/modelserve/workers"
+)
+
+type fixture struct {
+	srv     *Server
+	queue   *admission.Queue
+	metrics *prometheus.Registry
+}
+
+// newFixture serves a generated model with the given functions over a real
+// worker pool; the server is not ready until ready() is called.
+func newFixture(t *testing.T, name string, fns []model.Function, maxQueued int) (fixture, func()) {
+	t.Helper()
+	rt := testenv.Runtime(t)
+	b, err := os.ReadFile(testenv.Model(t, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := rt.Inspect(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig := model.Signature{Inputs: info.Inputs, Outputs: info.Outputs, Functions: fns}
+	metrics := prometheus.NewRegistry()
+	srv, err := New(Config{Signature: sig, Log: slog.New(slog.DiscardHandler), Gatherer: metrics, Registerer: metrics, MaxBodyBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, err := workers.Start(context.Background(), rt, workers.Model{Path: testenv.Model(t, name), Inputs: sig.Inputs, Outputs: sig.FetchedOutputs()},
+		workers.Config{Device: workers.CPU, Workers: 1}, slog.New(slog.DiscardHandler), metrics)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := admission.New(pool, admission.Config{MaxQueued: maxQueued}, metrics)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		q.Close()
+		pool.Close(context.Background())
+	})
+	f := fixture{srv: srv, queue: q, metrics: metrics}
+	return f, func() { srv.SetPredictor(q) }
+}
+
+var irisFunctions = []model.Function{{Name: "predict", Outputs: []string{"label"}}, {Name: "predict_proba", Outputs: []string{"probabilities"}}}
+
+func (f fixture) do(t *testing.T, method, path, body string) (int, http.Header, string) {
+	t.Helper()
+	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	resp, err := f.srv.Test(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, string(b)
+}
+
+const irisRows = `{"data": [[0, 5.1, 3.5, 1.4, 0.2], [1, 6.7, 3.0, 5.2, 2.3]]}`
+
+func TestServer_notReadyUntilEveryWorkerHasLoaded(t *testing.T) {
+	f, ready := newFixture(t, "iris", irisFunctions, 8)
+	for _, path := range []string{"/healthcheck", "/health"} {
+		if code, _, body := f.do(t, "GET", path, ""); code != 503 || body != `{"status":"not ready"}` {
+			t.Errorf("GET %s before load = %d %s", path, code, body)
+		}
+	}
+	if code, h, _ := f.do(t, "POST", "/predict", irisRows); code != 503 || h.Get("Retry-After") == "" {
+		t.Errorf("POST /predict before load = %d, Retry-After %q", code, h.Get("Retry-After"))
+	}
+	ready()
+	for _, path := range []string{"/healthcheck", "/health"} {
+		if code, _, body := f.do(t, "GET", path, ""); code != 200 || body != `{"status":"ready"}` {
+			t.Errorf("GET %s after load = %d %s", path, code, body)
+		}
+	}
+	if code, _, body := f.do(t, "POST", "/predict", irisRows); code != 200 {
+		t.Errorf("POST /predict after load = %d %s", code, body)
+	}
+	if got := testutil.ToFloat64(f.srv.ready); got != 1 {
+		t.Errorf("modelserve_ready = %v", got)
+	}
+}
+
+func TestServer_eachFunctionHasItsRoute(t *testing.T) {
+	f, ready := newFixture(t, "iris", irisFunctions, 8)
+	ready()
+	tests := []struct {
+		method, path string
+		code         int
+		body         string
+	}{
+		{"POST", "/predict", 200, `{"data":[[0,{"label":0}],[1,{"label":2}]]}`},
+		{"POST", "/predict-proba", 200, `"probabilities":[`},
+		{"POST", "/predict_proba", 404, "unknown function /predict_proba; this model serves /predict, /predict-proba"},
+		{"GET", "/predict", 405, "takes POST"},
+		{"GET", "/nothing", 404, "not found"},
+	}
+	for _, tt := range tests {
+		code, h, body := f.do(t, tt.method, tt.path, irisRows)
+		if code != tt.code || !strings.Contains(body, tt.body) {
+			t.Errorf("%s %s = %d %s, want %d containing %s", tt.method, tt.path, code, body, tt.code, tt.body)
+		}
+		if ct := h.Get("Content-Type"); ct != "application/json" {
+			t.Errorf("%s %s content type %q", tt.method, tt.path, ct)
+		}
+	}
+}
+
+func TestServer_defaultFunctionWithoutPredict(t *testing.T) {
+	f, ready := newFixture(t, "iris", []model.Function{{Name: "classify", Outputs: []string{"label", "probabilities"}}}, 8)
+	ready()
+	for _, path := range []string{"/predict", "/classify"} {
+		if code, _, body := f.do(t, "POST", path, irisRows); code != 200 || !strings.Contains(body, `"label":2,"probabilities":[`) {
+			t.Errorf("POST %s = %d %s", path, code, body)
+		}
+	}
+}
+
+func TestServer_modelFailureIsReportedWhole(t *testing.T) {
+	f, ready := newFixture(t, "fragile", []model.Function{{Name: "predict", Outputs: []string{"pairs"}}}, 8)
+	ready()
+	for _, body := range []string{`{"data": [[0, [1, 2, 3]]]}`, `{"data": [[0, [1, 2, 3, 4]]]}`} {
+		code, _, got := f.do(t, "POST", "/predict", body)
+		if code != 500 || !strings.HasPrefix(got, `{"error":"Prediction failed: `) || strings.Contains(got, `"data"`) {
+			t.Errorf("model failure for %s = %d %s", body, code, got)
+		}
+	}
+	if code, _, _ := f.do(t, "POST", "/predict", `{"data": [[0, [1, 2]], [1, [3, 4]]]}`); code != 200 {
+		t.Errorf("after failures the model still serves: %d", code)
+	}
+}
+
+func TestServer_overloadAnswers429AtOnce(t *testing.T) {
+	fns := []model.Function{{Name: "predict", Outputs: []string{"embedding"}}}
+	f, ready := newFixture(t, "encoder", fns, 1)
+	ready()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ids := func(rows int) []model.Tensor {
+		return []model.Tensor{{DType: model.Int64, Shape: model.Shape{int64(rows), 32}, Data: make([]int64, rows*32)}}
+	}
+	go f.queue.Submit(ctx, ids(4096)) // keeps the only worker busy for seconds
+	waitForGauge(t, f.metrics, "modelserve_workers_busy", 1)
+	go f.queue.Submit(ctx, ids(1)) // fills the queue
+	waitForGauge(t, f.metrics, "modelserve_queue_requests", 1)
+
+	start := time.Now()
+	code, h, body := f.do(t, "POST", "/predict", `{"data": [[0, [`+strings.Repeat("1,", 31)+`1]]]}`)
+	if code != 429 || h.Get("Retry-After") == "" || body != `{"error":"Too many requests"}` {
+		t.Errorf("overloaded = %d %q %s", code, h.Get("Retry-After"), body)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("the 429 took %v", d)
+	}
+}
+
+func waitForGauge(t *testing.T, reg *prometheus.Registry, name string, want float64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		families, _ := reg.Gather()
+		for _, fam := range families {
+			if fam.GetName() == name && fam.GetMetric()[0].GetGauge().GetValue() == want {
+				return
+			}
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Fatalf("%s never reached %v", name, want)
+}
+
+func TestServer_oversizedBodyIs413(t *testing.T) {
+	f, ready := newFixture(t, "iris", irisFunctions, 8)
+	ready()
+	// Over a real socket: fasthttp checks the limit while reading it.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go f.srv.Serve(ln)
+	t.Cleanup(func() { f.srv.Shutdown(context.Background()) })
+	big := `{"data": [` + strings.Repeat(`[0, 1, 2, 3, 4],`, 1<<17) + `[0, 1, 2, 3, 4]]}`
+	resp, err := http.Post("http://"+ln.Addr().String()+"/predict", "application/json", strings.NewReader(big))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 413 || !strings.Contains(string(body), "larger than") {
+		t.Errorf("oversized body = %d %s", resp.StatusCode, body)
+	}
+}
+
+func TestServer_metricsCountRequestsAndRows(t *testing.T) {
+	f, ready := newFixture(t, "iris", irisFunctions, 8)
+	ready()
+	f.do(t, "POST", "/predict", irisRows)
+	f.do(t, "POST", "/predict", `{"data": []}`)
+	f.do(t, "POST", "/predict-proba", irisRows)
+	checks := []struct {
+		c    prometheus.Collector
+		want float64
+	}{
+		{f.srv.requests.WithLabelValues("predict", "ok"), 1},
+		{f.srv.requests.WithLabelValues("predict", "bad_request"), 1},
+		{f.srv.requests.WithLabelValues("predict_proba", "ok"), 1},
+		{f.srv.rows.WithLabelValues("predict"), 2},
+	}
+	for i, c := range checks {
+		if got := testutil.ToFloat64(c.c); got != c.want {
+			t.Errorf("check %d = %v, want %v", i, got, c.want)
+		}
+	}
+	code, _, body := f.do(t, "GET", "/metrics", "")
+	if code != 200 || !strings.Contains(body, "modelserve_request_duration_seconds_bucket") {
+		t.Errorf("/metrics = %d", code)
+	}
+	var parsed map[string]any
+	if json.Unmarshal([]byte(body), &parsed) == nil {
+		t.Error("/metrics should be the text exposition, not JSON")
+	}
+}
