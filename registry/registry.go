@@ -68,15 +68,19 @@ func DefaultRoot() string {
 	return filepath.Join(os.TempDir(), "modelserve-registry")
 }
 
-// Open opens (creating if needed) the registry at root. inspect may be nil
-// for a registry that only reads.
+// Open opens the registry at root. With an inspector it may write and is
+// created if needed; without one it only reads and writes nothing, so a
+// registry baked read-only into an image serves as well.
 func Open(root string, inspect Inspector) (*Registry, error) {
+	r := &Registry{root: root, inspect: inspect}
+	if inspect == nil {
+		return r, nil
+	}
 	for _, d := range []string{modelsDir, stagingDir} {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
 			return nil, fmt.Errorf("opening registry %s: %w", root, err)
 		}
 	}
-	r := &Registry{root: root, inspect: inspect}
 	r.sweepStaging()
 	return r, nil
 }
@@ -322,6 +326,9 @@ func (r *Registry) Delete(name, version string) error {
 		return fmt.Errorf("deleting %s: %w", v.Ref(), err)
 	}
 	// Move it out of sight first, so nobody finds half a version.
+	if err := os.MkdirAll(filepath.Join(r.root, stagingDir), 0o755); err != nil {
+		return fmt.Errorf("deleting %s: %w", v.Ref(), err)
+	}
 	trash, err := os.MkdirTemp(filepath.Join(r.root, stagingDir), "deleted-")
 	if err != nil {
 		return fmt.Errorf("deleting %s: %w", v.Ref(), err)

@@ -195,7 +195,9 @@ func TestDelete_refusedWhileAServiceHoldsTheVersion(t *testing.T) {
 		t.Fatalf("Delete while held = %v, want ErrInUse", err)
 	}
 	release()
-	if err := reg.Delete("iris", "1"); err != nil {
+	// A delete goes through a registry opened to read, as the CLI does.
+	reader, _ := Open(reg.Root(), nil)
+	if err := reader.Delete("iris", "1"); err != nil {
 		t.Fatalf("Delete after release: %v", err)
 	}
 	if _, err := reg.Get("iris", "1"); !errors.Is(err, ErrNotFound) {
@@ -224,6 +226,23 @@ func TestVerify_namesTheFileAndBothChecksums(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %q", err, want)
 		}
+	}
+}
+
+func TestOpen_readingWritesNothing(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "registry")
+	reg, err := Open(root, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if vs, err := reg.List(); err != nil || len(vs) != 0 {
+		t.Errorf("List() of an empty registry = %v, %v", vs, err)
+	}
+	if _, err := os.Stat(root); !os.IsNotExist(err) {
+		t.Errorf("a reading Open created %s", root)
+	}
+	if _, err := reg.Log(context.Background(), LogRequest{Name: "iris", Version: "1", File: testenv.Model(t, "iris")}); err == nil {
+		t.Error("a registry opened to read accepted a log")
 	}
 }
 

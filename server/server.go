@@ -151,7 +151,7 @@ func (s *Server) SetPredictor(p Predictor) {
 	s.ready.Set(1)
 }
 
-// Handler is the server as an http.Handler-style app, for in-process tests.
+// Test answers one request in process, without a socket (for tests).
 func (s *Server) Test(req *http.Request) (*http.Response, error) {
 	return s.app.Test(req, -1)
 }
