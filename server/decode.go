@@ -60,16 +60,21 @@ type decoder struct {
 	// stands for input i given whole.
 	byName  map[string]int
 	byUpper map[string]int
+	// features holds, per input, the names of its F scalar arguments, or
+	// nil when the input is not a feature matrix.
+	features [][]string
 }
 
 func newDecoder(sig model.Signature) *decoder {
-	d := &decoder{sig: sig, args: sig.Arguments(), byName: map[string]int{}, byUpper: map[string]int{}}
+	d := &decoder{sig: sig, args: sig.Arguments(), byName: map[string]int{}, byUpper: map[string]int{},
+		features: make([][]string, len(sig.Inputs))}
 	for i, a := range d.args {
 		d.byName[a.Name] = i
 		d.byUpper[strings.ToUpper(a.Name)] = i
 	}
 	for i, in := range sig.Inputs {
 		if _, ok := sig.FeatureCount(i); ok {
+			d.features[i] = sig.FeatureNames(i)
 			if _, taken := d.byName[in.Name]; !taken {
 				d.byName[in.Name] = -1 - i
 				d.byUpper[strings.ToUpper(in.Name)] = -1 - i
@@ -160,11 +165,11 @@ func rowNumber(v *fastjson.Value) (int64, error) {
 func (d *decoder) flatRow(b *batch, cols []column, r int, id int64, cells []*fastjson.Value) error {
 	pos := 0
 	for i, in := range d.sig.Inputs {
-		f, expandable := d.sig.FeatureCount(i)
+		f := len(d.features[i])
 		if pos >= len(cells) {
 			return d.arityError(id, len(cells))
 		}
-		if expandable && cells[pos].Type() != fastjson.TypeArray {
+		if f > 0 && cells[pos].Type() != fastjson.TypeArray {
 			if pos+f > len(cells) {
 				return d.arityError(id, len(cells))
 			}
@@ -201,9 +206,9 @@ func (d *decoder) newWideScratch() *wideScratch {
 		whole:    make([]*fastjson.Value, len(d.sig.Inputs)),
 		features: make([][]*fastjson.Value, len(d.sig.Inputs)),
 	}
-	for i := range d.sig.Inputs {
-		if f, ok := d.sig.FeatureCount(i); ok {
-			w.features[i] = make([]*fastjson.Value, f)
+	for i, names := range d.features {
+		if names != nil {
+			w.features[i] = make([]*fastjson.Value, len(names))
 		}
 	}
 	return w
@@ -278,9 +283,9 @@ func (d *decoder) wideRow(b *batch, cols []column, w *wideScratch, r int, id int
 				return err
 			}
 		case given > 0:
-			return inputErr(id, d.sig.FeatureNames(i)[missing], "missing column")
+			return inputErr(id, d.features[i][missing], "missing column")
 		case len(feats) > 0:
-			return inputErr(id, d.sig.FeatureNames(i)[0], "missing column")
+			return inputErr(id, d.features[i][0], "missing column")
 		default:
 			return inputErr(id, in.Name, "missing column")
 		}
@@ -303,7 +308,7 @@ func (d *decoder) setFeatures(b *batch, cols []column, i, r int, id int64, cells
 	if err := d.ensure(b, cols, i, model.Shape{int64(len(cells))}); err != nil {
 		return err
 	}
-	names := d.sig.FeatureNames(i)
+	names := d.features[i]
 	base := r * len(cells)
 	for j, v := range cells {
 		if err := cols[i].set(base+j, v); err != nil {

@@ -1,8 +1,10 @@
 package server
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -192,24 +194,31 @@ func waitForGauge(t *testing.T, reg *prometheus.Registry, name string, want floa
 	t.Fatalf("%s never reached %v", name, want)
 }
 
-func TestServer_oversizedBodyIs413(t *testing.T) {
+func TestServer_oversizedBodyIs413BeforeItIsRead(t *testing.T) {
 	f, ready := newFixture(t, "iris", irisFunctions, 8)
 	ready()
-	// Over a real socket: fasthttp checks the limit while reading it.
+	// Over a real socket: the limit applies to Content-Length, so the
+	// server answers before the body is sent at all.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	go f.srv.Serve(ln)
 	t.Cleanup(func() { f.srv.Shutdown(context.Background()) })
-	big := `{"data": [` + strings.Repeat(`[0, 1, 2, 3, 4],`, 1<<17) + `[0, 1, 2, 3, 4]]}`
-	resp, err := http.Post("http://"+ln.Addr().String()+"/predict", "application/json", strings.NewReader(big))
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /predict HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", 2<<20)
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 413 || !strings.Contains(string(body), "larger than") {
+	if resp.StatusCode != 413 || !strings.Contains(string(body), "larger than 1048576 bytes") {
 		t.Errorf("oversized body = %d %s", resp.StatusCode, body)
 	}
 }
