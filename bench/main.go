@@ -50,10 +50,10 @@ type benchModel struct {
 	outSize int
 }
 
-var models = []benchModel{
-	{name: "mlp", input: "x", output: "y", width: 64, outSize: 8},
-	{name: "encoder", input: "input_ids", output: "embedding", width: 32, isInt: true, vocab: 8000, outSize: 256},
-}
+var (
+	mlp     = benchModel{name: "mlp", input: "x", output: "y", width: 64, outSize: 8}
+	encoder = benchModel{name: "encoder", input: "input_ids", output: "embedding", width: 32, isInt: true, vocab: 8000, outSize: 256}
+)
 
 // benchCase is one row of the table.
 type benchCase struct {
@@ -100,7 +100,7 @@ func run(o options) error {
 	if out, err := gen.CombinedOutput(); err != nil {
 		return fmt.Errorf("generating models: %v\n%s", err, out)
 	}
-	for _, m := range models {
+	for _, m := range []benchModel{mlp, encoder} {
 		cmd := exec.Command(o.binary, "--registry", registry, "registry", "log", "--name", m.name, "--version", "1",
 			"--file", filepath.Join(work, "models", m.name+".onnx"))
 		if out, err := cmd.CombinedOutput(); err != nil {
@@ -111,11 +111,11 @@ func run(o options) error {
 	cpus := runtime.GOMAXPROCS(0)
 	plan := workers.PlanCPU(workers.Config{}, cpus)
 	cases := []benchCase{
-		{model: models[0], batch: 1, connections: 16},
-		{model: models[0], batch: 64, connections: 8},
-		{model: models[1], batch: 1, connections: 8},
-		{model: models[1], batch: 64, connections: 8},
-		{model: models[1], batch: 64, connections: 8, workers: workers.ReferenceWorkers(cpus), note: "2×vCPU+1 workers"},
+		{model: mlp, batch: 1, connections: 16},
+		{model: mlp, batch: 64, connections: 8},
+		{model: encoder, batch: 1, connections: 8},
+		{model: encoder, batch: 64, connections: 8},
+		{model: encoder, batch: 64, connections: 8, workers: workers.ReferenceWorkers(cpus), note: "2×vCPU+1 workers"},
 	}
 	var results []result
 	for _, c := range cases {

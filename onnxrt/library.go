@@ -62,6 +62,14 @@ func Load(path string) (*Runtime, error) {
 	return loaded, nil
 }
 
+// ProviderLibrary is where ONNX Runtime looks for an execution provider's
+// library ("cuda", "tensorrt"): beside its own. ok reports that it is there.
+func (rt *Runtime) ProviderLibrary(provider string) (path string, ok bool) {
+	path = filepath.Join(filepath.Dir(rt.LibraryPath), "libonnxruntime_providers_"+provider+".so")
+	_, err := os.Stat(path)
+	return path, err == nil
+}
+
 // LibraryCandidates lists, in order, where modelserve looks for the library:
 // the environment variable, the cache scripts/fetch-onnxruntime.sh fills,
 // and beside the executable (how images lay it out).

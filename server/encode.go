@@ -34,7 +34,7 @@ func newEncoder(fn model.Function, fetched []string) *encoder {
 }
 
 // idKey echoes a wide row's _ID.
-var idKey = []byte(`"_ID":`)
+const idKey = `"_ID":`
 
 func (e *encoder) encode(dst []byte, b *batch, outs []model.Tensor) []byte {
 	writers := make([]valueWriter, len(e.pick))

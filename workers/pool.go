@@ -70,6 +70,9 @@ func Start(ctx context.Context, rt *onnxrt.Runtime, m Model, cfg Config, log *sl
 			p.plan, first = plan, sess
 			break
 		}
+		if lib, ok := rt.ProviderLibrary("cuda"); !ok {
+			err = fmt.Errorf("this ONNX Runtime %s has no CUDA provider (%s is missing); use a GPU build of it: %w", rt.Version, lib, err)
+		}
 		if cfg.Device == CUDA {
 			return nil, fmt.Errorf("--device cuda: cannot run on a GPU: %w", err)
 		}
