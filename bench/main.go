@@ -378,6 +378,17 @@ func waitReady(base string) error {
 	return errors.New("the server did not become ready")
 }
 
+// short keeps three significant digits or so: 470µs, 2.35ms, 1.01s.
+func short(d time.Duration) time.Duration {
+	switch {
+	case d >= time.Second:
+		return d.Round(10 * time.Millisecond)
+	case d >= time.Millisecond:
+		return d.Round(10 * time.Microsecond)
+	}
+	return d.Round(time.Microsecond)
+}
+
 func render(results []result, ortVersion string, cpus int, d time.Duration) string {
 	var b strings.Builder
 	host, _ := os.Hostname()
@@ -393,7 +404,7 @@ func render(results []result, ortVersion string, cpus int, d time.Duration) stri
 			name += " (" + r.c.note + ")"
 		}
 		fmt.Fprintf(&b, "| %s | %d | %s | %d | %.0f | %.0f | %.1f%% | %s | %s |\n", name, r.c.batch, r.plan, r.c.connections,
-			r.raw, r.served, 100*r.served/r.raw, r.p50.Round(10*time.Microsecond), r.p99.Round(10*time.Microsecond))
+			r.raw, r.served, 100*r.served/r.raw, short(r.p50), short(r.p99))
 	}
 	return b.String()
 }
