@@ -1,86 +1,176 @@
 package admission
 
 import (
+	"container/list"
 	"context"
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/modelserve/modelserve/model"
 )
 
-// ErrOverloaded means the queue is full: the caller should retry later.
-var ErrOverloaded = errors.New("too many requests")
+// Errors that say why a request was not run. ErrOverloaded and ErrTooLarge
+// come wrapped in a *Rejection that names the limit.
+var (
+	// ErrOverloaded: the request does not fit now; retry later (429).
+	ErrOverloaded = errors.New("too many requests")
+	// ErrTooLarge: the request can never fit, whatever the load (413).
+	ErrTooLarge = errors.New("request too large")
+	// ErrClosed: the queue is shutting down (503).
+	ErrClosed = errors.New("the server is shutting down")
+)
 
-// ErrClosed means the queue is shutting down.
-var ErrClosed = errors.New("the server is shutting down")
+// Rejection reasons, as the metrics label them.
+const (
+	ReasonQueueFull = "queue_full"
+	ReasonMemory    = "memory"
+	ReasonDeadline  = "deadline"
+	ReasonCanceled  = "canceled"
+)
+
+// Rejection is a request refused by admission: Err is ErrOverloaded or
+// ErrTooLarge, Reason the limit it hit.
+type Rejection struct {
+	Err    error
+	Reason string
+	Detail string
+}
+
+func (r *Rejection) Error() string { return r.Err.Error() + ": " + r.Detail }
+func (r *Rejection) Unwrap() error { return r.Err }
 
 // Runner runs one batch; a workers.Pool is the real one. Size is how many
-// batches it can run at once.
+// batches it runs at once; FixedBatch is the model's fixed batch size, or
+// 0 when any batch size goes.
 type Runner interface {
 	Run(ctx context.Context, inputs []model.Tensor) ([]model.Tensor, error)
 	Size() int
+	FixedBatch() int
 }
 
-// Config bounds the queue.
+// Limit is a cap on in-flight bytes that may move over time, such as a
+// GPU's free memory; the tightest of the budget and every Limit applies.
+type Limit interface {
+	Bytes() int64
+}
+
+// Config bounds the queue and shapes its batches. Zero values take the
+// defaults below; Unbounded turns every limit off.
 type Config struct {
-	// MaxQueued is how many requests may wait for a worker.
-	MaxQueued int
+	// MaxQueuedRequests, MaxQueuedRows and MaxQueuedBytes bound what waits
+	// for a worker.
+	MaxQueuedRequests int
+	MaxQueuedRows     int
+	MaxQueuedBytes    int64
+	// MemoryBudget bounds the bytes of every request admitted and not yet
+	// answered: body, input tensors and the outputs they will produce.
+	MemoryBudget int64
+	Limits       []Limit
+	// MaxBatchRows is the most rows one ONNX Runtime call takes: smaller
+	// requests are coalesced up to it, larger ones split across workers.
+	MaxBatchRows int
+	// MaxBatchDelay is how long a free worker waits for more rows when
+	// its batch is not full; 0 runs at once with what is queued.
+	MaxBatchDelay time.Duration
+	// OutputRowBytes estimates the output bytes one row produces, until
+	// runs measure it.
+	OutputRowBytes int64
+	// Unbounded admits everything (for comparison only): nothing is
+	// rejected and the queue grows without limit.
+	Unbounded bool
 }
 
-// DefaultMaxQueued is the queue bound when none is configured.
-const DefaultMaxQueued = 256
+// Defaults.
+const (
+	DefaultMaxBatchRows = 64
+	// DefaultQueuedBatches is how many full batches per worker may wait:
+	// enough that no worker idles between requests, little enough that
+	// waiting stays short.
+	DefaultQueuedBatches = 2
+	DefaultMaxQueued     = 1024
+)
 
-// Queue admits batches and runs them on a Runner, one dispatcher per
-// worker, so a free worker always takes the oldest waiting batch.
+// Queue admits requests, holds them until a worker is free, and feeds the
+// workers batches: one dispatcher per worker takes, as soon as its worker
+// is free, the oldest waiting piece and every compatible piece queued
+// behind it, up to MaxBatchRows.
 type Queue struct {
-	runner Runner
-	jobs   chan *job
-	stop   chan struct{}
-	wg     sync.WaitGroup
-	// mu orders Submit against Close: nothing is queued after the drain.
-	mu     sync.RWMutex
-	closed bool
+	runner   Runner
+	cfg      Config
+	coalesce bool
+	m        *metrics
 
-	depth    prometheus.Gauge
-	rejected *prometheus.CounterVec
+	mu      sync.Mutex
+	pending list.List // of *piece, oldest first
+	closed  bool
+	// queued counts what waits for a worker; inflight is every admitted
+	// request's bytes until its answer is written.
+	queuedRequests int
+	queuedRows     int
+	queuedBytes    int64
+	inflight       int64
+	outRowBytes    int64
+	// rowsPerSecond is the measured throughput of one worker, for the
+	// deadline-aware check; 0 until the first run.
+	rowsPerSecond float64
+
+	wake chan struct{}
+	stop chan struct{}
+	wg   sync.WaitGroup
 }
 
-type job struct {
+// request is one admitted request, possibly split into pieces.
+type request struct {
 	ctx    context.Context
-	inputs []model.Tensor
-	done   chan result
-}
-
-type result struct {
-	outputs []model.Tensor
+	rows   int
+	pieces []*piece
+	// inQueue counts pieces still waiting, under Queue.mu.
+	inQueue int
+	mu      sync.Mutex
+	left    int // pieces not answered yet
+	outputs [][]model.Tensor
 	err     error
+	done    chan struct{}
 }
 
-// New starts a queue in front of r, registering its metrics with reg.
+// piece is up to MaxBatchRows rows of one request.
+type piece struct {
+	req      *request
+	index    int
+	inputs   []model.Tensor
+	rows     int
+	bytes    int64
+	shapeKey string
+	queued   time.Time
+	elem     *list.Element // in pending, nil once taken
+}
+
+// New starts a queue in front of r, with one dispatcher per worker.
 func New(r Runner, cfg Config, reg prometheus.Registerer) (*Queue, error) {
-	if cfg.MaxQueued <= 0 {
-		cfg.MaxQueued = DefaultMaxQueued
+	if cfg.MaxBatchRows <= 0 {
+		cfg.MaxBatchRows = DefaultMaxBatchRows
+	}
+	if cfg.MaxQueuedRequests <= 0 {
+		cfg.MaxQueuedRequests = DefaultMaxQueued
+	}
+	if cfg.MaxQueuedRows <= 0 {
+		cfg.MaxQueuedRows = DefaultQueuedBatches * r.Size() * cfg.MaxBatchRows
 	}
 	q := &Queue{
-		runner: r,
-		jobs:   make(chan *job, cfg.MaxQueued),
-		stop:   make(chan struct{}),
-		depth: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "modelserve_queue_requests",
-			Help: "Requests admitted and waiting for a worker.",
-		}),
-		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "modelserve_admission_rejections_total",
-			Help: "Requests refused or dropped before running, by reason.",
-		}, []string{"reason"}),
+		runner:      r,
+		cfg:         cfg,
+		coalesce:    r.FixedBatch() == 0,
+		outRowBytes: cfg.OutputRowBytes,
+		wake:        make(chan struct{}, r.Size()),
+		stop:        make(chan struct{}),
 	}
-	for _, c := range []prometheus.Collector{q.depth, q.rejected} {
-		if err := reg.Register(c); err != nil {
-			return nil, fmt.Errorf("registering admission metrics: %w", err)
-		}
+	var err error
+	if q.m, err = newMetrics(reg, q.budget); err != nil {
+		return nil, err
 	}
 	for range r.Size() {
 		q.wg.Add(1)
@@ -89,88 +179,289 @@ func New(r Runner, cfg Config, reg prometheus.Registerer) (*Queue, error) {
 	return q, nil
 }
 
-// Submit queues a batch and waits for its outputs. A full queue answers
-// ErrOverloaded at once; a caller that gives up (ctx) leaves its batch to
-// be skipped rather than run.
-func (q *Queue) Submit(ctx context.Context, inputs []model.Tensor) ([]model.Tensor, error) {
-	j := &job{ctx: ctx, inputs: inputs, done: make(chan result, 1)}
-	q.mu.RLock()
+// Config is the configuration in force, defaults filled in.
+func (q *Queue) Config() Config { return q.cfg }
+
+// Ticket is one request's claim on the queue and the memory budget, from
+// before its body is parsed until its answer is written.
+type Ticket struct {
+	q     *Queue
+	bytes int64
+	done  bool
+}
+
+// Admit claims room for a request whose body is bodyBytes long, before the
+// body is parsed: a request that cannot fit is refused without spending
+// the work. Call Done when its answer has been written.
+func (q *Queue) Admit(bodyBytes int64) (*Ticket, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
 	if q.closed {
-		q.mu.RUnlock()
 		return nil, ErrClosed
 	}
-	q.depth.Inc()
-	select {
-	case q.jobs <- j:
-		q.mu.RUnlock()
-	default:
-		q.mu.RUnlock()
-		q.depth.Dec()
-		q.rejected.WithLabelValues("queue_full").Inc()
-		return nil, ErrOverloaded
+	if !q.cfg.Unbounded {
+		if q.queuedRequests >= q.cfg.MaxQueuedRequests {
+			return nil, q.reject(ErrOverloaded, ReasonQueueFull, "%d requests are waiting", q.queuedRequests)
+		}
+		if err := q.checkMemory(bodyBytes, "its body"); err != nil {
+			return nil, err
+		}
+	}
+	q.inflight += bodyBytes
+	q.m.inflight.Set(float64(q.inflight))
+	return &Ticket{q: q, bytes: bodyBytes}, nil
+}
+
+// checkMemory refuses n more in-flight bytes that do not fit the budget.
+// Called with q.mu held.
+func (q *Queue) checkMemory(n int64, what string) error {
+	budget := q.budget()
+	if budget <= 0 {
+		return nil
+	}
+	if n > budget {
+		return q.reject(ErrTooLarge, ReasonMemory, "%s needs %d bytes, more than the whole memory budget of %d bytes; send fewer rows", what, n, budget)
+	}
+	if q.inflight+n > budget {
+		return q.reject(ErrOverloaded, ReasonMemory, "%d of %d budgeted bytes are in flight", q.inflight, budget)
+	}
+	return nil
+}
+
+// budget is the tightest of the configured budget and the Limits; 0 means
+// none. It reads only what does not change, so it needs no lock.
+func (q *Queue) budget() int64 {
+	if q.cfg.Unbounded {
+		return 0
+	}
+	b := q.cfg.MemoryBudget
+	for _, l := range q.cfg.Limits {
+		if v := l.Bytes(); b <= 0 || v < b {
+			b = max(v, 1)
+		}
+	}
+	return b
+}
+
+func (q *Queue) reject(err error, reason, format string, args ...any) error {
+	q.m.rejected.WithLabelValues(reason).Inc()
+	return &Rejection{Err: err, Reason: reason, Detail: fmt.Sprintf(format, args...)}
+}
+
+// Run queues the decoded inputs and waits for their outputs, in the rows'
+// order. It returns early, with ctx's error, when ctx ends first: the
+// request's queued pieces are dropped and never run.
+func (t *Ticket) Run(ctx context.Context, inputs []model.Tensor) ([]model.Tensor, error) {
+	q := t.q
+	req, err := q.enqueue(ctx, t, inputs)
+	if err != nil {
+		return nil, err
 	}
 	select {
-	case r := <-j.done:
-		return r.outputs, r.err
+	case <-req.done:
 	case <-ctx.Done():
+		q.m.rejected.WithLabelValues(reasonOf(ctx.Err())).Inc()
+		q.drop(req)
 		return nil, ctx.Err()
 	}
-}
-
-func (q *Queue) dispatch() {
-	defer q.wg.Done()
-	for {
-		// Shutdown wins over waiting work: select alone picks at random.
-		select {
-		case <-q.stop:
-			q.drain()
-			return
-		default:
-		}
-		select {
-		case <-q.stop:
-			q.drain()
-			return
-		case j := <-q.jobs:
-			q.depth.Dec()
-			q.runJob(j)
-		}
+	if req.err != nil {
+		q.drop(req) // a failed piece fails the request: the rest need not run
+		return nil, req.err
 	}
+	return req.result()
 }
 
-func (q *Queue) runJob(j *job) {
-	if err := j.ctx.Err(); err != nil {
-		q.rejected.WithLabelValues(reason(err)).Inc()
-		j.done <- result{err: err}
+// Done releases the ticket's memory; call it once the answer is written.
+func (t *Ticket) Done() {
+	q := t.q
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if t.done {
 		return
 	}
-	out, err := q.runner.Run(j.ctx, j.inputs)
-	j.done <- result{outputs: out, err: err}
+	t.done = true
+	q.inflight -= t.bytes
+	q.m.inflight.Set(float64(q.inflight))
 }
 
-// drain answers what is still queued at shutdown, so nothing admitted is
-// left without an answer.
-func (q *Queue) drain() {
-	for {
-		select {
-		case j := <-q.jobs:
-			q.depth.Dec()
-			j.done <- result{err: ErrClosed}
-		default:
-			return
+func (q *Queue) enqueue(ctx context.Context, t *Ticket, inputs []model.Tensor) (*request, error) {
+	rows := inputs[0].Rows()
+	var inBytes int64
+	for _, in := range inputs {
+		inBytes += int64(in.Bytes())
+	}
+	key := shapeKey(inputs)
+
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return nil, ErrClosed
+	}
+	need := inBytes + int64(rows)*q.outRowBytes
+	if !q.cfg.Unbounded {
+		if err := q.checkQueue(rows, inBytes); err != nil {
+			return nil, err
+		}
+		if err := q.checkMemory(need, "the request"); err != nil {
+			return nil, err
+		}
+		if err := q.checkDeadline(ctx, rows); err != nil {
+			return nil, err
 		}
 	}
-}
+	t.bytes += need
+	q.inflight += need
 
-func reason(err error) string {
-	if errors.Is(err, context.DeadlineExceeded) {
-		return "deadline"
+	req := &request{ctx: ctx, rows: rows, done: make(chan struct{})}
+	now := time.Now()
+	for lo := 0; lo < rows; lo += q.cfg.MaxBatchRows {
+		hi := min(lo+q.cfg.MaxBatchRows, rows)
+		p := &piece{req: req, index: len(req.pieces), rows: hi - lo, shapeKey: key, queued: now}
+		p.inputs = make([]model.Tensor, len(inputs))
+		for i, in := range inputs {
+			p.inputs[i] = in.SliceRows(lo, hi)
+		}
+		p.bytes = inBytes * int64(p.rows) / int64(rows)
+		p.elem = q.pending.PushBack(p)
+		req.pieces = append(req.pieces, p)
+		q.queuedRows += p.rows
+		q.queuedBytes += p.bytes
 	}
-	return "canceled"
+	req.left = len(req.pieces)
+	req.inQueue = len(req.pieces)
+	req.outputs = make([][]model.Tensor, len(req.pieces))
+	q.queuedRequests++
+	q.observeQueue()
+	for range req.pieces {
+		select {
+		case q.wake <- struct{}{}:
+		default:
+		}
+	}
+	return req, nil
 }
 
-// Close stops taking batches, answers the queued ones with ErrClosed and
-// waits for running ones to finish.
+// checkQueue refuses rows and bytes that would overfill the queue; called
+// with q.mu held.
+func (q *Queue) checkQueue(rows int, bytes int64) error {
+	switch {
+	case q.queuedRequests >= q.cfg.MaxQueuedRequests:
+		return q.reject(ErrOverloaded, ReasonQueueFull, "%d requests are waiting", q.queuedRequests)
+	case rows > q.cfg.MaxQueuedRows:
+		return q.reject(ErrTooLarge, ReasonQueueFull, "%d rows is more than the queue holds (%d); send fewer rows per request", rows, q.cfg.MaxQueuedRows)
+	case q.queuedRows+rows > q.cfg.MaxQueuedRows:
+		return q.reject(ErrOverloaded, ReasonQueueFull, "%d rows are waiting", q.queuedRows)
+	case q.cfg.MaxQueuedBytes > 0 && bytes > q.cfg.MaxQueuedBytes:
+		return q.reject(ErrTooLarge, ReasonQueueFull, "%d input bytes is more than the queue holds (%d); send fewer rows per request", bytes, q.cfg.MaxQueuedBytes)
+	case q.cfg.MaxQueuedBytes > 0 && q.queuedBytes+bytes > q.cfg.MaxQueuedBytes:
+		return q.reject(ErrOverloaded, ReasonQueueFull, "%d input bytes are waiting", q.queuedBytes)
+	}
+	return nil
+}
+
+// checkDeadline refuses at once a request that, at the measured speed,
+// would still be waiting when its deadline passes. Called with q.mu held.
+func (q *Queue) checkDeadline(ctx context.Context, rows int) error {
+	deadline, ok := ctx.Deadline()
+	if !ok || q.rowsPerSecond <= 0 {
+		return nil
+	}
+	rate := q.rowsPerSecond * float64(q.runner.Size())
+	wait := time.Duration(float64(q.queuedRows+rows) / rate * float64(time.Second))
+	if left := time.Until(deadline); wait > left {
+		return q.reject(ErrOverloaded, ReasonDeadline, "the queue needs about %v, the request's deadline is in %v", wait.Round(time.Millisecond), left.Round(time.Millisecond))
+	}
+	return nil
+}
+
+// drop takes what is still queued of a request out of the queue.
+func (q *Queue) drop(req *request) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, p := range req.pieces {
+		if p.elem != nil {
+			q.unqueue(p)
+		}
+	}
+	q.observeQueue()
+}
+
+// unqueue takes p out of pending; called with q.mu held.
+func (q *Queue) unqueue(p *piece) {
+	q.pending.Remove(p.elem)
+	p.elem = nil
+	q.queuedRows -= p.rows
+	q.queuedBytes -= p.bytes
+	if p.req.inQueue--; p.req.inQueue == 0 {
+		q.queuedRequests--
+	}
+}
+
+func reasonOf(err error) string {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return ReasonDeadline
+	}
+	return ReasonCanceled
+}
+
+func (q *Queue) observeQueue() {
+	q.m.queuedRequests.Set(float64(q.queuedRequests))
+	q.m.queuedRows.Set(float64(q.queuedRows))
+	q.m.inflight.Set(float64(q.inflight))
+}
+
+// shapeKey tells apart requests whose rows cannot share a tensor: those
+// whose open dimensions (a sequence length) differ.
+func shapeKey(inputs []model.Tensor) string {
+	var b []byte
+	for _, in := range inputs {
+		for _, d := range in.Shape[1:] {
+			b = fmt.Appendf(b, "%d,", d)
+		}
+		b = append(b, ';')
+	}
+	return string(b)
+}
+
+func (r *request) complete(index int, outputs []model.Tensor, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.left == 0 {
+		return
+	}
+	if err != nil && r.err == nil {
+		r.err = err
+	}
+	r.outputs[index] = outputs
+	r.left--
+	if r.left == 0 || r.err != nil {
+		r.left = 0
+		close(r.done)
+	}
+}
+
+// result joins the pieces' outputs back in row order.
+func (r *request) result() ([]model.Tensor, error) {
+	if len(r.outputs) == 1 {
+		return r.outputs[0], nil
+	}
+	joined := make([]model.Tensor, len(r.outputs[0]))
+	parts := make([]model.Tensor, len(r.outputs))
+	for i := range joined {
+		for k, outs := range r.outputs {
+			parts[k] = outs[i]
+		}
+		t, err := model.ConcatRows(parts)
+		if err != nil {
+			return nil, fmt.Errorf("joining the pieces of a split request: %w", err)
+		}
+		joined[i] = t
+	}
+	return joined, nil
+}
+
+// Close stops admitting, answers what is still queued with ErrClosed and
+// waits for running batches to finish.
 func (q *Queue) Close() {
 	q.mu.Lock()
 	if !q.closed {

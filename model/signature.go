@@ -26,6 +26,16 @@ func (s Spec) TypeString() string {
 	return s.DType.String() + s.Shape.String()
 }
 
+// RowBytes estimates the bytes one row of the value takes, counting an
+// open dimension as 1 (and a string as its header).
+func (s Spec) RowBytes() int64 {
+	n := int64(s.DType.Size())
+	for _, d := range s.RowShape() {
+		n *= max(d, 1)
+	}
+	return n
+}
+
 // RowShape is the shape of one row's value: the dimensions after the batch.
 func (s Spec) RowShape() Shape {
 	if len(s.Shape) == 0 {
@@ -282,6 +292,16 @@ func (s Signature) outputNames() string {
 		names[i] = o.Name
 	}
 	return strings.Join(names, ", ")
+}
+
+// OutputRowBytes estimates the bytes of the fetched outputs of one row.
+func (s Signature) OutputRowBytes() int64 {
+	var n int64
+	for _, name := range s.FetchedOutputs() {
+		o, _, _ := s.Output(name)
+		n += o.RowBytes()
+	}
+	return n
 }
 
 // FetchedOutputs are the outputs some function returns, in the model's

@@ -26,6 +26,9 @@ const RootEnv = "MODELSERVE_REGISTRY"
 
 const (
 	manifestFile = "manifest.json"
+	// lockFile is what services hold and Delete tests; the manifest itself
+	// is replaced on updates, which would drop a lock held on it.
+	lockFile = "lock"
 	modelFile    = "model.onnx"
 	modelsDir    = "models"
 	stagingDir   = ".staging"
@@ -99,6 +102,7 @@ type LogRequest struct {
 	// the key "" stands for the model's only feature-matrix input.
 	Features map[string][]string
 	Comment  string
+	Settings Settings
 }
 
 // Log copies a model into the registry as a new version. The model must
@@ -125,7 +129,10 @@ func (r *Registry) Log(ctx context.Context, req LogRequest) (Version, error) {
 	}
 	defer os.RemoveAll(stage) // a no-op once the folder has been renamed
 
-	v := Version{Name: req.Name, Version: req.Version, Comment: req.Comment, File: modelFile, Dir: stage}
+	if err := req.Settings.Validate(); err != nil {
+		return Version{}, err
+	}
+	v := Version{Name: req.Name, Version: req.Version, Comment: req.Comment, File: modelFile, Dir: stage, Settings: req.Settings}
 	v.Size, v.SHA256, err = copyFile(ctx, req.File, v.ModelPath())
 	if err != nil {
 		return Version{}, err
@@ -144,10 +151,10 @@ func (r *Registry) Log(ctx context.Context, req LogRequest) (Version, error) {
 		v.Metadata = info.Metadata
 	}
 	v.Created = time.Now().UTC().Truncate(time.Second)
-	if err := writeManifest(v); err != nil {
-		return Version{}, err
+	if err := os.WriteFile(filepath.Join(stage, lockFile), nil, 0o444); err != nil {
+		return Version{}, fmt.Errorf("registering %s: %w", v.Ref(), err)
 	}
-	if err := syncDir(stage); err != nil {
+	if err := writeManifest(v); err != nil {
 		return Version{}, err
 	}
 	parent := filepath.Dir(final)
@@ -201,6 +208,9 @@ func (r *Registry) sameOrExists(ctx context.Context, req LogRequest) (Version, e
 	}
 	if !reflect.DeepEqual(sig.Functions, existing.Signature.Functions) || !reflect.DeepEqual(sig.Features, existing.Signature.Features) {
 		return Version{}, fmt.Errorf("model %s %w with the same file but other functions or features; log a new version", existing.Ref(), ErrExists)
+	}
+	if req.Settings != existing.Settings {
+		return Version{}, fmt.Errorf("model %s %w with other settings; change them with registry set", existing.Ref(), ErrExists)
 	}
 	return existing, nil
 }
@@ -308,13 +318,30 @@ func (r *Registry) Get(name, version string) (Version, error) {
 	return v, err
 }
 
+// SetSettings replaces a version's serving settings. Services running it
+// keep theirs until they restart.
+func (r *Registry) SetSettings(name, version string, s Settings) (Version, error) {
+	if err := s.Validate(); err != nil {
+		return Version{}, err
+	}
+	v, err := r.Get(name, version)
+	if err != nil {
+		return Version{}, err
+	}
+	v.Settings = s
+	if err := writeManifest(v); err != nil {
+		return Version{}, err
+	}
+	return v, nil
+}
+
 // Delete removes a version, unless a service holds it (see Acquire).
 func (r *Registry) Delete(name, version string) error {
 	v, err := r.Get(name, version)
 	if err != nil {
 		return err
 	}
-	lock, err := os.Open(filepath.Join(v.Dir, manifestFile))
+	lock, err := os.Open(filepath.Join(v.Dir, lockFile))
 	if err != nil {
 		return fmt.Errorf("deleting %s: %w", v.Ref(), err)
 	}
@@ -348,9 +375,9 @@ func (r *Registry) Delete(name, version string) error {
 
 // Acquire marks a version as served until release is called, or the
 // process ends: Delete refuses it meanwhile. The mark is a shared lock on
-// the manifest, so the kernel drops it if the service dies.
+// the version's lock file, so the kernel drops it if the service dies.
 func (r *Registry) Acquire(v Version) (release func() error, err error) {
-	f, err := os.Open(filepath.Join(v.Dir, manifestFile))
+	f, err := os.Open(filepath.Join(v.Dir, lockFile))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("model %s: %w in registry %s", v.Ref(), ErrNotFound, r.root)
 	}
@@ -414,25 +441,36 @@ func readManifest(dir string) (Version, error) {
 	return v, nil
 }
 
+// writeManifest writes v's manifest whole, through a temporary file and a
+// rename, so a reader sees the old manifest or the new one, never half.
 func writeManifest(v Version) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return fmt.Errorf("writing manifest of %s: %w", v.Ref(), err)
 	}
 	path := filepath.Join(v.Dir, manifestFile)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	f, err := os.CreateTemp(v.Dir, ".manifest-*")
 	if err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
-	if _, err := f.Write(append(b, '\n')); err != nil {
-		f.Close()
+	defer os.Remove(f.Name()) // a no-op after the rename
+	_, err = f.Write(append(b, '\n'))
+	if err == nil {
+		err = f.Chmod(0o644)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	return f.Close()
+	return syncDir(v.Dir)
 }
 
 // copyFile copies src to dst, syncing it, and returns its size and sha256.

@@ -23,9 +23,44 @@ type Version struct {
 	Producer    string            `json:"producer,omitempty"`
 	Description string            `json:"description,omitempty"`
 	Metadata    map[string]string `json:"metadata,omitempty"`
+	// Settings tune how the version is served; flags override them.
+	Settings Settings `json:"settings,omitzero"`
 
 	// Dir is the version's folder; it is not stored.
 	Dir string `json:"-"`
+}
+
+// Settings are a version's own serving settings; zero means "the server's
+// default".
+type Settings struct {
+	// MaxBatchRows is the most rows one ONNX Runtime call takes.
+	MaxBatchRows int `json:"max_batch_rows,omitempty"`
+	// MaxBatchDelay is how long a free worker waits to fill a batch.
+	MaxBatchDelay Duration `json:"max_batch_delay,omitempty"`
+}
+
+// Validate refuses settings that make no sense.
+func (s Settings) Validate() error {
+	if s.MaxBatchRows < 0 {
+		return fmt.Errorf("max batch rows must be positive, not %d", s.MaxBatchRows)
+	}
+	if s.MaxBatchDelay < 0 {
+		return fmt.Errorf("max batch delay must not be negative, not %v", time.Duration(s.MaxBatchDelay))
+	}
+	return nil
+}
+
+// Duration is a time.Duration written as text ("2ms") in manifests.
+type Duration time.Duration
+
+// MarshalText writes the duration as Go prints it.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// UnmarshalText reads what MarshalText writes.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	*d = Duration(v)
+	return err
 }
 
 // Ref is the version's NAME:VERSION.

@@ -23,10 +23,11 @@ import (
 	"github.com/modelserve/modelserve/model"
 )
 
-// Predictor runs a decoded batch: admission's queue in front of the workers.
-// Inputs follow the signature's inputs; outputs follow FetchedOutputs.
-type Predictor interface {
-	Submit(ctx context.Context, inputs []model.Tensor) ([]model.Tensor, error)
+// Admitter is admission's queue in front of the workers: Admit claims room
+// for a request before its body is parsed, and the ticket runs its decoded
+// inputs (the signature's inputs) into outputs (FetchedOutputs).
+type Admitter interface {
+	Admit(bodyBytes int64) (*admission.Ticket, error)
 }
 
 // Config describes the model a server serves and where it reports.
@@ -39,10 +40,22 @@ type Config struct {
 	// metrics (the caller labels them with the model and version).
 	Gatherer   prometheus.Gatherer
 	Registerer prometheus.Registerer
+	// RequestTimeout is a request's deadline unless its X-Request-Timeout
+	// header asks for another, which MaxRequestTimeout caps.
+	RequestTimeout    time.Duration
+	MaxRequestTimeout time.Duration
 }
 
-// DefaultMaxBodyBytes bounds a request body unless configured.
-const DefaultMaxBodyBytes = 64 << 20
+// TimeoutHeader lets a caller set its request's deadline: seconds ("2.5")
+// or a Go duration ("250ms").
+const TimeoutHeader = "X-Request-Timeout"
+
+// Defaults for Config.
+const (
+	DefaultMaxBodyBytes      = 64 << 20
+	DefaultRequestTimeout    = time.Minute
+	DefaultMaxRequestTimeout = 10 * time.Minute
+)
 
 // Server is modelserve's HTTP front: the external-function routes of one
 // model, readiness and metrics.
@@ -50,9 +63,10 @@ type Server struct {
 	cfg     Config
 	app     *fiber.App
 	routes  map[string]*route
-	pred    atomic.Pointer[predictorRef]
+	pred    atomic.Pointer[admitterRef]
 	parsers fastjson.ParserPool
 	bufs    sync.Pool
+	hangups *disconnects
 
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
@@ -60,7 +74,7 @@ type Server struct {
 	ready    prometheus.Gauge
 }
 
-type predictorRef struct{ Predictor }
+type admitterRef struct{ Admitter }
 
 // route is one function's path with its decoder and encoder.
 type route struct {
@@ -70,6 +84,10 @@ type route struct {
 }
 
 var errNotReady = errors.New("the model is still loading")
+
+// ReasonHeader names the limit a rejected request hit (queue_full, memory,
+// deadline), for the caller's logs; the body stays the gateway's format.
+const ReasonHeader = "X-Modelserve-Rejected"
 
 // New builds the server; it answers 503 on its routes until SetPredictor.
 func New(cfg Config) (*Server, error) {
@@ -82,7 +100,13 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	s := &Server{cfg: cfg, routes: map[string]*route{}}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = DefaultRequestTimeout
+	}
+	if cfg.MaxRequestTimeout <= 0 {
+		cfg.MaxRequestTimeout = max(DefaultMaxRequestTimeout, cfg.RequestTimeout)
+	}
+	s := &Server{cfg: cfg, routes: map[string]*route{}, hangups: newDisconnects(50 * time.Millisecond)}
 	if err := s.registerMetrics(); err != nil {
 		return nil, err
 	}
@@ -139,15 +163,15 @@ func (s *Server) registerMetrics() error {
 	return nil
 }
 
-// SetPredictor makes the server ready: the model is loaded and requests
-// go to p. A nil p makes it not ready again.
-func (s *Server) SetPredictor(p Predictor) {
-	if p == nil {
+// SetAdmitter makes the server ready: the model is loaded and requests go
+// to a. A nil a makes it not ready again.
+func (s *Server) SetAdmitter(a Admitter) {
+	if a == nil {
 		s.pred.Store(nil)
 		s.ready.Set(0)
 		return
 	}
-	s.pred.Store(&predictorRef{p})
+	s.pred.Store(&admitterRef{a})
 	s.ready.Set(1)
 }
 
@@ -163,6 +187,7 @@ func (s *Server) Serve(ln net.Listener) error {
 
 // Shutdown stops accepting connections and waits for requests in progress.
 func (s *Server) Shutdown(ctx context.Context) error {
+	defer s.hangups.close()
 	return s.app.ShutdownWithContext(ctx)
 }
 
@@ -197,13 +222,24 @@ func (s *Server) run(c *fiber.Ctx, r *route) (int, error) {
 	if ref == nil {
 		return 0, errNotReady
 	}
+	ctx, cancel, err := s.requestContext(c)
+	if err != nil {
+		return 0, err
+	}
+	defer cancel()
+	// Admission sees the body's size before the body is parsed.
+	ticket, err := ref.Admit(int64(len(c.Body())))
+	if err != nil {
+		return 0, err
+	}
+	defer ticket.Done()
 	p := s.parsers.Get()
 	b, err := r.dec.decode(c.Body(), p)
 	s.parsers.Put(p)
 	if err != nil {
 		return 0, err
 	}
-	outs, err := ref.Submit(c.UserContext(), b.inputs)
+	outs, err := ticket.Run(ctx, b.inputs)
 	if err != nil {
 		return 0, err
 	}
@@ -218,21 +254,64 @@ func (s *Server) run(c *fiber.Ctx, r *route) (int, error) {
 	return len(b.rowIDs), nil
 }
 
+// requestContext gives the request its deadline and ends early if the
+// caller hangs up.
+func (s *Server) requestContext(c *fiber.Ctx) (context.Context, func(), error) {
+	timeout := s.cfg.RequestTimeout
+	if h := c.Get(TimeoutHeader); h != "" {
+		d, err := parseTimeout(h)
+		if err != nil {
+			return nil, nil, &InputError{Row: -1, Msg: fmt.Sprintf("%s: %v", TimeoutHeader, err)}
+		}
+		timeout = min(d, s.cfg.MaxRequestTimeout)
+	}
+	ctx, cancel := context.WithTimeout(c.UserContext(), timeout)
+	unwatch := s.hangups.watch(c.Context().Conn(), cancel)
+	return ctx, func() {
+		unwatch()
+		cancel()
+	}, nil
+}
+
+// parseTimeout reads seconds ("2.5") or a Go duration ("250ms").
+func parseTimeout(h string) (time.Duration, error) {
+	d, err := time.ParseDuration(h)
+	if err != nil {
+		secs, ferr := strconv.ParseFloat(h, 64)
+		if ferr != nil {
+			return 0, fmt.Errorf("%q is neither seconds nor a duration like 250ms", h)
+		}
+		d = time.Duration(secs * float64(time.Second))
+	}
+	if d <= 0 {
+		return 0, fmt.Errorf("%q is not a positive time", h)
+	}
+	return d, nil
+}
+
 // writeError is the one place an error becomes an HTTP status and body.
 func (s *Server) writeError(c *fiber.Ctx, err error, function string) int {
 	var in *InputError
+	var rejected *admission.Rejection
 	status, msg := http.StatusInternalServerError, "Prediction failed: "+err.Error()
 	switch {
 	case errors.As(err, &in):
 		status, msg = http.StatusBadRequest, "Input data malformed: "+in.Error()
-	case errors.Is(err, admission.ErrOverloaded):
+	case errors.As(err, &rejected):
+		c.Set(ReasonHeader, rejected.Reason)
+		if errors.Is(err, admission.ErrTooLarge) {
+			status, msg = http.StatusRequestEntityTooLarge, "Request too large: "+rejected.Detail
+			break
+		}
+		// The gateway slows down and retries on 429: the one signal for
+		// "not now".
 		status, msg = http.StatusTooManyRequests, "Too many requests"
 		c.Set(fiber.HeaderRetryAfter, "1")
 	case errors.Is(err, errNotReady), errors.Is(err, admission.ErrClosed):
 		status, msg = http.StatusServiceUnavailable, "Service unavailable: "+err.Error()
 		c.Set(fiber.HeaderRetryAfter, "1")
 	case errors.Is(err, context.DeadlineExceeded):
-		status, msg = http.StatusGatewayTimeout, "Prediction timed out"
+		status, msg = http.StatusGatewayTimeout, "Prediction timed out: the request's deadline passed before it ran to the end"
 	case errors.Is(err, context.Canceled):
 		status, msg = http.StatusServiceUnavailable, "Request canceled"
 	}

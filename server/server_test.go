@@ -31,8 +31,8 @@ type fixture struct {
 }
 
 // newFixture serves a generated model with the given functions over a real
-// worker pool; the server is not ready until ready() is called.
-func newFixture(t *testing.T, name string, fns []model.Function, maxQueued int) (fixture, func()) {
+// one-worker pool; the server is not ready until ready() is called.
+func newFixture(t *testing.T, name string, fns []model.Function, cfg admission.Config) (fixture, func()) {
 	t.Helper()
 	rt := testenv.Runtime(t)
 	b, err := os.ReadFile(testenv.Model(t, name))
@@ -54,7 +54,7 @@ func newFixture(t *testing.T, name string, fns []model.Function, maxQueued int) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	q, err := admission.New(pool, admission.Config{MaxQueued: maxQueued}, metrics)
+	q, err := admission.New(pool, cfg, metrics)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +63,8 @@ func newFixture(t *testing.T, name string, fns []model.Function, maxQueued int) 
 		pool.Close(context.Background())
 	})
 	f := fixture{srv: srv, queue: q, metrics: metrics}
-	return f, func() { srv.SetPredictor(q) }
+	t.Cleanup(func() { srv.Shutdown(context.Background()) })
+	return f, func() { srv.SetAdmitter(q) }
 }
 
 var irisFunctions = []model.Function{{Name: "predict", Outputs: []string{"label"}}, {Name: "predict_proba", Outputs: []string{"probabilities"}}}
@@ -83,7 +84,7 @@ func (f fixture) do(t *testing.T, method, path, body string) (int, http.Header, 
 const irisRows = `{"data": [[0, 5.1, 3.5, 1.4, 0.2], [1, 6.7, 3.0, 5.2, 2.3]]}`
 
 func TestServer_notReadyUntilEveryWorkerHasLoaded(t *testing.T) {
-	f, ready := newFixture(t, "iris", irisFunctions, 8)
+	f, ready := newFixture(t, "iris", irisFunctions, admission.Config{})
 	for _, path := range []string{"/healthcheck", "/health"} {
 		if code, _, body := f.do(t, "GET", path, ""); code != 503 || body != `{"status":"not ready"}` {
 			t.Errorf("GET %s before load = %d %s", path, code, body)
@@ -107,7 +108,7 @@ func TestServer_notReadyUntilEveryWorkerHasLoaded(t *testing.T) {
 }
 
 func TestServer_eachFunctionHasItsRoute(t *testing.T) {
-	f, ready := newFixture(t, "iris", irisFunctions, 8)
+	f, ready := newFixture(t, "iris", irisFunctions, admission.Config{})
 	ready()
 	tests := []struct {
 		method, path string
@@ -132,7 +133,7 @@ func TestServer_eachFunctionHasItsRoute(t *testing.T) {
 }
 
 func TestServer_defaultFunctionWithoutPredict(t *testing.T) {
-	f, ready := newFixture(t, "iris", []model.Function{{Name: "classify", Outputs: []string{"label", "probabilities"}}}, 8)
+	f, ready := newFixture(t, "iris", []model.Function{{Name: "classify", Outputs: []string{"label", "probabilities"}}}, admission.Config{})
 	ready()
 	for _, path := range []string{"/predict", "/classify"} {
 		if code, _, body := f.do(t, "POST", path, irisRows); code != 200 || !strings.Contains(body, `"label":2,"probabilities":[`) {
@@ -142,7 +143,7 @@ func TestServer_defaultFunctionWithoutPredict(t *testing.T) {
 }
 
 func TestServer_modelFailureIsReportedWhole(t *testing.T) {
-	f, ready := newFixture(t, "fragile", []model.Function{{Name: "predict", Outputs: []string{"pairs"}}}, 8)
+	f, ready := newFixture(t, "fragile", []model.Function{{Name: "predict", Outputs: []string{"pairs"}}}, admission.Config{})
 	ready()
 	for _, body := range []string{`{"data": [[0, [1, 2, 3]]]}`, `{"data": [[0, [1, 2, 3, 4]]]}`} {
 		code, _, got := f.do(t, "POST", "/predict", body)
@@ -155,28 +156,151 @@ func TestServer_modelFailureIsReportedWhole(t *testing.T) {
 	}
 }
 
-func TestServer_overloadAnswers429AtOnce(t *testing.T) {
-	fns := []model.Function{{Name: "predict", Outputs: []string{"embedding"}}}
-	f, ready := newFixture(t, "encoder", fns, 1)
-	ready()
+var encoderFunctions = []model.Function{{Name: "predict", Outputs: []string{"embedding"}}}
+
+// occupyRows keep the encoder's one worker busy for seconds.
+const occupyRows = 4096
+
+// occupy runs a long batch on the fixture's only worker until the test
+// ends (or release is called, which cancels it).
+func (f fixture) occupy(t *testing.T) (release func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	ids := func(rows int) []model.Tensor {
-		return []model.Tensor{{DType: model.Int64, Shape: model.Shape{int64(rows), 32}, Data: make([]int64, rows*32)}}
+	ticket, err := f.queue.Admit(0)
+	if err != nil {
+		t.Fatal(err)
 	}
-	go f.queue.Submit(ctx, ids(4096)) // keeps the only worker busy for seconds
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer ticket.Done()
+		ticket.Run(ctx, []model.Tensor{{DType: model.Int64, Shape: model.Shape{occupyRows, 32}, Data: make([]int64, occupyRows*32)}})
+	}()
 	waitForGauge(t, f.metrics, "modelserve_workers_busy", 1)
-	go f.queue.Submit(ctx, ids(1)) // fills the queue
+	release = func() {
+		cancel()
+		<-done
+	}
+	t.Cleanup(release)
+	return release
+}
+
+func encoderRow(row int) string {
+	return fmt.Sprintf(`[%d, [%s1]]`, row, strings.Repeat("1,", 31))
+}
+
+func TestServer_overloadAnswers429AtOnce(t *testing.T) {
+	f, ready := newFixture(t, "encoder", encoderFunctions, admission.Config{MaxBatchRows: occupyRows, MaxQueuedRequests: 1})
+	ready()
+	f.occupy(t)
+	go f.srv.Test(httptest.NewRequest("POST", "/predict", strings.NewReader(`{"data": [`+encoderRow(0)+`]}`))) // waits in the queue
 	waitForGauge(t, f.metrics, "modelserve_queue_requests", 1)
 
 	start := time.Now()
-	code, h, body := f.do(t, "POST", "/predict", `{"data": [[0, [`+strings.Repeat("1,", 31)+`1]]]}`)
-	if code != 429 || h.Get("Retry-After") == "" || body != `{"error":"Too many requests"}` {
-		t.Errorf("overloaded = %d %q %s", code, h.Get("Retry-After"), body)
+	code, h, body := f.do(t, "POST", "/predict", `{"data": [`+encoderRow(0)+`]}`)
+	if code != 429 || h.Get("Retry-After") == "" || body != `{"error":"Too many requests"}` || h.Get(ReasonHeader) != "queue_full" {
+		t.Errorf("overloaded = %d %q %q %s", code, h.Get("Retry-After"), h.Get(ReasonHeader), body)
 	}
 	if d := time.Since(start); d > time.Second {
 		t.Errorf("the 429 took %v", d)
 	}
+}
+
+func TestServer_admissionComesBeforeParsing(t *testing.T) {
+	f, ready := newFixture(t, "iris", irisFunctions, admission.Config{MemoryBudget: 4096})
+	ready()
+	held, err := f.queue.Admit(3000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Done()
+	// Malformed, but too big for what is left of the budget: refused
+	// before parsing, so the answer is 429, not 400.
+	code, h, _ := f.do(t, "POST", "/predict", strings.Repeat("x", 2000))
+	if code != 429 || h.Get(ReasonHeader) != "memory" {
+		t.Errorf("a body over the free budget = %d (%s), want 429 memory", code, h.Get(ReasonHeader))
+	}
+	code, _, body := f.do(t, "POST", "/predict", strings.Repeat("x", 5000))
+	if code != 413 || !strings.Contains(body, "more than the whole memory budget") {
+		t.Errorf("a body over the whole budget = %d %s, want 413", code, body)
+	}
+}
+
+func TestServer_deadlines(t *testing.T) {
+	f, ready := newFixture(t, "encoder", encoderFunctions, admission.Config{MaxBatchRows: occupyRows})
+	ready()
+	f.occupy(t)
+	body := `{"data": [` + encoderRow(0) + `]}`
+	tests := []struct {
+		header string
+		code   int
+		want   string
+	}{
+		{"50ms", 504, "deadline passed"},
+		{"0.05", 504, "deadline passed"},
+		{"soon", 400, "X-Request-Timeout"},
+		{"-1s", 400, "not a positive time"},
+	}
+	for _, tt := range tests {
+		req := httptest.NewRequest("POST", "/predict", strings.NewReader(body))
+		req.Header.Set(TimeoutHeader, tt.header)
+		resp, err := f.srv.Test(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tt.code || !strings.Contains(string(got), tt.want) {
+			t.Errorf("%s: %s = %d %s", TimeoutHeader, tt.header, resp.StatusCode, got)
+		}
+	}
+}
+
+func TestServer_aClientThatHangsUpCancelsItsWork(t *testing.T) {
+	f, ready := newFixture(t, "encoder", encoderFunctions, admission.Config{MaxBatchRows: occupyRows})
+	ready()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go f.srv.Serve(ln)
+	f.occupy(t)
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := `{"data": [` + encoderRow(0) + `]}`
+	fmt.Fprintf(conn, "POST /predict HTTP/1.1\r\nHost: test\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+	waitForGauge(t, f.metrics, "modelserve_queue_requests", 1)
+	conn.Close()
+	// The queued work goes without ever running, though the worker is
+	// still busy with the long batch.
+	waitForGauge(t, f.metrics, "modelserve_queue_requests", 0)
+	if got := counterValue(t, f.metrics, "modelserve_admission_rejections_total", "canceled"); got != 1 {
+		t.Errorf("canceled = %v", got)
+	}
+	if got := counterValue(t, f.metrics, "modelserve_requests_total", "unavailable"); got != 1 {
+		t.Errorf("requests answered unavailable = %v", got)
+	}
+}
+
+// counterValue reads the counter of a family whose labels include value.
+func counterValue(t *testing.T, reg *prometheus.Registry, name, value string) float64 {
+	t.Helper()
+	families, _ := reg.Gather()
+	for _, fam := range families {
+		if fam.GetName() != name {
+			continue
+		}
+		for _, m := range fam.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetValue() == value {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
 }
 
 func waitForGauge(t *testing.T, reg *prometheus.Registry, name string, want float64) {
@@ -195,7 +319,7 @@ func waitForGauge(t *testing.T, reg *prometheus.Registry, name string, want floa
 }
 
 func TestServer_oversizedBodyIs413BeforeItIsRead(t *testing.T) {
-	f, ready := newFixture(t, "iris", irisFunctions, 8)
+	f, ready := newFixture(t, "iris", irisFunctions, admission.Config{})
 	ready()
 	// Over a real socket: the limit applies to Content-Length, so the
 	// server answers before the body is sent at all.
@@ -204,7 +328,6 @@ func TestServer_oversizedBodyIs413BeforeItIsRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	go f.srv.Serve(ln)
-	t.Cleanup(func() { f.srv.Shutdown(context.Background()) })
 	conn, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -224,7 +347,7 @@ func TestServer_oversizedBodyIs413BeforeItIsRead(t *testing.T) {
 }
 
 func TestServer_metricsCountRequestsAndRows(t *testing.T) {
-	f, ready := newFixture(t, "iris", irisFunctions, 8)
+	f, ready := newFixture(t, "iris", irisFunctions, admission.Config{})
 	ready()
 	f.do(t, "POST", "/predict", irisRows)
 	f.do(t, "POST", "/predict", `{"data": []}`)

@@ -406,6 +406,12 @@ func TestServe_metricsPassPromtool(t *testing.T) {
 		`modelserve_ready{model="iris",version="1"} 1`,
 		`modelserve_request_duration_seconds_count{function="predict",model="iris",version="1"} 2`,
 		`modelserve_inference_duration_seconds_count{model="iris",version="1"} 1`,
+		`modelserve_batch_rows_count{model="iris",version="1"} 1`,
+		`modelserve_queue_wait_seconds_count{model="iris",version="1"} 1`,
+		`modelserve_queue_rows{model="iris",version="1"} 0`,
+		`modelserve_inflight_bytes{model="iris",version="1"} 0`,
+		`modelserve_admission_rejections_total{model="iris",reason="memory",version="1"} 0`,
+		"modelserve_memory_budget_bytes",
 		"process_resident_memory_bytes",
 		"go_goroutines",
 	} {
@@ -463,6 +469,46 @@ func TestServe_cudaWithoutAGPUFailsAtStart(t *testing.T) {
 	out, err := c.command("serve", "--model", "iris", "--device", "cuda", "--host", "127.0.0.1", "--port", "0").CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "--device cuda: cannot run on a GPU") {
 		t.Errorf("serve --device cuda on this machine: %v\n%s", err, out)
+	}
+}
+
+func TestServe_batchSettingsComeFromTheRegistryThenFlags(t *testing.T) {
+	c := newCLI(t)
+	c.must("registry", "log", "--name", "vectors", "--version", "1", "--file", testenv.Model(t, "vectors"), "--max-batch-rows", "16")
+	if out := c.must("registry", "set", "vectors:1", "--max-batch-delay", "3ms"); !strings.Contains(out, "max batch rows 16, max batch delay 3ms") {
+		t.Errorf("registry set said %q", out)
+	}
+	if show := c.must("registry", "show", "vectors:1"); !regexp.MustCompile(`settings +max batch rows 16, max batch delay 3ms`).MatchString(show) {
+		t.Errorf("registry show:\n%s", show)
+	}
+	// Re-logging with other settings is refused: settings change with set.
+	if _, errOut, err := c.run("registry", "log", "--name", "vectors", "--version", "1", "--file", testenv.Model(t, "vectors")); err == nil || !strings.Contains(errOut, "registry set") {
+		t.Errorf("re-log with other settings: %v %s", err, errOut)
+	}
+	s := c.serve("--model", "vectors")
+	s.waitReady()
+	if !strings.Contains(s.logs.String(), "max_batch_rows=16 max_batch_delay=3ms") {
+		t.Errorf("serve did not use the registry's settings:\n%s", s.logs)
+	}
+	s = c.serve("--model", "vectors", "--max-batch-rows", "4")
+	s.waitReady()
+	if !strings.Contains(s.logs.String(), "max_batch_rows=4 max_batch_delay=3ms") {
+		t.Errorf("the flag did not win over the registry:\n%s", s.logs)
+	}
+	// A request split across workers still answers every row in order.
+	var rows []string
+	for r := range 10 {
+		rows = append(rows, fmt.Sprintf("[%d, [%d, 0, 0, 0, 0, 0, 0, 0], 1]", r, r))
+	}
+	code, body := s.post("/predict", `{"data": [`+strings.Join(rows, ",")+`]}`)
+	got := parseRows(t, body)
+	if code != 200 || len(got) != 10 {
+		t.Fatalf("10 rows in pieces of 4 = %d %s", code, body)
+	}
+	for r, p := range got {
+		if p.Row != int64(r) || p.Values["norm"].(float64) != float64(r) {
+			t.Errorf("row %d came back as %+v", r, p)
+		}
 	}
 }
 

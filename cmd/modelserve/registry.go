@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -20,7 +22,7 @@ func newRegistryCmd(g *globals) *cobra.Command {
 		Use:   "registry",
 		Short: "Register, list, show and delete model versions",
 	}
-	cmd.AddCommand(newLogCmd(g), newListCmd(g), newShowCmd(g), newDeleteCmd(g))
+	cmd.AddCommand(newLogCmd(g), newListCmd(g), newShowCmd(g), newSetCmd(g), newDeleteCmd(g))
 	return cmd
 }
 
@@ -29,6 +31,7 @@ func newLogCmd(g *globals) *cobra.Command {
 		req       registry.LogRequest
 		functions []string
 		features  []string
+		settings  settingsFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "log --name NAME --version VERSION --file model.onnx",
@@ -52,6 +55,7 @@ only such input), or --features INPUT=a,b,c when there are several.`,
 			if req.Features, err = parseFeatures(features); err != nil {
 				return err
 			}
+			req.Settings = settings.apply(registry.Settings{})
 			rt, err := onnxrt.Load("")
 			if err != nil {
 				return err
@@ -75,6 +79,7 @@ only such input), or --features INPUT=a,b,c when there are several.`,
 	f.StringArrayVar(&functions, "function", nil, "NAME=OUTPUT[,OUTPUT...] (repeatable)")
 	f.StringArrayVar(&features, "features", nil, "[INPUT=]NAME,NAME,... feature names of a [batch, F] input (repeatable)")
 	f.StringVar(&req.Comment, "comment", "", "free text kept with the version")
+	settings.register(cmd)
 	for _, name := range []string{"name", "version", "file"} {
 		cmd.MarkFlagRequired(name)
 	}
@@ -176,6 +181,9 @@ func printVersion(out io.Writer, v registry.Version) error {
 	if v.Comment != "" {
 		fmt.Fprintf(w, "  comment\t%s\n", v.Comment)
 	}
+	if st := v.Settings; st != (registry.Settings{}) {
+		fmt.Fprintf(w, "  settings\tmax batch rows %s, max batch delay %s\n", orDefault(st.MaxBatchRows), time.Duration(st.MaxBatchDelay))
+	}
 	if v.Producer != "" {
 		fmt.Fprintf(w, "  producer\t%s\n", v.Producer)
 	}
@@ -219,6 +227,63 @@ func printVersion(out io.Writer, v registry.Version) error {
 		}
 	}
 	return nil
+}
+
+// settingsFlags are the serving settings a version can carry.
+type settingsFlags struct {
+	cmd           *cobra.Command
+	maxBatchRows  int
+	maxBatchDelay time.Duration
+}
+
+func (s *settingsFlags) register(cmd *cobra.Command) {
+	s.cmd = cmd
+	cmd.Flags().IntVar(&s.maxBatchRows, "max-batch-rows", 0, "serve this version with at most this many rows per ONNX Runtime call")
+	cmd.Flags().DurationVar(&s.maxBatchDelay, "max-batch-delay", 0, "serve this version waiting up to this long to fill a batch")
+}
+
+// apply sets, over base, the settings given on the command line.
+func (s *settingsFlags) apply(base registry.Settings) registry.Settings {
+	if s.cmd.Flags().Changed("max-batch-rows") {
+		base.MaxBatchRows = s.maxBatchRows
+	}
+	if s.cmd.Flags().Changed("max-batch-delay") {
+		base.MaxBatchDelay = registry.Duration(s.maxBatchDelay)
+	}
+	return base
+}
+
+func newSetCmd(g *globals) *cobra.Command {
+	var settings settingsFlags
+	cmd := &cobra.Command{
+		Use:   "set NAME:VERSION [--max-batch-rows N] [--max-batch-delay D]",
+		Short: "Change a version's serving settings (services pick them up when they restart)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !strings.Contains(args[0], ":") {
+				return fmt.Errorf("set needs NAME:VERSION; %q names no version", args[0])
+			}
+			reg, v, err := g.version(args[0])
+			if err != nil {
+				return err
+			}
+			if v, err = reg.SetSettings(v.Name, v.Version, settings.apply(v.Settings)); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: max batch rows %s, max batch delay %s\n", v.Ref(),
+				orDefault(v.Settings.MaxBatchRows), time.Duration(v.Settings.MaxBatchDelay))
+			return nil
+		},
+	}
+	settings.register(cmd)
+	return cmd
+}
+
+func orDefault(n int) string {
+	if n == 0 {
+		return "the server's default"
+	}
+	return strconv.Itoa(n)
 }
 
 // version opens the registry and finds NAME[:VERSION] in it.

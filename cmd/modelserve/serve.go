@@ -27,13 +27,24 @@ type serveOptions struct {
 	workers      int
 	intraOp      int
 	device       string
-	maxQueue     int
-	maxBodyBytes int
+	maxBodyBytes byteSize
 	drain        time.Duration
+
+	// admission
+	maxQueue          int
+	maxQueueRows      int
+	maxQueueBytes     byteSize
+	memoryBudget      byteSize
+	memoryFraction    float64
+	maxBatchRows      int
+	maxBatchDelay     time.Duration
+	requestTimeout    time.Duration
+	maxRequestTimeout time.Duration
+	unbounded         bool
 }
 
 func newServeCmd(g *globals) *cobra.Command {
-	o := &serveOptions{}
+	o := &serveOptions{maxBodyBytes: server.DefaultMaxBodyBytes}
 	cmd := &cobra.Command{
 		Use:   "serve --model NAME[:VERSION]",
 		Short: "Serve a registered model over HTTP",
@@ -42,6 +53,12 @@ function and POST /<function> each named one (underscores become hyphens),
 in the SQL gateway's external-function format. GET /healthcheck (or /health)
 answers 200 once every worker has loaded, and GET /metrics is for Prometheus.
 
+Admission keeps the queue short and memory bounded: a request that does not
+fit is answered 429 at once. Concurrent requests share ONNX Runtime calls of
+up to --max-batch-rows rows; larger ones are split across workers.
+--max-batch-rows and --max-batch-delay default to the version's registry
+settings (registry set), then to 64 rows and no delay.
+
 Every flag can also be set as MODELSERVE_<FLAG>, e.g. MODELSERVE_WORKERS=4.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -49,7 +66,7 @@ Every flag can also be set as MODELSERVE_<FLAG>, e.g. MODELSERVE_WORKERS=4.`,
 			if err != nil {
 				return err
 			}
-			return serve(cmd.Context(), g, o, log)
+			return serve(cmd, g, o, log)
 		},
 	}
 	f := cmd.Flags()
@@ -59,14 +76,25 @@ Every flag can also be set as MODELSERVE_<FLAG>, e.g. MODELSERVE_WORKERS=4.`,
 	f.IntVar(&o.workers, "workers", 0, "workers, each with its own session (default: one per core on CPU, one per GPU)")
 	f.IntVar(&o.intraOp, "intra-op-threads", 0, "threads per session (default: cores divided among the workers)")
 	f.StringVar(&o.device, "device", "auto", "auto, cpu or cuda")
-	f.IntVar(&o.maxQueue, "max-queue", admission.DefaultMaxQueued, "requests that may wait for a worker before new ones get 429")
-	f.IntVar(&o.maxBodyBytes, "max-body-bytes", server.DefaultMaxBodyBytes, "largest request body accepted")
+	f.Var(&o.maxBodyBytes, "max-body-bytes", "largest request body accepted (413 above)")
 	f.DurationVar(&o.drain, "drain-timeout", 30*time.Second, "how long a shutdown waits for requests in progress")
+
+	f.IntVar(&o.maxQueue, "max-queue", admission.DefaultMaxQueued, "requests that may wait for a worker")
+	f.IntVar(&o.maxQueueRows, "max-queue-rows", 0, "rows that may wait for a worker (default: two full batches per worker)")
+	f.Var(&o.maxQueueBytes, "max-queue-bytes", "input bytes that may wait for a worker (default: half the memory budget)")
+	f.Var(&o.memoryBudget, "memory-budget", "bytes admitted requests may hold, e.g. 2Gi (default: --memory-fraction of the memory left once the model is loaded)")
+	f.Float64Var(&o.memoryFraction, "memory-fraction", 0.5, "share of the memory left after loading that becomes the budget (cgroup limit, else physical memory)")
+	f.IntVar(&o.maxBatchRows, "max-batch-rows", 0, "most rows in one ONNX Runtime call (default: registry setting, else 64); 1 turns batching off")
+	f.DurationVar(&o.maxBatchDelay, "max-batch-delay", 0, "how long a free worker waits to fill a batch (default: registry setting, else 0)")
+	f.DurationVar(&o.requestTimeout, "request-timeout", server.DefaultRequestTimeout, "a request's deadline unless its "+server.TimeoutHeader+" header says otherwise")
+	f.DurationVar(&o.maxRequestTimeout, "max-request-timeout", server.DefaultMaxRequestTimeout, "the longest deadline a header may ask for")
+	f.BoolVar(&o.unbounded, "unbounded-queue", false, "turn admission limits off (for comparisons: the queue and memory then grow without bound)")
 	cmd.MarkFlagRequired("model")
 	return cmd
 }
 
-func serve(ctx context.Context, g *globals, o *serveOptions, log *slog.Logger) error {
+func serve(cmd *cobra.Command, g *globals, o *serveOptions, log *slog.Logger) error {
+	ctx := cmd.Context()
 	device, err := workers.ParseDevice(o.device)
 	if err != nil {
 		return err
@@ -81,17 +109,26 @@ func serve(ctx context.Context, g *globals, o *serveOptions, log *slog.Logger) e
 	}
 	defer release()
 	log = log.With("model", v.Name, "version", v.Version)
+	// Flags win over the version's own settings, which win over defaults.
+	if !cmd.Flags().Changed("max-batch-rows") {
+		o.maxBatchRows = v.Settings.MaxBatchRows
+	}
+	if !cmd.Flags().Changed("max-batch-delay") {
+		o.maxBatchDelay = time.Duration(v.Settings.MaxBatchDelay)
+	}
 
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	labelled := prometheus.WrapRegistererWith(prometheus.Labels{"model": v.Name, "version": v.Version}, metrics)
 
 	srv, err := server.New(server.Config{
-		Signature:    v.Signature,
-		MaxBodyBytes: o.maxBodyBytes,
-		Log:          log,
-		Gatherer:     metrics,
-		Registerer:   labelled,
+		Signature:         v.Signature,
+		MaxBodyBytes:      int(o.maxBodyBytes),
+		Log:               log,
+		Gatherer:          metrics,
+		Registerer:        labelled,
+		RequestTimeout:    o.requestTimeout,
+		MaxRequestTimeout: o.maxRequestTimeout,
 	})
 	if err != nil {
 		return fmt.Errorf("serving %s: %w", v.Ref(), err)
@@ -111,7 +148,7 @@ func serve(ctx context.Context, g *globals, o *serveOptions, log *slog.Logger) e
 		srv.Shutdown(context.Background())
 		return err
 	}
-	srv.SetPredictor(queue)
+	srv.SetAdmitter(queue)
 	log.Info("ready")
 
 	select {
@@ -122,7 +159,7 @@ func serve(ctx context.Context, g *globals, o *serveOptions, log *slog.Logger) e
 		pool.Close(context.Background())
 		return fmt.Errorf("server stopped: %w", err)
 	}
-	srv.SetPredictor(nil)
+	srv.SetAdmitter(nil)
 	drainCtx, cancel := context.WithTimeout(context.Background(), o.drain)
 	defer cancel()
 	errs := []error{srv.Shutdown(drainCtx)}
@@ -131,8 +168,8 @@ func serve(ctx context.Context, g *globals, o *serveOptions, log *slog.Logger) e
 	return errors.Join(errs...)
 }
 
-// load checks the model file against its checksum and starts the workers
-// and the queue in front of them.
+// load checks the model file against its checksum, starts the workers and
+// puts the admission queue in front of them.
 func load(ctx context.Context, reg *registry.Registry, v registry.Version, o *serveOptions, device workers.Device,
 	log *slog.Logger, metrics prometheus.Registerer) (*admission.Queue, *workers.Pool, error) {
 	start := time.Now()
@@ -152,11 +189,65 @@ func load(ctx context.Context, reg *registry.Registry, v registry.Version, o *se
 	if err != nil {
 		return nil, nil, fmt.Errorf("loading %s: %w", v.Ref(), err)
 	}
-	queue, err := admission.New(pool, admission.Config{MaxQueued: o.maxQueue}, metrics)
+	cfg, err := admissionConfig(o, v, log)
 	if err != nil {
 		pool.Close(ctx)
 		return nil, nil, err
 	}
+	queue, err := admission.New(pool, cfg, metrics)
+	if err != nil {
+		pool.Close(ctx)
+		return nil, nil, err
+	}
+	c := queue.Config()
+	log.Info("admission", "max_batch_rows", c.MaxBatchRows, "max_batch_delay", c.MaxBatchDelay.String(),
+		"max_queue", c.MaxQueuedRequests, "max_queue_rows", c.MaxQueuedRows, "max_queue_bytes", c.MaxQueuedBytes,
+		"memory_budget", c.MemoryBudget, "unbounded", c.Unbounded)
 	log.Info("model loaded", "seconds", time.Since(start).Seconds())
 	return queue, pool, nil
+}
+
+// admissionConfig sizes the queue and the memory budget. It runs once the
+// workers have loaded, so what they hold is no longer counted as free.
+func admissionConfig(o *serveOptions, v registry.Version, log *slog.Logger) (admission.Config, error) {
+	cfg := admission.Config{
+		MaxQueuedRequests: o.maxQueue,
+		MaxQueuedRows:     o.maxQueueRows,
+		MaxQueuedBytes:    int64(o.maxQueueBytes),
+		MemoryBudget:      int64(o.memoryBudget),
+		MaxBatchRows:      o.maxBatchRows,
+		MaxBatchDelay:     o.maxBatchDelay,
+		OutputRowBytes:    v.Signature.OutputRowBytes(),
+		Unbounded:         o.unbounded,
+	}
+	if o.unbounded {
+		log.Warn("admission limits are off: the queue and its memory grow without bound")
+		return cfg, nil
+	}
+	if cfg.MemoryBudget == 0 {
+		if o.memoryFraction <= 0 || o.memoryFraction > 1 {
+			return cfg, fmt.Errorf("--memory-fraction %v: give a share between 0 and 1", o.memoryFraction)
+		}
+		limit, source, err := admission.MemoryLimit()
+		if err != nil {
+			return cfg, err
+		}
+		resident, err := admission.ResidentBytes()
+		if err != nil {
+			return cfg, fmt.Errorf("reading this process's memory use: %w", err)
+		}
+		cfg.MemoryBudget = admission.DefaultBudget(limit, resident, o.memoryFraction)
+		const floor = 16 << 20
+		if cfg.MemoryBudget < floor {
+			log.Warn("the loaded model leaves almost no memory; the budget is set to its floor",
+				"limit", limit, "limit_source", source, "resident", resident, "budget", floor)
+			cfg.MemoryBudget = floor
+		}
+		log.Info("memory budget", "budget", humanBytes(cfg.MemoryBudget), "limit", humanBytes(limit),
+			"limit_source", source, "resident", humanBytes(resident), "fraction", o.memoryFraction)
+	}
+	if cfg.MaxQueuedBytes == 0 {
+		cfg.MaxQueuedBytes = cfg.MemoryBudget / 2
+	}
+	return cfg, nil
 }

@@ -1,0 +1,228 @@
+package admission
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+
+	"github.com/modelserve/modelserve/model"
+)
+
+func (q *Queue) dispatch() {
+	defer q.wg.Done()
+	for {
+		batch := q.next()
+		if batch == nil {
+			return
+		}
+		q.execute(batch)
+	}
+}
+
+// next waits for work and takes a batch: the oldest live piece, and, when
+// the model takes any batch size, the compatible pieces queued behind it up
+// to MaxBatchRows, waiting up to MaxBatchDelay for more. It returns nil
+// when the queue closes.
+func (q *Queue) next() []*piece {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for {
+		if q.closed {
+			q.drainLocked()
+			return nil
+		}
+		if batch := q.takeLocked(nil); batch != nil {
+			if q.cfg.MaxBatchDelay > 0 && q.coalesce {
+				batch = q.fillLocked(batch)
+			}
+			q.observeQueue()
+			return batch
+		}
+		q.mu.Unlock()
+		select {
+		case <-q.wake:
+		case <-q.stop:
+		}
+		q.mu.Lock()
+	}
+}
+
+// takeLocked moves pieces from the queue into batch: the oldest one first
+// when batch is empty, then every compatible one that still fits, in
+// order. Pieces whose caller has gone are answered, not taken.
+func (q *Queue) takeLocked(batch []*piece) []*piece {
+	rows := 0
+	for _, p := range batch {
+		rows += p.rows
+	}
+	for e := q.pending.Front(); e != nil; {
+		p := e.Value.(*piece)
+		e = e.Next()
+		if err := p.req.ctx.Err(); err != nil {
+			q.unqueue(p)
+			p.req.complete(p.index, nil, err)
+			continue
+		}
+		if len(batch) > 0 {
+			if !q.coalesce || rows >= q.cfg.MaxBatchRows {
+				break
+			}
+			if p.shapeKey != batch[0].shapeKey {
+				continue
+			}
+			if rows+p.rows > q.cfg.MaxBatchRows {
+				break
+			}
+		}
+		q.unqueue(p)
+		batch = append(batch, p)
+		rows += p.rows
+	}
+	return batch
+}
+
+// fillLocked waits, up to MaxBatchDelay after the batch's oldest piece was
+// queued, for more rows to join it. Called with q.mu held; it releases the
+// lock while waiting.
+func (q *Queue) fillLocked(batch []*piece) []*piece {
+	deadline := batch[0].queued.Add(q.cfg.MaxBatchDelay)
+	for rowsOf(batch) < q.cfg.MaxBatchRows && !q.closed {
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			break
+		}
+		q.mu.Unlock()
+		timer := time.NewTimer(wait)
+		select {
+		case <-q.wake:
+		case <-timer.C:
+		case <-q.stop:
+		}
+		timer.Stop()
+		q.mu.Lock()
+		batch = q.takeLocked(batch)
+	}
+	return batch
+}
+
+func rowsOf(batch []*piece) int {
+	n := 0
+	for _, p := range batch {
+		n += p.rows
+	}
+	return n
+}
+
+// drainLocked answers every queued piece at shutdown: nothing admitted is
+// left without an answer.
+func (q *Queue) drainLocked() {
+	for e := q.pending.Front(); e != nil; {
+		p := e.Value.(*piece)
+		e = e.Next()
+		q.unqueue(p)
+		p.req.complete(p.index, nil, ErrClosed)
+	}
+	q.observeQueue()
+}
+
+// execute runs one batch and hands each piece its own rows of the outputs.
+func (q *Queue) execute(batch []*piece) {
+	start := time.Now()
+	rows := 0
+	for _, p := range batch {
+		q.m.queueWait.Observe(start.Sub(p.queued).Seconds())
+		rows += p.rows
+	}
+	q.m.batchRows.Observe(float64(rows))
+	inputs, err := joinInputs(batch)
+	if err != nil {
+		for _, p := range batch {
+			p.req.complete(p.index, nil, err)
+		}
+		return
+	}
+	ctx, release := batchContext(batch)
+	outs, err := q.runner.Run(ctx, inputs)
+	release()
+	elapsed := time.Since(start)
+	if err == nil {
+		q.learn(rows, elapsed, outs)
+	}
+	at := 0
+	for _, p := range batch {
+		var mine []model.Tensor
+		if err == nil {
+			mine = make([]model.Tensor, len(outs))
+			for i, o := range outs {
+				mine[i] = o.SliceRows(at, at+p.rows)
+			}
+		}
+		at += p.rows
+		p.req.complete(p.index, mine, err)
+	}
+}
+
+// learn updates the measured speed and output size per row, which the
+// deadline check and the memory estimate use.
+func (q *Queue) learn(rows int, elapsed time.Duration, outs []model.Tensor) {
+	var outBytes int64
+	for _, o := range outs {
+		outBytes += int64(o.Bytes())
+	}
+	speed := float64(rows) / max(elapsed.Seconds(), 1e-9)
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if perRow := outBytes / int64(rows); perRow > q.outRowBytes {
+		q.outRowBytes = perRow
+	}
+	if q.rowsPerSecond == 0 {
+		q.rowsPerSecond = speed
+	} else {
+		q.rowsPerSecond = 0.9*q.rowsPerSecond + 0.1*speed
+	}
+}
+
+// joinInputs concatenates the pieces' inputs along the batch dimension.
+func joinInputs(batch []*piece) ([]model.Tensor, error) {
+	if len(batch) == 1 {
+		return batch[0].inputs, nil
+	}
+	joined := make([]model.Tensor, len(batch[0].inputs))
+	parts := make([]model.Tensor, len(batch))
+	for i := range joined {
+		for k, p := range batch {
+			parts[k] = p.inputs[i]
+		}
+		t, err := model.ConcatRows(parts)
+		if err != nil {
+			return nil, err
+		}
+		joined[i] = t
+	}
+	return joined, nil
+}
+
+// batchContext ends when every caller in the batch has gone, so a run
+// nobody waits for is terminated, and one somebody waits for is not.
+func batchContext(batch []*piece) (context.Context, func()) {
+	if len(batch) == 1 {
+		return batch[0].req.ctx, func() {}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var left atomic.Int32
+	left.Store(int32(len(batch)))
+	stops := make([]func() bool, len(batch))
+	for i, p := range batch {
+		stops[i] = context.AfterFunc(p.req.ctx, func() {
+			if left.Add(-1) == 0 {
+				cancel()
+			}
+		})
+	}
+	return ctx, func() {
+		for _, stop := range stops {
+			stop()
+		}
+		cancel()
+	}
+}

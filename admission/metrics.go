@@ -1,0 +1,60 @@
+package admission
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	queuedRequests prometheus.Gauge
+	queuedRows     prometheus.Gauge
+	inflight       prometheus.Gauge
+	queueWait      prometheus.Histogram
+	batchRows      prometheus.Histogram
+	rejected       *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer, budget func() int64) (*metrics, error) {
+	m := &metrics{
+		queuedRequests: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "modelserve_queue_requests",
+			Help: "Requests admitted and waiting for a worker.",
+		}),
+		queuedRows: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "modelserve_queue_rows",
+			Help: "Rows admitted and waiting for a worker.",
+		}),
+		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "modelserve_inflight_bytes",
+			Help: "Bytes held by admitted requests not yet answered: bodies, inputs, estimated outputs.",
+		}),
+		queueWait: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "modelserve_queue_wait_seconds",
+			Help:    "Time rows wait in the queue before a worker takes them.",
+			Buckets: prometheus.ExponentialBuckets(25e-6, 2.5, 15),
+		}),
+		batchRows: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "modelserve_batch_rows",
+			Help:    "Rows per ONNX Runtime call, after coalescing and splitting.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 12),
+		}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "modelserve_admission_rejections_total",
+			Help: "Requests refused or dropped before running, by reason: queue_full, memory, deadline, canceled.",
+		}, []string{"reason"}),
+	}
+	budgetGauge := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "modelserve_memory_budget_bytes",
+		Help: "The memory budget in-flight bytes are held under (0: none).",
+	}, func() float64 { return float64(budget()) })
+	for _, r := range []string{ReasonQueueFull, ReasonMemory, ReasonDeadline, ReasonCanceled} {
+		m.rejected.WithLabelValues(r)
+	}
+	for _, c := range []prometheus.Collector{m.queuedRequests, m.queuedRows, m.inflight, m.queueWait, m.batchRows, m.rejected, budgetGauge} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("registering admission metrics: %w", err)
+		}
+	}
+	return m, nil
+}
