@@ -28,10 +28,10 @@ const (
 	manifestFile = "manifest.json"
 	// lockFile is what services hold and Delete tests; the manifest itself
 	// is replaced on updates, which would drop a lock held on it.
-	lockFile = "lock"
-	modelFile    = "model.onnx"
-	modelsDir    = "models"
-	stagingDir   = ".staging"
+	lockFile   = "lock"
+	modelFile  = "model.onnx"
+	modelsDir  = "models"
+	stagingDir = ".staging"
 	// A staging folder this old belongs to a log that crashed.
 	staleStaging = time.Hour
 )
