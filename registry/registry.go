@@ -341,7 +341,7 @@ func (r *Registry) Delete(name, version string) error {
 	if err != nil {
 		return err
 	}
-	lock, err := os.Open(filepath.Join(v.Dir, lockFile))
+	lock, err := openLock(v.Dir)
 	if err != nil {
 		return fmt.Errorf("deleting %s: %w", v.Ref(), err)
 	}
@@ -377,7 +377,7 @@ func (r *Registry) Delete(name, version string) error {
 // process ends: Delete refuses it meanwhile. The mark is a shared lock on
 // the version's lock file, so the kernel drops it if the service dies.
 func (r *Registry) Acquire(v Version) (release func() error, err error) {
-	f, err := os.Open(filepath.Join(v.Dir, lockFile))
+	f, err := openLock(v.Dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("model %s: %w in registry %s", v.Ref(), ErrNotFound, r.root)
 	}
@@ -394,6 +394,24 @@ func (r *Registry) Acquire(v Version) (release func() error, err error) {
 		return nil, fmt.Errorf("model %s: %w (deleted while starting)", v.Ref(), ErrNotFound)
 	}
 	return f.Close, nil
+}
+
+// openLock opens a version's lock file. A version logged before lock files
+// existed gets one, or, in a registry it cannot write, its manifest is
+// locked instead (it is then never rewritten either).
+func openLock(dir string) (*os.File, error) {
+	path := filepath.Join(dir, lockFile)
+	f, err := os.Open(path)
+	if !errors.Is(err, fs.ErrNotExist) {
+		return f, err
+	}
+	if _, err := os.Stat(filepath.Join(dir, manifestFile)); err != nil {
+		return nil, err
+	}
+	if f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE, 0o444); err == nil {
+		return f, nil
+	}
+	return os.Open(filepath.Join(dir, manifestFile))
 }
 
 // Verify recomputes the model file's sha256 and compares it with the one

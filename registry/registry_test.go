@@ -211,6 +211,20 @@ func TestDelete_refusedWhileAServiceHoldsTheVersion(t *testing.T) {
 	}
 }
 
+func TestAcquire_aVersionWithoutALockFileGetsOne(t *testing.T) {
+	reg := openTemp(t)
+	v := logIris(t, reg, "1")
+	os.Remove(filepath.Join(v.Dir, lockFile))
+	release, err := reg.Acquire(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	if err := reg.Delete("iris", "1"); !errors.Is(err, ErrInUse) {
+		t.Errorf("Delete while held = %v", err)
+	}
+}
+
 func TestVerify_namesTheFileAndBothChecksums(t *testing.T) {
 	reg := openTemp(t)
 	v := logIris(t, reg, "1")
