@@ -32,7 +32,7 @@ func (q *Queue) next() []*piece {
 			return nil
 		}
 		if batch := q.takeLocked(nil); batch != nil {
-			if q.cfg.MaxBatchDelay > 0 && q.coalesce {
+			if q.coalesce {
 				batch = q.fillLocked(batch)
 			}
 			q.observeQueue()
@@ -81,11 +81,16 @@ func (q *Queue) takeLocked(batch []*piece) []*piece {
 	return batch
 }
 
-// fillLocked waits, up to MaxBatchDelay after the batch's oldest piece was
-// queued, for more rows to join it. Called with q.mu held; it releases the
-// lock while waiting.
+// fillLocked lets more rows join a batch that is not full, waiting up to
+// the batch delay after its oldest piece was queued. Called with q.mu
+// held; it releases the lock while waiting.
 func (q *Queue) fillLocked(batch []*piece) []*piece {
-	deadline := batch[0].queued.Add(q.cfg.MaxBatchDelay)
+	delay := q.fillDelay(time.Now())
+	q.m.fillDelay.Set(delay.Seconds())
+	if delay <= 0 {
+		return batch
+	}
+	deadline := batch[0].queued.Add(delay)
 	for rowsOf(batch) < q.cfg.MaxBatchRows && !q.closed {
 		wait := time.Until(deadline)
 		if wait <= 0 {
@@ -103,6 +108,22 @@ func (q *Queue) fillLocked(batch []*piece) []*piece {
 		batch = q.takeLocked(batch)
 	}
 	return batch
+}
+
+// fillDelay is the configured delay, or, for auto, a few times the fixed
+// cost of a call when rows arrive (or are being decoded) fast enough that
+// at least one more is expected meanwhile; called with q.mu held.
+func (q *Queue) fillDelay(now time.Time) time.Duration {
+	d := q.cfg.MaxBatchDelay
+	if !d.Auto {
+		return d.Fixed
+	}
+	wait := min(autoFactor*q.cfg.CallFixedCost, autoCap)
+	expected := q.arrivals.rate(now)*wait.Seconds() + float64(q.decoding)
+	if wait <= 0 || expected < 1 {
+		return 0
+	}
+	return wait
 }
 
 func rowsOf(batch []*piece) int {

@@ -2,6 +2,7 @@ package admission
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -12,10 +13,12 @@ type metrics struct {
 	inflight       prometheus.Gauge
 	queueWait      prometheus.Histogram
 	batchRows      prometheus.Histogram
+	fillDelay      prometheus.Gauge
+	callFixed      prometheus.Gauge
 	rejected       *prometheus.CounterVec
 }
 
-func newMetrics(reg prometheus.Registerer, budget func() int64) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, budget func() int64, callFixed time.Duration) (*metrics, error) {
 	m := &metrics{
 		queuedRequests: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "modelserve_queue_requests",
@@ -39,6 +42,14 @@ func newMetrics(reg prometheus.Registerer, budget func() int64) (*metrics, error
 			Help:    "Rows per ONNX Runtime call, after coalescing and splitting.",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 12),
 		}),
+		fillDelay: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "modelserve_batch_delay_seconds",
+			Help: "How long the last batch that was not full could wait for more rows (auto: a few times the fixed cost of a call, while rows keep coming).",
+		}),
+		callFixed: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "modelserve_call_fixed_cost_seconds",
+			Help: "Cost of one ONNX Runtime call before its first row, measured at load.",
+		}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "modelserve_admission_rejections_total",
 			Help: "Requests refused or dropped before running, by reason: queue_full, memory, deadline, canceled.",
@@ -48,10 +59,11 @@ func newMetrics(reg prometheus.Registerer, budget func() int64) (*metrics, error
 		Name: "modelserve_memory_budget_bytes",
 		Help: "The memory budget in-flight bytes are held under (0: none).",
 	}, func() float64 { return float64(budget()) })
+	m.callFixed.Set(callFixed.Seconds())
 	for _, r := range []string{ReasonQueueFull, ReasonMemory, ReasonDeadline, ReasonCanceled} {
 		m.rejected.WithLabelValues(r)
 	}
-	for _, c := range []prometheus.Collector{m.queuedRequests, m.queuedRows, m.inflight, m.queueWait, m.batchRows, m.rejected, budgetGauge} {
+	for _, c := range []prometheus.Collector{m.queuedRequests, m.queuedRows, m.inflight, m.queueWait, m.batchRows, m.fillDelay, m.callFixed, m.rejected, budgetGauge} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("registering admission metrics: %w", err)
 		}

@@ -73,12 +73,16 @@ type Config struct {
 	// MaxBatchRows is the most rows one ONNX Runtime call takes: smaller
 	// requests are coalesced up to it, larger ones split across workers.
 	MaxBatchRows int
-	// MaxBatchDelay is how long a free worker waits for more rows when
-	// its batch is not full; 0 runs at once with what is queued.
-	MaxBatchDelay time.Duration
+	// MaxBatchDelay is how long a free worker may wait for more rows when
+	// its batch is not full; the zero value runs at once with what is
+	// queued, AutoDelay waits only while it pays.
+	MaxBatchDelay BatchDelay
 	// OutputRowBytes estimates the output bytes one row produces, until
 	// runs measure it.
 	OutputRowBytes int64
+	// CallFixedCost is what one ONNX Runtime call costs before its first
+	// row (workers.Pool.Cost); AutoDelay waits a few times it.
+	CallFixedCost time.Duration
 	// Unbounded admits everything (for comparison only): nothing is
 	// rejected and the queue grows without limit.
 	Unbounded bool
@@ -88,9 +92,9 @@ type Config struct {
 const (
 	DefaultMaxBatchRows = 64
 	// DefaultQueuedBatches is how many full batches per worker may wait:
-	// enough that no worker idles between requests, little enough that
-	// waiting stays short.
-	DefaultQueuedBatches = 2
+	// one keeps every worker busy (it takes the next the moment it is
+	// free); more would only make callers wait longer.
+	DefaultQueuedBatches = 1
 	DefaultMaxQueued     = 1024
 )
 
@@ -117,6 +121,10 @@ type Queue struct {
 	// rowsPerSecond is the measured throughput of one worker, for the
 	// deadline-aware check; 0 until the first run.
 	rowsPerSecond float64
+	// decoding counts tickets admitted whose inputs are still being
+	// decoded: rows a moment away, which the auto delay counts on.
+	decoding int
+	arrivals arrivals
 
 	wake chan struct{}
 	stop chan struct{}
@@ -158,7 +166,8 @@ func New(r Runner, cfg Config, reg prometheus.Registerer) (*Queue, error) {
 		cfg.MaxQueuedRequests = DefaultMaxQueued
 	}
 	if cfg.MaxQueuedRows <= 0 {
-		cfg.MaxQueuedRows = DefaultQueuedBatches * r.Size() * cfg.MaxBatchRows
+		// Batching off (1 row per call) must not shrink the queue.
+		cfg.MaxQueuedRows = DefaultQueuedBatches * r.Size() * max(cfg.MaxBatchRows, DefaultMaxBatchRows)
 	}
 	q := &Queue{
 		runner:      r,
@@ -169,7 +178,7 @@ func New(r Runner, cfg Config, reg prometheus.Registerer) (*Queue, error) {
 		stop:        make(chan struct{}),
 	}
 	var err error
-	if q.m, err = newMetrics(reg, q.budget); err != nil {
+	if q.m, err = newMetrics(reg, q.budget, cfg.CallFixedCost); err != nil {
 		return nil, err
 	}
 	for range r.Size() {
@@ -185,9 +194,10 @@ func (q *Queue) Config() Config { return q.cfg }
 // Ticket is one request's claim on the queue and the memory budget, from
 // before its body is parsed until its answer is written.
 type Ticket struct {
-	q     *Queue
-	bytes int64
-	done  bool
+	q        *Queue
+	bytes    int64
+	decoding bool
+	done     bool
 }
 
 // Admit claims room for a request whose body is bodyBytes long, before the
@@ -200,16 +210,19 @@ func (q *Queue) Admit(bodyBytes int64) (*Ticket, error) {
 		return nil, ErrClosed
 	}
 	if !q.cfg.Unbounded {
-		if q.queuedRequests >= q.cfg.MaxQueuedRequests {
-			return nil, q.reject(ErrOverloaded, ReasonQueueFull, "%d requests are waiting", q.queuedRequests)
+		// What the body will decode to is not known yet, but a queue with
+		// no room for one more request or one more row refuses anything.
+		if err := q.checkQueue(1, 1); err != nil {
+			return nil, err
 		}
 		if err := q.checkMemory(bodyBytes, "its body"); err != nil {
 			return nil, err
 		}
 	}
 	q.inflight += bodyBytes
+	q.decoding++
 	q.m.inflight.Set(float64(q.inflight))
-	return &Ticket{q: q, bytes: bodyBytes}, nil
+	return &Ticket{q: q, bytes: bodyBytes, decoding: true}, nil
 }
 
 // checkMemory refuses n more in-flight bytes that do not fit the budget.
@@ -280,6 +293,7 @@ func (t *Ticket) Done() {
 		return
 	}
 	t.done = true
+	q.settle(t)
 	q.inflight -= t.bytes
 	q.m.inflight.Set(float64(q.inflight))
 }
@@ -294,6 +308,7 @@ func (q *Queue) enqueue(ctx context.Context, t *Ticket, inputs []model.Tensor) (
 
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	q.settle(t)
 	if q.closed {
 		return nil, ErrClosed
 	}
@@ -314,6 +329,7 @@ func (q *Queue) enqueue(ctx context.Context, t *Ticket, inputs []model.Tensor) (
 
 	req := &request{ctx: ctx, rows: rows, done: make(chan struct{})}
 	now := time.Now()
+	q.arrivals.observe(now, rows)
 	for lo := 0; lo < rows; lo += q.cfg.MaxBatchRows {
 		hi := min(lo+q.cfg.MaxBatchRows, rows)
 		p := &piece{req: req, index: len(req.pieces), rows: hi - lo, shapeKey: key, queued: now}
@@ -339,6 +355,16 @@ func (q *Queue) enqueue(ctx context.Context, t *Ticket, inputs []model.Tensor) (
 		}
 	}
 	return req, nil
+}
+
+// settle marks that t's inputs are no longer being decoded; called with
+// q.mu held.
+func (q *Queue) settle(t *Ticket) {
+	if !t.decoding {
+		return
+	}
+	t.decoding = false
+	q.decoding--
 }
 
 // checkQueue refuses rows and bytes that would overfill the queue; called

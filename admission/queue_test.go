@@ -380,7 +380,7 @@ func sameOutputs(got, want []model.Tensor) error {
 }
 
 func TestQueue_coalescedBatchesReturnEachCallerItsOwnRows(t *testing.T) {
-	cfg := Config{MaxBatchRows: 32, MaxBatchDelay: 2 * time.Millisecond, MaxQueuedRows: 1 << 16}
+	cfg := Config{MaxBatchRows: 32, MaxBatchDelay: BatchDelay{Fixed: 2 * time.Millisecond}, MaxQueuedRows: 1 << 16}
 	f := newFixture(t, "vectors", vectorsInputs, []string{"norm", "scaled", "top"}, 2, cfg)
 	rng := rand.New(rand.NewPCG(3, 4))
 	const callers = 48
@@ -451,7 +451,7 @@ func TestQueue_splitRequestsReassembleInOrder(t *testing.T) {
 
 func TestQueue_fixedBatchModelsAreNeverCoalesced(t *testing.T) {
 	inputs := []model.Spec{{Name: "x", DType: model.Float32, Shape: model.Shape{1, 4}}}
-	f := newFixture(t, "fixed", inputs, []string{"y"}, 1, Config{MaxBatchDelay: 5 * time.Millisecond})
+	f := newFixture(t, "fixed", inputs, []string{"y"}, 1, Config{MaxBatchDelay: BatchDelay{Fixed: 5 * time.Millisecond}})
 	var wg sync.WaitGroup
 	for range 16 {
 		wg.Add(1)

@@ -35,8 +35,9 @@ type Version struct {
 type Settings struct {
 	// MaxBatchRows is the most rows one ONNX Runtime call takes.
 	MaxBatchRows int `json:"max_batch_rows,omitempty"`
-	// MaxBatchDelay is how long a free worker waits to fill a batch.
-	MaxBatchDelay Duration `json:"max_batch_delay,omitempty"`
+	// MaxBatchDelay is how long a free worker may wait to fill a batch:
+	// "auto" or a duration such as "250us".
+	MaxBatchDelay string `json:"max_batch_delay,omitempty"`
 }
 
 // Validate refuses settings that make no sense.
@@ -44,23 +45,12 @@ func (s Settings) Validate() error {
 	if s.MaxBatchRows < 0 {
 		return fmt.Errorf("max batch rows must be positive, not %d", s.MaxBatchRows)
 	}
-	if s.MaxBatchDelay < 0 {
-		return fmt.Errorf("max batch delay must not be negative, not %v", time.Duration(s.MaxBatchDelay))
+	if d := s.MaxBatchDelay; d != "" && d != "auto" {
+		if v, err := time.ParseDuration(d); err != nil || v < 0 {
+			return fmt.Errorf("max batch delay %q: write auto or a duration like 250us", d)
+		}
 	}
 	return nil
-}
-
-// Duration is a time.Duration written as text ("2ms") in manifests.
-type Duration time.Duration
-
-// MarshalText writes the duration as Go prints it.
-func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
-
-// UnmarshalText reads what MarshalText writes.
-func (d *Duration) UnmarshalText(b []byte) error {
-	v, err := time.ParseDuration(string(b))
-	*d = Duration(v)
-	return err
 }
 
 // Ref is the version's NAME:VERSION.

@@ -21,8 +21,8 @@ type Model struct {
 	Outputs []string
 }
 
-// Pool is a set of workers, each owning one session. Run borrows an idle
-// worker, so at most Size runs are in flight.
+// Pool is a set of workers, each owning one session on its own OS thread.
+// Run borrows an idle worker, so at most Size runs are in flight.
 type Pool struct {
 	plan  Plan
 	model Model
@@ -30,14 +30,76 @@ type Pool struct {
 	batch   int
 	idle    chan *worker
 	workers []*worker
+	cost    Cost
 
 	busy    prometheus.Gauge
 	runTime prometheus.Histogram
 }
 
+// worker is a goroutine locked to its own OS thread, at lower priority
+// than the server's (computeNice), that opens its session on that thread,
+// so ONNX Runtime's threads inherit the priority (and, on a GPU, the
+// device context stays with one thread), then runs the jobs it is sent.
 type worker struct {
 	id   int
-	sess *onnxrt.Session
+	jobs chan job
+	done chan struct{}
+}
+
+type job struct {
+	ctx    context.Context
+	inputs []model.Tensor
+	reply  chan jobResult
+}
+
+type jobResult struct {
+	outputs []model.Tensor
+	err     error
+}
+
+// startWorker starts a worker whose session open creates; it returns once
+// the session is open, or with the reason it is not.
+func startWorker(id int, open func() (*onnxrt.Session, error), log *slog.Logger) (*worker, error) {
+	w := &worker{id: id, jobs: make(chan job), done: make(chan struct{})}
+	opened := make(chan error, 1)
+	go func() {
+		// Never unlocked: the thread ends with the worker, and its
+		// lowered priority with it.
+		runtime.LockOSThread()
+		defer close(w.done)
+		if err := lowerPriority(); err != nil {
+			log.Debug("cannot lower the worker thread's priority", "error", err.Error())
+		}
+		sess, err := open()
+		opened <- err
+		if err != nil {
+			return
+		}
+		defer sess.Close()
+		for j := range w.jobs {
+			outs, err := sess.Run(j.ctx, j.inputs)
+			j.reply <- jobResult{outs, err}
+		}
+	}()
+	if err := <-opened; err != nil {
+		<-w.done
+		return nil, err
+	}
+	return w, nil
+}
+
+// run hands a job to the worker's thread and waits for it: ctx ends a run
+// in progress through ONNX Runtime, so the wait stays short.
+func (w *worker) run(ctx context.Context, inputs []model.Tensor) ([]model.Tensor, error) {
+	reply := make(chan jobResult, 1)
+	w.jobs <- job{ctx: ctx, inputs: inputs, reply: reply}
+	r := <-reply
+	return r.outputs, r.err
+}
+
+func (w *worker) stop() {
+	close(w.jobs)
+	<-w.done
 }
 
 // Start plans the pool, opens every worker's session and returns once all
@@ -53,21 +115,23 @@ func Start(ctx context.Context, rt *onnxrt.Runtime, m Model, cfg Config, log *sl
 	for i, in := range m.Inputs {
 		inputs[i] = in.Name
 	}
-	open := func(plan Plan) (*onnxrt.Session, error) {
-		opts := onnxrt.SessionOptions{IntraOpThreads: plan.IntraOpThreads, NoSpinning: plan.Workers > 1}
-		if plan.Device == CUDA {
-			opts.CUDA = &onnxrt.CUDAOptions{DeviceID: 0}
+	open := func(plan Plan) func() (*onnxrt.Session, error) {
+		return func() (*onnxrt.Session, error) {
+			opts := onnxrt.SessionOptions{IntraOpThreads: plan.IntraOpThreads, NoSpinning: plan.Workers > 1}
+			if plan.Device == CUDA {
+				opts.CUDA = &onnxrt.CUDAOptions{DeviceID: 0}
+			}
+			return rt.NewSession(m.Path, inputs, m.Outputs, opts)
 		}
-		return rt.NewSession(m.Path, inputs, m.Outputs, opts)
 	}
 
-	var first *onnxrt.Session
+	var first *worker
 	switch cfg.Device {
 	case CUDA, Auto:
 		plan := PlanCUDA(cfg, 1)
-		sess, err := open(plan)
+		w, err := startWorker(0, open(plan), log)
 		if err == nil {
-			p.plan, first = plan, sess
+			p.plan, first = plan, w
 			break
 		}
 		if lib, ok := rt.ProviderLibrary("cuda"); !ok {
@@ -88,19 +152,18 @@ func Start(ctx context.Context, rt *onnxrt.Runtime, m Model, cfg Config, log *sl
 
 	p.idle = make(chan *worker, p.plan.Workers)
 	for i := 0; i < p.plan.Workers; i++ {
-		sess := first
-		if i > 0 || sess == nil {
+		w := first
+		if i > 0 || w == nil {
 			if err := ctx.Err(); err != nil {
 				p.closeAll()
 				return nil, err
 			}
 			var err error
-			if sess, err = open(p.plan); err != nil {
+			if w, err = startWorker(i, open(p.plan), log); err != nil {
 				p.closeAll()
 				return nil, fmt.Errorf("loading worker %d of %d: %w", i+1, p.plan.Workers, err)
 			}
 		}
-		w := &worker{id: i, sess: sess}
 		p.workers = append(p.workers, w)
 		p.idle <- w
 	}
@@ -109,8 +172,16 @@ func Start(ctx context.Context, rt *onnxrt.Runtime, m Model, cfg Config, log *sl
 		p.closeAll()
 		return nil, err
 	}
+	// Warm-up failing (a model that refuses zeros) costs only the first
+	// request's speed, so it is reported, not fatal.
+	cost, err := p.warmUp(ctx)
+	if err != nil {
+		log.Warn("warm-up failed: the first requests pay ONNX Runtime's initialization", "error", err.Error())
+	}
+	p.cost = cost
 	log.Info("workers loaded", "device", string(p.plan.Device), "workers", p.plan.Workers,
-		"intra_op_threads", p.plan.IntraOpThreads, "why", p.plan.Reason)
+		"intra_op_threads", p.plan.IntraOpThreads, "why", p.plan.Reason,
+		"call_fixed_cost", cost.Fixed.String(), "call_cost_per_row", cost.PerRow.String())
 	return p, nil
 }
 
@@ -151,6 +222,9 @@ func fixedBatch(inputs []model.Spec) int {
 
 // Plan is the layout the pool runs with.
 func (p *Pool) Plan() Plan { return p.plan }
+
+// Cost is the measured cost of one call (zero if warm-up failed).
+func (p *Pool) Cost() Cost { return p.cost }
 
 // Size is the number of workers.
 func (p *Pool) Size() int { return len(p.workers) }
@@ -229,7 +303,7 @@ func padRows(t model.Tensor, n int) (model.Tensor, error) {
 
 func (p *Pool) runOnce(ctx context.Context, w *worker, inputs []model.Tensor, rows int) ([]model.Tensor, error) {
 	start := time.Now()
-	outs, err := w.sess.Run(ctx, inputs)
+	outs, err := w.run(ctx, inputs)
 	p.runTime.Observe(time.Since(start).Seconds())
 	if err != nil {
 		return nil, err
@@ -258,7 +332,7 @@ func (p *Pool) Close(ctx context.Context) error {
 
 func (p *Pool) closeAll() {
 	for _, w := range p.workers {
-		w.sess.Close()
+		w.stop()
 	}
 	p.workers = nil
 }

@@ -5,7 +5,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -193,5 +195,29 @@ func TestPool_runHonoursACanceledContext(t *testing.T) {
 	cancel()
 	if _, err := p.Run(ctx, irisBatch()); err == nil {
 		t.Error("a canceled run succeeded")
+	}
+}
+
+func TestPool_workersComputeAtLowerPriority(t *testing.T) {
+	start(t, "iris", irisInputs, []string{"label"}, Config{Device: CPU, Workers: 2})
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lowered := 0
+	for _, task := range tasks {
+		b, err := os.ReadFile("/proc/self/task/" + task.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// Field 19 is the nice value; the command (field 2) may hold
+		// spaces, so count from its closing parenthesis.
+		fields := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+		if len(fields) > 16 && fields[16] == strconv.Itoa(computeNice) {
+			lowered++
+		}
+	}
+	if lowered < 2 {
+		t.Errorf("%d threads at nice %d; want one per worker", lowered, computeNice)
 	}
 }

@@ -8,10 +8,10 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/modelserve/modelserve/admission"
 	"github.com/modelserve/modelserve/model"
 	"github.com/modelserve/modelserve/onnxrt"
 	"github.com/modelserve/modelserve/registry"
@@ -181,8 +181,8 @@ func printVersion(out io.Writer, v registry.Version) error {
 	if v.Comment != "" {
 		fmt.Fprintf(w, "  comment\t%s\n", v.Comment)
 	}
-	if st := v.Settings; st != (registry.Settings{}) {
-		fmt.Fprintf(w, "  settings\tmax batch rows %s, max batch delay %s\n", orDefault(st.MaxBatchRows), time.Duration(st.MaxBatchDelay))
+	if v.Settings != (registry.Settings{}) {
+		fmt.Fprintf(w, "  settings\t%s\n", describeSettings(v.Settings))
 	}
 	if v.Producer != "" {
 		fmt.Fprintf(w, "  producer\t%s\n", v.Producer)
@@ -233,13 +233,13 @@ func printVersion(out io.Writer, v registry.Version) error {
 type settingsFlags struct {
 	cmd           *cobra.Command
 	maxBatchRows  int
-	maxBatchDelay time.Duration
+	maxBatchDelay admission.BatchDelay
 }
 
 func (s *settingsFlags) register(cmd *cobra.Command) {
 	s.cmd = cmd
 	cmd.Flags().IntVar(&s.maxBatchRows, "max-batch-rows", 0, "serve this version with at most this many rows per ONNX Runtime call")
-	cmd.Flags().DurationVar(&s.maxBatchDelay, "max-batch-delay", 0, "serve this version waiting up to this long to fill a batch")
+	cmd.Flags().Var((*batchDelayFlag)(&s.maxBatchDelay), "max-batch-delay", "serve this version waiting up to this long to fill a batch: auto or a duration")
 }
 
 // apply sets, over base, the settings given on the command line.
@@ -248,10 +248,22 @@ func (s *settingsFlags) apply(base registry.Settings) registry.Settings {
 		base.MaxBatchRows = s.maxBatchRows
 	}
 	if s.cmd.Flags().Changed("max-batch-delay") {
-		base.MaxBatchDelay = registry.Duration(s.maxBatchDelay)
+		base.MaxBatchDelay = s.maxBatchDelay.String()
 	}
 	return base
 }
+
+// batchDelayFlag reads --max-batch-delay: auto or a duration.
+type batchDelayFlag admission.BatchDelay
+
+func (f *batchDelayFlag) Set(s string) error {
+	d, err := admission.ParseBatchDelay(s)
+	*f = batchDelayFlag(d)
+	return err
+}
+
+func (f *batchDelayFlag) String() string { return admission.BatchDelay(*f).String() }
+func (f *batchDelayFlag) Type() string   { return "delay" }
 
 func newSetCmd(g *globals) *cobra.Command {
 	var settings settingsFlags
@@ -270,8 +282,7 @@ func newSetCmd(g *globals) *cobra.Command {
 			if v, err = reg.SetSettings(v.Name, v.Version, settings.apply(v.Settings)); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s: max batch rows %s, max batch delay %s\n", v.Ref(),
-				orDefault(v.Settings.MaxBatchRows), time.Duration(v.Settings.MaxBatchDelay))
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: %s\n", v.Ref(), describeSettings(v.Settings))
 			return nil
 		},
 	}
@@ -279,11 +290,15 @@ func newSetCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func orDefault(n int) string {
-	if n == 0 {
-		return "the server's default"
+func describeSettings(st registry.Settings) string {
+	rows, delay := "the server's default", "the server's default"
+	if st.MaxBatchRows > 0 {
+		rows = strconv.Itoa(st.MaxBatchRows)
 	}
-	return strconv.Itoa(n)
+	if st.MaxBatchDelay != "" {
+		delay = st.MaxBatchDelay
+	}
+	return "max batch rows " + rows + ", max batch delay " + delay
 }
 
 // version opens the registry and finds NAME[:VERSION] in it.

@@ -37,14 +37,14 @@ type serveOptions struct {
 	memoryBudget      byteSize
 	memoryFraction    float64
 	maxBatchRows      int
-	maxBatchDelay     time.Duration
+	maxBatchDelay     admission.BatchDelay
 	requestTimeout    time.Duration
 	maxRequestTimeout time.Duration
 	unbounded         bool
 }
 
 func newServeCmd(g *globals) *cobra.Command {
-	o := &serveOptions{maxBodyBytes: server.DefaultMaxBodyBytes}
+	o := &serveOptions{maxBodyBytes: server.DefaultMaxBodyBytes, maxBatchDelay: admission.AutoDelay}
 	cmd := &cobra.Command{
 		Use:   "serve --model NAME[:VERSION]",
 		Short: "Serve a registered model over HTTP",
@@ -57,7 +57,7 @@ Admission keeps the queue short and memory bounded: a request that does not
 fit is answered 429 at once. Concurrent requests share ONNX Runtime calls of
 up to --max-batch-rows rows; larger ones are split across workers.
 --max-batch-rows and --max-batch-delay default to the version's registry
-settings (registry set), then to 64 rows and no delay.
+settings (registry set), then to 64 rows and auto.
 
 Every flag can also be set as MODELSERVE_<FLAG>, e.g. MODELSERVE_WORKERS=4.`,
 		Args: cobra.NoArgs,
@@ -85,7 +85,7 @@ Every flag can also be set as MODELSERVE_<FLAG>, e.g. MODELSERVE_WORKERS=4.`,
 	f.Var(&o.memoryBudget, "memory-budget", "bytes admitted requests may hold, e.g. 2Gi (default: --memory-fraction of the memory left once the model is loaded)")
 	f.Float64Var(&o.memoryFraction, "memory-fraction", 0.5, "share of the memory left after loading that becomes the budget (cgroup limit, else physical memory)")
 	f.IntVar(&o.maxBatchRows, "max-batch-rows", 0, "most rows in one ONNX Runtime call (default: registry setting, else 64); 1 turns batching off")
-	f.DurationVar(&o.maxBatchDelay, "max-batch-delay", 0, "how long a free worker waits to fill a batch (default: registry setting, else 0)")
+	f.Var((*batchDelayFlag)(&o.maxBatchDelay), "max-batch-delay", "how long a free worker may wait to fill a batch: auto (wait a few times the model's fixed cost per call, only while rows keep coming), a duration, or 0 (default: registry setting, else auto)")
 	f.DurationVar(&o.requestTimeout, "request-timeout", server.DefaultRequestTimeout, "a request's deadline unless its "+server.TimeoutHeader+" header says otherwise")
 	f.DurationVar(&o.maxRequestTimeout, "max-request-timeout", server.DefaultMaxRequestTimeout, "the longest deadline a header may ask for")
 	f.BoolVar(&o.unbounded, "unbounded-queue", false, "turn admission limits off (for comparisons: the queue and memory then grow without bound)")
@@ -113,8 +113,10 @@ func serve(cmd *cobra.Command, g *globals, o *serveOptions, log *slog.Logger) er
 	if !cmd.Flags().Changed("max-batch-rows") {
 		o.maxBatchRows = v.Settings.MaxBatchRows
 	}
-	if !cmd.Flags().Changed("max-batch-delay") {
-		o.maxBatchDelay = time.Duration(v.Settings.MaxBatchDelay)
+	if !cmd.Flags().Changed("max-batch-delay") && v.Settings.MaxBatchDelay != "" {
+		if o.maxBatchDelay, err = admission.ParseBatchDelay(v.Settings.MaxBatchDelay); err != nil {
+			return fmt.Errorf("%s's settings: %w", v.Ref(), err)
+		}
 	}
 
 	metrics := prometheus.NewRegistry()
@@ -189,7 +191,7 @@ func load(ctx context.Context, reg *registry.Registry, v registry.Version, o *se
 	if err != nil {
 		return nil, nil, fmt.Errorf("loading %s: %w", v.Ref(), err)
 	}
-	cfg, err := admissionConfig(o, v, log)
+	cfg, err := admissionConfig(o, v, pool, log)
 	if err != nil {
 		pool.Close(ctx)
 		return nil, nil, err
@@ -209,7 +211,7 @@ func load(ctx context.Context, reg *registry.Registry, v registry.Version, o *se
 
 // admissionConfig sizes the queue and the memory budget. It runs once the
 // workers have loaded, so what they hold is no longer counted as free.
-func admissionConfig(o *serveOptions, v registry.Version, log *slog.Logger) (admission.Config, error) {
+func admissionConfig(o *serveOptions, v registry.Version, pool *workers.Pool, log *slog.Logger) (admission.Config, error) {
 	cfg := admission.Config{
 		MaxQueuedRequests: o.maxQueue,
 		MaxQueuedRows:     o.maxQueueRows,
@@ -218,6 +220,7 @@ func admissionConfig(o *serveOptions, v registry.Version, log *slog.Logger) (adm
 		MaxBatchRows:      o.maxBatchRows,
 		MaxBatchDelay:     o.maxBatchDelay,
 		OutputRowBytes:    v.Signature.OutputRowBytes(),
+		CallFixedCost:     pool.Cost().Fixed,
 		Unbounded:         o.unbounded,
 	}
 	if o.unbounded {

@@ -1,0 +1,254 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+	promodel "github.com/prometheus/common/model"
+
+	"github.com/modelserve/modelserve/onnxrt"
+)
+
+// env is what every section shares: the models, registered in a temporary
+// registry, and the binary that serves them.
+type env struct {
+	o          options
+	work       string
+	registry   string
+	models     string
+	ortVersion string
+}
+
+// input describes one model input for generated requests.
+type input struct {
+	name  string
+	width int
+	vocab int // > 0: int64 ids below vocab; else float32 in [-1, 1)
+}
+
+type benchModel struct {
+	name    string
+	inputs  []input
+	output  string
+	outSize int
+}
+
+var (
+	mlp     = benchModel{name: "mlp", inputs: []input{{name: "x", width: 64}}, output: "y", outSize: 8}
+	encoder = benchModel{name: "encoder", inputs: []input{{name: "input_ids", width: 32, vocab: 8000}}, output: "embedding", outSize: 256}
+	dlrm    = benchModel{name: "dlrm", inputs: []input{{name: "dense", width: 13}, {name: "sparse", width: 26, vocab: 1000}},
+		output: "probability", outSize: 1}
+	ceiling = benchModel{name: "ceiling", inputs: dlrm.inputs, output: "mean", outSize: 1}
+)
+
+func setup(o options) (*env, error) {
+	rt, err := onnxrt.Load("")
+	if err != nil {
+		return nil, err
+	}
+	work, err := os.MkdirTemp("", "modelserve-bench-")
+	if err != nil {
+		return nil, err
+	}
+	e := &env{o: o, work: work, registry: filepath.Join(work, "registry"), models: filepath.Join(work, "models"), ortVersion: rt.Version}
+	all := []benchModel{mlp, encoder, dlrm, ceiling}
+	args := []string{"scripts/models.py", e.models}
+	for _, m := range all {
+		args = append(args, m.name)
+	}
+	if out, err := exec.Command(o.python, args...).CombinedOutput(); err != nil {
+		e.close()
+		return nil, fmt.Errorf("generating models: %v\n%s", err, out)
+	}
+	for _, m := range all {
+		cmd := exec.Command(o.binary, "--registry", e.registry, "registry", "log", "--name", m.name, "--version", "1",
+			"--file", e.modelPath(m))
+		if out, err := cmd.CombinedOutput(); err != nil {
+			e.close()
+			return nil, fmt.Errorf("registering %s: %v\n%s", m.name, err, out)
+		}
+	}
+	return e, nil
+}
+
+func (e *env) modelPath(m benchModel) string { return filepath.Join(e.models, m.name+".onnx") }
+
+func (e *env) close() { os.RemoveAll(e.work) }
+
+// body is a request of rows rows. With flat, each row spreads its inputs
+// over scalar arguments, as the SQL gateway sends them; else each input is
+// one array.
+func body(m benchModel, rows int, flat bool) []byte {
+	rng := rand.New(rand.NewPCG(1, 2))
+	var b bytes.Buffer
+	b.WriteString(`{"data":[`)
+	for r := range rows {
+		if r > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, "[%d", r)
+		for _, in := range m.inputs {
+			b.WriteByte(',')
+			if !flat {
+				b.WriteByte('[')
+			}
+			for i := range in.width {
+				if i > 0 {
+					b.WriteByte(',')
+				}
+				if in.vocab > 0 {
+					b.WriteString(strconv.FormatInt(rng.Int64N(int64(in.vocab)), 10))
+				} else {
+					b.WriteString(strconv.FormatFloat(float64(rng.Float32()*2-1), 'g', -1, 32))
+				}
+			}
+			if !flat {
+				b.WriteByte(']')
+			}
+		}
+		b.WriteByte(']')
+	}
+	b.WriteString("]}")
+	return b.Bytes()
+}
+
+// server is a running modelserve serve process.
+type server struct {
+	cmd  *exec.Cmd
+	host string
+	done chan error
+}
+
+var listeningRE = regexp.MustCompile(`msg=listening .*addr=(\S+)`)
+
+func (e *env) serve(m benchModel, extra ...string) (*server, error) {
+	args := append([]string{"--registry", e.registry, "serve", "--model", m.name, "--host", "127.0.0.1", "--port", "0", "--device", "cpu"}, extra...)
+	cmd := exec.Command(e.o.binary, args...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	s := &server{cmd: cmd, done: make(chan error, 1)}
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			if m := listeningRE.FindStringSubmatch(sc.Text()); m != nil {
+				addr <- m[1]
+			}
+		}
+		s.done <- cmd.Wait()
+	}()
+	select {
+	case s.host = <-addr:
+	case err := <-s.done:
+		return nil, fmt.Errorf("modelserve exited: %v", err)
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		return nil, errors.New("modelserve did not start")
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get("http://" + s.host + "/healthcheck"); err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return s, nil
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	s.stop()
+	return nil, errors.New("modelserve did not become ready")
+}
+
+func (s *server) stop() {
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(time.Minute):
+		s.cmd.Process.Kill()
+	}
+}
+
+// metric sums a metric's samples from /metrics (histograms: name_sum and
+// name_count are separate names).
+func (s *server) metric(name string) (float64, error) {
+	resp, err := http.Get("http://" + s.host + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(promodel.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	base, part := name, ""
+	for _, suffix := range []string{"_sum", "_count"} {
+		if strings.HasSuffix(name, suffix) {
+			if _, ok := families[name]; !ok {
+				base, part = strings.TrimSuffix(name, suffix), suffix
+			}
+		}
+	}
+	fam, ok := families[base]
+	if !ok {
+		return 0, fmt.Errorf("no metric %s", name)
+	}
+	total := 0.0
+	for _, m := range fam.GetMetric() {
+		switch {
+		case part == "_sum":
+			total += m.GetHistogram().GetSampleSum()
+		case part == "_count":
+			total += float64(m.GetHistogram().GetSampleCount())
+		case m.Gauge != nil:
+			total += m.GetGauge().GetValue()
+		case m.Counter != nil:
+			total += m.GetCounter().GetValue()
+		}
+	}
+	return total, nil
+}
+
+// memory reads the process's resident memory now and its peak.
+func (s *server) memory() (rss, peak int64, err error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		fields := strings.Fields(line)
+		if len(fields) < 2 {
+			continue
+		}
+		kb, _ := strconv.ParseInt(fields[1], 10, 64)
+		switch fields[0] {
+		case "VmRSS:":
+			rss = kb << 10
+		case "VmHWM:":
+			peak = kb << 10
+		}
+	}
+	return rss, peak, nil
+}
+
+func mib(n int64) string { return fmt.Sprintf("%.0f MiB", float64(n)/(1<<20)) }

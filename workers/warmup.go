@@ -1,0 +1,86 @@
+package workers
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/modelserve/modelserve/model"
+)
+
+// Cost is what one ONNX Runtime call of the model costs on this pool,
+// measured at start on an idle process: Fixed before any row, PerRow for
+// each row. Zero when it could not be measured.
+type Cost struct {
+	Fixed, PerRow time.Duration
+}
+
+// warmUp runs one batch on every worker, so the first request does not pay
+// for ONNX Runtime's lazy initialization, then times 1-row and 8-row calls
+// on the first worker to tell the fixed cost of a call from its cost per
+// row. The inputs are zeros (empty strings), open dimensions 1.
+func (p *Pool) warmUp(ctx context.Context) (Cost, error) {
+	rows := 1
+	if p.batch > 0 {
+		rows = p.batch
+	}
+	one, err := zeros(p.model.Inputs, rows)
+	if err != nil {
+		return Cost{}, err
+	}
+	for _, w := range p.workers {
+		if _, err := p.runOnce(ctx, w, one, rows); err != nil {
+			return Cost{}, fmt.Errorf("warm-up run on worker %d: %w", w.id+1, err)
+		}
+	}
+	if p.batch > 0 {
+		return Cost{}, nil // a fixed batch size has no cost per row to tell apart
+	}
+	const k = 8
+	eight, err := zeros(p.model.Inputs, k)
+	if err != nil {
+		return Cost{}, err
+	}
+	w := p.workers[0]
+	t1, err := medianRun(ctx, p, w, one, 1)
+	if err != nil {
+		return Cost{}, err
+	}
+	tk, err := medianRun(ctx, p, w, eight, k)
+	if err != nil {
+		return Cost{}, err
+	}
+	perRow := max(tk-t1, 0) / (k - 1)
+	return Cost{Fixed: max(t1-perRow, 0), PerRow: perRow}, nil
+}
+
+func medianRun(ctx context.Context, p *Pool, w *worker, inputs []model.Tensor, rows int) (time.Duration, error) {
+	times := make([]time.Duration, 5)
+	for i := range times {
+		start := time.Now()
+		if _, err := p.runOnce(ctx, w, inputs, rows); err != nil {
+			return 0, err
+		}
+		times[i] = time.Since(start)
+	}
+	slices.Sort(times)
+	return times[len(times)/2], nil
+}
+
+// zeros makes inputs of the given rows, open dimensions 1.
+func zeros(specs []model.Spec, rows int) ([]model.Tensor, error) {
+	out := make([]model.Tensor, len(specs))
+	for i, s := range specs {
+		shape := append(model.Shape{int64(rows)}, s.RowShape()...)
+		for d := 1; d < len(shape); d++ {
+			shape[d] = max(shape[d], 1)
+		}
+		t, err := model.NewTensor(s.DType, shape)
+		if err != nil {
+			return nil, fmt.Errorf("input %q: %w", s.Name, err)
+		}
+		out[i] = t
+	}
+	return out, nil
+}
