@@ -32,11 +32,10 @@ func overloadSection(e *env) (string, error) {
 	unloadedP99 := percentile(unloaded.ok, 0.99)
 
 	type result struct {
-		label        string
-		st           *stats
-		ready, peak  int64
-		budget       float64
-		inflightPeak float64
+		label       string
+		st          *stats
+		ready, peak int64
+		budget      float64
 	}
 	var results []result
 	for _, c := range []struct {
