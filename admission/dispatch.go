@@ -8,15 +8,47 @@ import (
 	"github.com/modelserve/modelserve/model"
 )
 
+// dispatch feeds one worker. When a batch has run, the dispatcher takes
+// its next batch before answering the callers of the last one: a caller
+// that comes straight back with its next request then finds the room the
+// taken rows left, instead of a queue that only looks full.
 func (q *Queue) dispatch() {
 	defer q.wg.Done()
+	var batch []*piece
 	for {
-		batch := q.next()
 		if batch == nil {
-			return
+			if batch = q.next(); batch == nil {
+				return
+			}
 		}
-		q.execute(batch)
+		answer := q.execute(batch)
+		batch = q.take()
+		answer()
+		if batch != nil && q.coalesce {
+			batch = q.fill(batch)
+		}
 	}
+}
+
+// take takes a batch if one waits, without waiting.
+func (q *Queue) take() []*piece {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return nil // next drains the queue
+	}
+	batch := q.takeLocked(nil)
+	q.observeQueue()
+	return batch
+}
+
+// fill lets more rows join a batch taken by take.
+func (q *Queue) fill(batch []*piece) []*piece {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	batch = q.fillLocked(batch)
+	q.observeQueue()
+	return batch
 }
 
 // next waits for work and takes a batch: the oldest live piece, and, when
@@ -85,6 +117,9 @@ func (q *Queue) takeLocked(batch []*piece) []*piece {
 // the batch delay after its oldest piece was queued. Called with q.mu
 // held; it releases the lock while waiting.
 func (q *Queue) fillLocked(batch []*piece) []*piece {
+	if rowsOf(batch) >= q.cfg.MaxBatchRows {
+		return batch
+	}
 	delay := q.fillDelay(time.Now())
 	q.m.fillDelay.Set(delay.Seconds())
 	if delay <= 0 {
@@ -146,8 +181,9 @@ func (q *Queue) drainLocked() {
 	q.observeQueue()
 }
 
-// execute runs one batch and hands each piece its own rows of the outputs.
-func (q *Queue) execute(batch []*piece) {
+// execute runs one batch; the function it returns hands each piece its
+// own rows of the outputs.
+func (q *Queue) execute(batch []*piece) (answer func()) {
 	start := time.Now()
 	rows := 0
 	for _, p := range batch {
@@ -155,31 +191,29 @@ func (q *Queue) execute(batch []*piece) {
 		rows += p.rows
 	}
 	q.m.batchRows.Observe(float64(rows))
+	var outs []model.Tensor
 	inputs, err := joinInputs(batch)
-	if err != nil {
-		for _, p := range batch {
-			p.req.complete(p.index, nil, err)
-		}
-		return
-	}
-	ctx, release := batchContext(batch)
-	outs, err := q.runner.Run(ctx, inputs)
-	release()
-	elapsed := time.Since(start)
 	if err == nil {
-		q.learn(rows, elapsed, outs)
+		ctx, release := batchContext(batch)
+		outs, err = q.runner.Run(ctx, inputs)
+		release()
 	}
-	at := 0
-	for _, p := range batch {
-		var mine []model.Tensor
-		if err == nil {
-			mine = make([]model.Tensor, len(outs))
-			for i, o := range outs {
-				mine[i] = o.SliceRows(at, at+p.rows)
+	if err == nil {
+		q.learn(rows, time.Since(start), outs)
+	}
+	return func() {
+		at := 0
+		for _, p := range batch {
+			var mine []model.Tensor
+			if err == nil {
+				mine = make([]model.Tensor, len(outs))
+				for i, o := range outs {
+					mine[i] = o.SliceRows(at, at+p.rows)
+				}
 			}
+			at += p.rows
+			p.req.complete(p.index, mine, err)
 		}
-		at += p.rows
-		p.req.complete(p.index, mine, err)
 	}
 }
 

@@ -299,6 +299,7 @@ func (s *Server) writeError(c *fiber.Ctx, err error, function string) int {
 		status, msg = http.StatusBadRequest, "Input data malformed: "+in.Error()
 	case errors.As(err, &rejected):
 		c.Set(ReasonHeader, rejected.Reason)
+		s.cfg.Log.Debug("request refused", "function", function, "reason", rejected.Reason, "detail", rejected.Detail)
 		if errors.Is(err, admission.ErrTooLarge) {
 			status, msg = http.StatusRequestEntityTooLarge, "Request too large: "+rejected.Detail
 			break

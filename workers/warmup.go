@@ -37,17 +37,30 @@ func (p *Pool) warmUp(ctx context.Context) (Cost, error) {
 	if p.batch > 0 {
 		return Cost{}, nil // a fixed batch size has no cost per row to tell apart
 	}
+	// Measuring must not make a slow model slow to load: fewer repeats
+	// for slow calls, and no 8-row timing past a second.
 	const k = 8
+	w := p.workers[0]
+	reps := 5
+	t1, err := medianRun(ctx, p, w, one, 1, 1)
+	if err != nil {
+		return Cost{}, err
+	}
+	if t1 < 10*time.Millisecond {
+		if t1, err = medianRun(ctx, p, w, one, 1, reps); err != nil {
+			return Cost{}, err
+		}
+	} else {
+		reps = 1
+	}
+	if k*t1 > time.Second {
+		return Cost{Fixed: t1}, nil // an upper bound; the auto delay caps below it anyway
+	}
 	eight, err := zeros(p.model.Inputs, k)
 	if err != nil {
 		return Cost{}, err
 	}
-	w := p.workers[0]
-	t1, err := medianRun(ctx, p, w, one, 1)
-	if err != nil {
-		return Cost{}, err
-	}
-	tk, err := medianRun(ctx, p, w, eight, k)
+	tk, err := medianRun(ctx, p, w, eight, k, reps)
 	if err != nil {
 		return Cost{}, err
 	}
@@ -55,8 +68,8 @@ func (p *Pool) warmUp(ctx context.Context) (Cost, error) {
 	return Cost{Fixed: max(t1-perRow, 0), PerRow: perRow}, nil
 }
 
-func medianRun(ctx context.Context, p *Pool, w *worker, inputs []model.Tensor, rows int) (time.Duration, error) {
-	times := make([]time.Duration, 5)
+func medianRun(ctx context.Context, p *Pool, w *worker, inputs []model.Tensor, rows, reps int) (time.Duration, error) {
+	times := make([]time.Duration, reps)
 	for i := range times {
 		start := time.Now()
 		if _, err := p.runOnce(ctx, w, inputs, rows); err != nil {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -219,5 +220,32 @@ func TestPool_workersComputeAtLowerPriority(t *testing.T) {
 	}
 	if lowered < 2 {
 		t.Errorf("%d threads at nice %d; want one per worker", lowered, computeNice)
+	}
+}
+
+func TestStart_warmUpMeasuresTheCostOfACall(t *testing.T) {
+	// The encoder's cost grows with every row: a cost per row shows.
+	p, logs := start(t, "encoder", []model.Spec{{Name: "input_ids", DType: model.Int64, Shape: model.Shape{-1, 32}}}, []string{"embedding"}, Config{Device: CPU, Workers: 1})
+	c := p.Cost()
+	if c.Fixed <= 0 || c.PerRow <= 0 || c.Fixed > time.Second || c.PerRow > time.Second {
+		t.Errorf("cost = %+v", c)
+	}
+	if !strings.Contains(logs.String(), "call_fixed_cost=") {
+		t.Errorf("the cost is not logged:\n%s", logs)
+	}
+}
+
+func TestStart_aModelThatRefusesZerosStillServes(t *testing.T) {
+	// fragile reshapes into pairs: a 1-row warm-up with width 1 fails.
+	inputs := []model.Spec{{Name: "x", DType: model.Float32, Shape: model.Shape{-1, -1}}}
+	p, logs := start(t, "fragile", inputs, []string{"pairs"}, Config{Device: CPU, Workers: 1})
+	if !strings.Contains(logs.String(), "warm-up failed") {
+		t.Errorf("the failed warm-up is not reported:\n%s", logs)
+	}
+	if p.Cost() != (Cost{}) {
+		t.Errorf("cost after a failed warm-up = %+v", p.Cost())
+	}
+	if _, err := p.Run(context.Background(), []model.Tensor{{DType: model.Float32, Shape: model.Shape{1, 2}, Data: []float32{1, 2}}}); err != nil {
+		t.Errorf("serving after a failed warm-up: %v", err)
 	}
 }
