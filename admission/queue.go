@@ -273,15 +273,22 @@ func (t *Ticket) Run(ctx context.Context, inputs []model.Tensor) ([]model.Tensor
 	select {
 	case <-req.done:
 	case <-ctx.Done():
-		q.m.rejected.WithLabelValues(reasonOf(ctx.Err())).Inc()
-		q.drop(req)
-		return nil, ctx.Err()
 	}
-	if req.err != nil {
-		q.drop(req) // a failed piece fails the request: the rest need not run
-		return nil, req.err
+	select {
+	case <-req.done:
+		if req.err == nil {
+			return req.result() // even if ctx ended the same instant
+		}
+	default:
 	}
-	return req.result()
+	// A failed piece fails the request, and a caller that gave up wants
+	// nothing: what is still queued need not run.
+	q.drop(req)
+	if err := ctx.Err(); err != nil {
+		q.m.rejected.WithLabelValues(reasonOf(err)).Inc()
+		return nil, err
+	}
+	return nil, req.err
 }
 
 // Done releases the ticket's memory; call it once the answer is written.
