@@ -376,16 +376,18 @@ func (q *Queue) settle(t *Ticket) {
 
 // checkQueue refuses rows and bytes that would overfill the queue; called
 // with q.mu held.
+//
+// A request larger than the whole queue is admitted when the queue is
+// empty: it then runs alone, split across the workers. Only memory can
+// make a request too large for good.
 func (q *Queue) checkQueue(rows int, bytes int64) error {
 	switch {
 	case q.queuedRequests >= q.cfg.MaxQueuedRequests:
 		return q.reject(ErrOverloaded, ReasonQueueFull, "%d requests are waiting", q.queuedRequests)
-	case rows > q.cfg.MaxQueuedRows:
-		return q.reject(ErrTooLarge, ReasonQueueFull, "%d rows is more than the queue holds (%d); send fewer rows per request", rows, q.cfg.MaxQueuedRows)
+	case q.pending.Len() == 0:
+		return nil
 	case q.queuedRows+rows > q.cfg.MaxQueuedRows:
 		return q.reject(ErrOverloaded, ReasonQueueFull, "%d rows are waiting", q.queuedRows)
-	case q.cfg.MaxQueuedBytes > 0 && bytes > q.cfg.MaxQueuedBytes:
-		return q.reject(ErrTooLarge, ReasonQueueFull, "%d input bytes is more than the queue holds (%d); send fewer rows per request", bytes, q.cfg.MaxQueuedBytes)
 	case q.cfg.MaxQueuedBytes > 0 && q.queuedBytes+bytes > q.cfg.MaxQueuedBytes:
 		return q.reject(ErrOverloaded, ReasonQueueFull, "%d input bytes are waiting", q.queuedBytes)
 	}

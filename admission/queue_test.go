@@ -183,8 +183,8 @@ func TestQueue_rejectsAtOnceWhenFull(t *testing.T) {
 	}{
 		// One 1-row request waits; the next does not fit.
 		{"requests", Config{MaxQueuedRequests: 1}, ids(1)},
-		{"rows", Config{MaxQueuedRows: occupyRows}, ids(occupyRows)},
-		{"bytes", Config{MaxQueuedBytes: occupyRows * 32 * 8}, ids(occupyRows)},
+		{"rows", Config{MaxQueuedRows: 2}, ids(2)},
+		{"bytes", Config{MaxQueuedBytes: 2 * 32 * 8}, ids(2)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -211,10 +211,21 @@ func TestQueue_rejectsAtOnceWhenFull(t *testing.T) {
 	}
 }
 
-func TestQueue_requestLargerThanTheQueueIsTooLarge(t *testing.T) {
-	f := encoderQueue(t, Config{MaxQueuedRows: 8})
-	if _, err := f.run(context.Background(), ids(9)); !isRejection(err, ErrTooLarge, ReasonQueueFull) {
-		t.Errorf("9 rows into a queue of 8 = %v, want ErrTooLarge", err)
+func TestQueue_aRequestLargerThanTheQueueRunsAloneWhenItIsEmpty(t *testing.T) {
+	f := encoderQueue(t, Config{MaxQueuedRows: 8, MaxBatchRows: 4})
+	out, err := f.run(context.Background(), ids(20))
+	if err != nil || out[0].Rows() != 20 {
+		t.Fatalf("20 rows into an empty queue of 8 = %v, %v", out, err)
+	}
+	if count, rows := f.batches(t); count != 5 || rows != 20 {
+		t.Errorf("%d batches of %v rows; want 5 pieces of 4", count, rows)
+	}
+	// Behind other work it waits its turn: 429, not 413.
+	f = encoderQueue(t, Config{MaxQueuedRows: 8})
+	f.occupy(t) // 4096 rows, admitted into the empty queue
+	f.queued(t, context.Background())
+	if _, err := f.run(context.Background(), ids(20)); !isRejection(err, ErrOverloaded, ReasonQueueFull) {
+		t.Errorf("20 rows behind a queued request = %v, want ErrOverloaded (it fits once the queue drains)", err)
 	}
 }
 
