@@ -49,6 +49,9 @@ func (s Spec) RowShape() Shape {
 type Function struct {
 	Name    string   `json:"name"`
 	Outputs []string `json:"outputs"`
+	// NullAsNaN reads a SQL NULL for a float argument as NaN (models that
+	// treat NaN as missing); otherwise NULL is refused.
+	NullAsNaN bool `json:"null_as_nan,omitempty"`
 }
 
 // Path is the HTTP route of the function: underscores become hyphens, as
@@ -260,6 +263,23 @@ func (s Signature) Validate() error {
 		names[key] = true
 	}
 	return nil
+}
+
+// IsUnquotedIdentifier reports a name SQL takes without quotes: a letter or
+// underscore, then letters, digits, underscores or dollar signs. Such a
+// name matches case-insensitively, as SQL folds it; any other name must be
+// quoted and matches exactly.
+func IsUnquotedIdentifier(name string) bool {
+	if name == "" {
+		return false
+	}
+	for i, r := range name {
+		letter := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r == '_'
+		if !letter && (i == 0 || !(r >= '0' && r <= '9' || r == '$')) {
+			return false
+		}
+	}
+	return true
 }
 
 // ValidateFunctionName accepts SQL-friendly identifiers: a letter, then

@@ -179,6 +179,12 @@ func sameDims(a, b Shape) bool {
 	return true
 }
 
+// CopyRows copies src's rows into the first rows of dst, which has room
+// for them and the same dtype and row shape.
+func CopyRows(dst, src Tensor) {
+	copyData(dst.Data, src.Data, 0)
+}
+
 // copyData copies src into dst from element at; both hold the same type.
 func copyData(dst, src any, at int) int {
 	switch d := dst.(type) {

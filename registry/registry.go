@@ -231,14 +231,18 @@ func buildSignature(info onnxrt.Info, req LogRequest) (model.Signature, error) {
 		}
 	}
 	if len(sig.Functions) == 0 {
-		// Every output modelserve can encode; others stay listed but unserved.
-		fn := model.Function{Name: "predict"}
-		for _, o := range info.Outputs {
-			if o.Kind == "" && o.DType != model.Invalid {
-				fn.Outputs = append(fn.Outputs, o.Name)
+		sig.Functions = []model.Function{{Name: "predict"}}
+	}
+	for i, fn := range sig.Functions {
+		if len(fn.Outputs) == 0 && len(sig.Functions) == 1 {
+			// Every output modelserve can encode; others stay listed but
+			// unserved.
+			for _, o := range info.Outputs {
+				if o.Kind == "" && o.DType != model.Invalid {
+					sig.Functions[i].Outputs = append(sig.Functions[i].Outputs, o.Name)
+				}
 			}
 		}
-		sig.Functions = []model.Function{fn}
 	}
 	return sig, sig.Validate()
 }

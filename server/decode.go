@@ -1,12 +1,11 @@
 package server
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
 	"strings"
-
-	"github.com/valyala/fastjson"
 
 	"github.com/modelserve/modelserve/model"
 )
@@ -41,6 +40,18 @@ func inputErr(row int64, column, format string, args ...any) *InputError {
 	return &InputError{Row: row, Column: column, Msg: fmt.Sprintf(format, args...)}
 }
 
+// atRow names the row of an error that does not name one yet.
+func atRow(id int64, err error) error {
+	var in *InputError
+	if errors.As(err, &in) {
+		if in.Row < 0 {
+			in.Row = id
+		}
+		return in
+	}
+	return inputErr(id, "", "%v", err)
+}
+
 // batch is a decoded request: the caller's row numbers and one tensor per
 // model input, rows in the caller's order.
 type batch struct {
@@ -50,14 +61,17 @@ type batch struct {
 	echo [][]byte
 }
 
-// decoder turns external-function rows into input tensors for one model.
+// decoder turns a request body into input tensors for one model. It
+// accepts the SQL gateway's rows ({"data": [[row, args...]]}, flat or
+// wide) and the dataframe_split and dataframe_records shapes.
 type decoder struct {
 	sig   model.Signature
 	args  []model.Argument
 	usage string // the accepted argument lists, for arity errors
 	// byName finds an argument by its exact name, byUpper by its
-	// upper-cased one (SQL's unquoted identifiers); a value of -1 - i
-	// stands for input i given whole.
+	// upper-cased one: names that are SQL identifiers match as unquoted
+	// identifiers do, case-insensitively; other names (which SQL must
+	// quote) only exactly. A value of -1 - i stands for input i whole.
 	byName  map[string]int
 	byUpper map[string]int
 	// features holds, per input, the names of its F scalar arguments, or
@@ -68,16 +82,20 @@ type decoder struct {
 func newDecoder(sig model.Signature) *decoder {
 	d := &decoder{sig: sig, args: sig.Arguments(), byName: map[string]int{}, byUpper: map[string]int{},
 		features: make([][]string, len(sig.Inputs))}
+	add := func(name string, slot int) {
+		d.byName[name] = slot
+		if model.IsUnquotedIdentifier(name) {
+			d.byUpper[strings.ToUpper(name)] = slot
+		}
+	}
 	for i, a := range d.args {
-		d.byName[a.Name] = i
-		d.byUpper[strings.ToUpper(a.Name)] = i
+		add(a.Name, i)
 	}
 	for i, in := range sig.Inputs {
 		if _, ok := sig.FeatureCount(i); ok {
 			d.features[i] = sig.FeatureNames(i)
 			if _, taken := d.byName[in.Name]; !taken {
-				d.byName[in.Name] = -1 - i
-				d.byUpper[strings.ToUpper(in.Name)] = -1 - i
+				add(in.Name, -1-i)
 			}
 		}
 	}
@@ -100,197 +118,14 @@ func usage(sig model.Signature, args []model.Argument) string {
 	return s
 }
 
-// decode parses body, which p may reuse, into a batch.
-func (d *decoder) decode(body []byte, p *fastjson.Parser) (*batch, error) {
-	doc, err := p.ParseBytes(body)
-	if err != nil {
-		return nil, inputErr(-1, "", "the body is not valid JSON: %v", err)
+// lookup finds the argument slot a column name stands for.
+func (d *decoder) lookup(key []byte, upper *[]byte) (int, bool) {
+	if slot, ok := d.byName[string(key)]; ok {
+		return slot, true
 	}
-	data := doc.Get("data")
-	if data == nil {
-		return nil, inputErr(-1, "", `the body has no "data" key; send {"data": [[row, arg, ...], ...]}`)
-	}
-	rows, err := data.Array()
-	if err != nil {
-		return nil, inputErr(-1, "", `"data" must be an array of rows, got %s`, data.Type())
-	}
-	if len(rows) == 0 {
-		return nil, inputErr(-1, "", `"data" holds no rows`)
-	}
-	b := &batch{rowIDs: make([]int64, len(rows)), inputs: make([]model.Tensor, len(d.sig.Inputs))}
-	cols := make([]column, len(d.sig.Inputs))
-	var wide *wideScratch
-	for r, row := range rows {
-		cells, err := row.Array()
-		if err != nil || len(cells) == 0 {
-			return nil, inputErr(int64(r), "", "each row must be an array [row number, arguments...], got %s", row.Type())
-		}
-		id, err := rowNumber(cells[0])
-		if err != nil {
-			return nil, inputErr(int64(r), "", "%v", err)
-		}
-		b.rowIDs[r] = id
-		if len(cells) == 2 && cells[1].Type() == fastjson.TypeObject {
-			if wide == nil {
-				wide = d.newWideScratch()
-			}
-			err = d.wideRow(b, cols, wide, r, id, cells[1])
-		} else {
-			err = d.flatRow(b, cols, r, id, cells[1:])
-		}
-		if err != nil {
-			return nil, err
-		}
-	}
-	return b, nil
-}
-
-// rowNumber reads element 0 of a row; some clients send 0.0 for 0.
-func rowNumber(v *fastjson.Value) (int64, error) {
-	if v.Type() != fastjson.TypeNumber {
-		return 0, fmt.Errorf("the row number (element 0) must be a number, got %s", v.Type())
-	}
-	if n, err := v.Int64(); err == nil {
-		return n, nil
-	}
-	f, err := v.Float64()
-	if err != nil || f != math.Trunc(f) || math.Abs(f) > 1<<53 {
-		return 0, fmt.Errorf("the row number (element 0) must be a whole number, got %s", v)
-	}
-	return int64(f), nil
-}
-
-// flatRow fills row r from positional arguments. A feature-matrix input
-// takes either its F scalars or one array.
-func (d *decoder) flatRow(b *batch, cols []column, r int, id int64, cells []*fastjson.Value) error {
-	pos := 0
-	for i, in := range d.sig.Inputs {
-		f := len(d.features[i])
-		if pos >= len(cells) {
-			return d.arityError(id, len(cells))
-		}
-		if f > 0 && cells[pos].Type() != fastjson.TypeArray {
-			if pos+f > len(cells) {
-				return d.arityError(id, len(cells))
-			}
-			if err := d.setFeatures(b, cols, i, r, id, cells[pos:pos+f]); err != nil {
-				return err
-			}
-			pos += f
-			continue
-		}
-		if err := d.setWhole(b, cols, i, r, id, in.Name, cells[pos]); err != nil {
-			return err
-		}
-		pos++
-	}
-	if pos != len(cells) {
-		return d.arityError(id, len(cells))
-	}
-	return nil
-}
-
-func (d *decoder) arityError(id int64, got int) error {
-	return inputErr(id, "", "expected %s, got %d", d.usage, got)
-}
-
-// wideScratch is reused from one wide row to the next.
-type wideScratch struct {
-	whole    []*fastjson.Value   // per input, its whole value
-	features [][]*fastjson.Value // per feature-matrix input, its cells
-	upper    []byte
-}
-
-func (d *decoder) newWideScratch() *wideScratch {
-	w := &wideScratch{
-		whole:    make([]*fastjson.Value, len(d.sig.Inputs)),
-		features: make([][]*fastjson.Value, len(d.sig.Inputs)),
-	}
-	for i, names := range d.features {
-		if names != nil {
-			w.features[i] = make([]*fastjson.Value, len(names))
-		}
-	}
-	return w
-}
-
-// wideRow fills row r from one object keyed by argument name. Names match
-// exactly first, then case-insensitively, as unquoted SQL identifiers do.
-func (d *decoder) wideRow(b *batch, cols []column, w *wideScratch, r int, id int64, obj *fastjson.Value) error {
-	o, _ := obj.Object()
-	clear(w.whole)
-	for _, f := range w.features {
-		clear(f)
-	}
-	var err error
-	o.Visit(func(key []byte, v *fastjson.Value) {
-		if err != nil {
-			return
-		}
-		if string(key) == "_ID" {
-			if b.echo == nil {
-				b.echo = make([][]byte, len(b.rowIDs))
-			}
-			b.echo[r] = v.MarshalTo(nil)
-			return
-		}
-		at, ok := d.byName[string(key)]
-		if !ok {
-			w.upper = appendUpper(w.upper[:0], key)
-			at, ok = d.byUpper[string(w.upper)]
-		}
-		if !ok {
-			err = inputErr(id, string(key), "unknown column; expected %s", d.usage)
-			return
-		}
-		var slot **fastjson.Value
-		switch a := d.args[max(at, 0)]; {
-		case at < 0:
-			slot = &w.whole[-1-at]
-		case a.Feature < 0:
-			slot = &w.whole[a.Input]
-		default:
-			slot = &w.features[a.Input][a.Feature]
-		}
-		if *slot != nil {
-			err = inputErr(id, string(key), "given twice")
-			return
-		}
-		*slot = v
-	})
-	if err != nil {
-		return err
-	}
-	for i, in := range d.sig.Inputs {
-		feats := w.features[i]
-		given, missing := 0, -1
-		for j, v := range feats {
-			if v != nil {
-				given++
-			} else if missing < 0 {
-				missing = j
-			}
-		}
-		switch {
-		case w.whole[i] != nil && given > 0:
-			return inputErr(id, in.Name, "given both whole and as features; send one or the other")
-		case w.whole[i] != nil:
-			if err := d.setWhole(b, cols, i, r, id, in.Name, w.whole[i]); err != nil {
-				return err
-			}
-		case given > 0 && missing < 0:
-			if err := d.setFeatures(b, cols, i, r, id, feats); err != nil {
-				return err
-			}
-		case given > 0:
-			return inputErr(id, d.features[i][missing], "missing column")
-		case len(feats) > 0:
-			return inputErr(id, d.features[i][0], "missing column")
-		default:
-			return inputErr(id, in.Name, "missing column")
-		}
-	}
-	return nil
+	*upper = appendUpper((*upper)[:0], key)
+	slot, ok := d.byUpper[string(*upper)]
+	return slot, ok
 }
 
 func appendUpper(dst, s []byte) []byte {
@@ -303,50 +138,553 @@ func appendUpper(dst, s []byte) []byte {
 	return dst
 }
 
-// setFeatures writes F scalar cells into row r of feature-matrix input i.
-func (d *decoder) setFeatures(b *batch, cols []column, i, r int, id int64, cells []*fastjson.Value) error {
-	if err := d.ensure(b, cols, i, model.Shape{int64(len(cells))}); err != nil {
+// decodeOptions are what a function allows beyond its signature.
+type decodeOptions struct {
+	// nullAsNaN reads null for a float argument as NaN.
+	nullAsNaN bool
+}
+
+// decoding is the state of one decode. Rows are not counted ahead: the
+// tensors are sized from a guess and grow when a row falls beyond them.
+type decoding struct {
+	*decoder
+	opts    decodeOptions
+	b       *batch
+	cols    []column
+	capRows int // rows the tensors have room for
+	slots   *slots
+	upper   []byte
+}
+
+// slots hold, for one wide row or record, where each argument's value
+// starts in the body (-1: absent).
+type slots struct {
+	whole    []int
+	features [][]int
+}
+
+func (d *decoding) newSlots() *slots {
+	w := &slots{whole: make([]int, len(d.sig.Inputs)), features: make([][]int, len(d.sig.Inputs))}
+	for i, names := range d.features {
+		if names != nil {
+			w.features[i] = make([]int, len(names))
+		}
+	}
+	return w
+}
+
+func (w *slots) reset() {
+	for i := range w.whole {
+		w.whole[i] = -1
+	}
+	for _, f := range w.features {
+		for j := range f {
+			f[j] = -1
+		}
+	}
+}
+
+// at returns the position a slot's value is recorded in.
+func (w *slots) at(d *decoder, slot int) *int {
+	switch a := d.args[max(slot, 0)]; {
+	case slot < 0:
+		return &w.whole[-1-slot]
+	case a.Feature < 0:
+		return &w.whole[a.Input]
+	default:
+		return &w.features[a.Input][a.Feature]
+	}
+}
+
+// decode parses a request body into a batch.
+func (d *decoder) decode(body []byte, opts decodeOptions) (*batch, error) {
+	st := &decoding{decoder: d, opts: opts}
+	s := &scanner{b: body}
+	if s.kind() != kindObject {
+		if probe := *s; probe.skip() != nil || probe.end() != nil {
+			return nil, inputErr(-1, "", "the body is not valid JSON")
+		}
+		return nil, inputErr(-1, "", `the body must be a JSON object such as {"data": [[0, ...]]}, got %s`, s.describe())
+	}
+	var shapes []string
+	var split, records, params *scanner
+	err := s.members(func(key []byte) error {
+		switch k := string(key); k {
+		case "data", "dataframe_split", "dataframe_records":
+			shapes = append(shapes, k)
+			if len(shapes) > 1 {
+				return inputErr(-1, "", "the body holds both %q and %q; send one", shapes[0], k)
+			}
+			at := *s
+			switch k {
+			case "data":
+				return st.rows(s)
+			case "dataframe_split":
+				split = &at
+			default:
+				records = &at
+			}
+		case "params":
+			at := *s
+			params = &at
+		}
+		return s.skip()
+	})
+	if err == nil {
+		err = s.end()
+	}
+	if err != nil {
+		return nil, asInputError(err)
+	}
+	if len(shapes) == 0 {
+		return nil, inputErr(-1, "", `the body has no "data" key; send {"data": [[row, arg, ...], ...]} (or dataframe_split, dataframe_records)`)
+	}
+	if params != nil {
+		if err := checkParams(params); err != nil {
+			return nil, err
+		}
+	}
+	switch {
+	case split != nil:
+		err = st.split(split)
+	case records != nil:
+		err = st.records(records)
+	}
+	if err != nil {
+		return nil, asInputError(err)
+	}
+	if err := st.finish(); err != nil {
+		return nil, err
+	}
+	return st.b, nil
+}
+
+func asInputError(err error) error {
+	var in *InputError
+	if errors.As(err, &in) {
+		return in
+	}
+	return inputErr(-1, "", "%v", err)
+}
+
+// checkParams accepts an empty params object: ONNX models take no
+// parameters beside their inputs, so any named one is a mistake.
+func checkParams(s *scanner) error {
+	if s.kind() != kindObject {
+		return inputErr(-1, "", `"params" must be an object, got %s`, s.describe())
+	}
+	var names []string
+	err := s.members(func(key []byte) error {
+		names = append(names, string(key))
+		return s.skip()
+	})
+	if err != nil {
 		return err
 	}
-	names := d.features[i]
-	base := r * len(cells)
-	for j, v := range cells {
-		if err := cols[i].set(base+j, v); err != nil {
-			return inputErr(id, names[j], "%v", err)
+	if len(names) > 0 {
+		return inputErr(-1, "", "params: this model takes no parameters, got %s", strings.Join(names, ", "))
+	}
+	return nil
+}
+
+// start begins a batch with room for capRows rows.
+func (d *decoding) start(capRows int) {
+	d.capRows = max(capRows, 1)
+	d.b = &batch{rowIDs: make([]int64, 0, d.capRows), inputs: make([]model.Tensor, len(d.sig.Inputs))}
+	d.cols = make([]column, len(d.sig.Inputs))
+}
+
+// row makes room for row r, whose number is id.
+func (d *decoding) row(r int, id int64) {
+	if r >= d.capRows {
+		d.grow(max(2*d.capRows, r+1))
+	}
+	d.b.rowIDs = append(d.b.rowIDs, id)
+}
+
+// grow moves the tensors into room for capRows rows.
+func (d *decoding) grow(capRows int) {
+	for i, t := range d.b.inputs {
+		if d.cols[i].set == nil {
+			continue
+		}
+		bigger, _ := model.NewTensor(t.DType, append(model.Shape{int64(capRows)}, t.Shape[1:]...))
+		model.CopyRows(bigger, t)
+		d.b.inputs[i] = bigger
+		d.cols[i] = newColumn(bigger, d.opts)
+	}
+	d.capRows = capRows
+}
+
+// finish trims the tensors to the rows read.
+func (d *decoding) finish() error {
+	n := len(d.b.rowIDs)
+	if n == 0 {
+		return inputErr(-1, "", "the request holds no rows")
+	}
+	for i, t := range d.b.inputs {
+		d.b.inputs[i] = t.SliceRows(0, n)
+	}
+	if d.b.echo != nil {
+		for len(d.b.echo) < n {
+			d.b.echo = append(d.b.echo, nil)
 		}
 	}
 	return nil
 }
 
-// setWhole writes one cell holding input i's whole row value: a scalar, or
-// an array (nested to the row shape, or flat) for a vector input.
-func (d *decoder) setWhole(b *batch, cols []column, i, r int, id int64, name string, v *fastjson.Value) error {
-	in := d.sig.Inputs[i]
-	rowShape := in.RowShape()
-	if len(rowShape) == 0 {
-		if err := d.ensure(b, cols, i, nil); err != nil {
+// rows decodes "data": [[row, args...], ...], each row flat or wide.
+func (d *decoding) rows(s *scanner) error {
+	if s.kind() != kindArray {
+		return inputErr(-1, "", `"data" must be an array of rows, got %s`, s.describe())
+	}
+	if probe := *s; probe.consume('[') && probe.peek() == ']' {
+		return inputErr(-1, "", `"data" holds no rows`)
+	}
+	d.start(64)
+	first := s.i
+	return s.elements(func(r int) error {
+		if s.kind() == kindEnd {
+			return s.errSyntax("a row")
+		}
+		if r == 1 {
+			// The first row's size tells about how many follow.
+			if guess := (len(s.b)-first)/max(s.i-first, 1)*9/8 + 8; guess > d.capRows {
+				d.grow(guess)
+			}
+		}
+		if s.kind() != kindArray {
+			return inputErr(int64(r), "", "each row must be an array [row number, arguments...], got %s", s.describe())
+		}
+		rowStart := *s
+		s.i++ // [
+		if s.peek() == ']' {
+			return inputErr(int64(r), "", "the row is empty; it needs a row number and the arguments")
+		}
+		id, err := rowNumber(s)
+		if err != nil {
+			return inputErr(int64(r), "", "%v", err)
+		}
+		d.row(r, id)
+		if !s.consume(',') {
+			if s.peek() == ']' {
+				return d.arity(rowStart, id)
+			}
+			return atRow(id, s.errSyntax("','"))
+		}
+		if s.kind() == kindObject {
+			probe := *s
+			if probe.skip() == nil && probe.peek() == ']' {
+				if err := d.wideRow(s, r, id); err != nil {
+					return err
+				}
+				return s.expect(']')
+			}
+		}
+		return d.flatRow(s, rowStart, r, id)
+	})
+}
+
+// rowNumber reads element 0 of a row; some clients send 0.0 for 0.
+func rowNumber(s *scanner) (int64, error) {
+	if s.kind() != kindNumber {
+		return 0, fmt.Errorf("the row number (element 0) must be a number, got %s", s.describe())
+	}
+	b, err := s.number()
+	if err != nil {
+		return 0, err
+	}
+	id, err := parseInt(b)
+	if err != nil {
+		return 0, fmt.Errorf("the row number (element 0) must be a whole number, got %s", b)
+	}
+	return id, nil
+}
+
+// flatRow decodes the positional arguments of row r, the scanner standing
+// on the first one. A feature-matrix input takes its F scalars or one
+// array.
+func (d *decoding) flatRow(s *scanner, rowStart scanner, r int, id int64) error {
+	for i := range d.sig.Inputs {
+		if i > 0 && !s.consume(',') {
+			return d.arity(rowStart, id)
+		}
+		if s.peek() == ']' {
+			return d.arity(rowStart, id)
+		}
+		if names := d.features[i]; names != nil && s.kind() != kindArray {
+			if err := d.ensure(i, model.Shape{int64(len(names))}); err != nil {
+				return err
+			}
+			for j, name := range names {
+				if j > 0 && !s.consume(',') {
+					return d.arity(rowStart, id)
+				}
+				if s.peek() == ']' {
+					return d.arity(rowStart, id)
+				}
+				if err := d.cols[i].set(r*len(names)+j, s); err != nil {
+					return inputErr(id, name, "%v", err)
+				}
+			}
+			continue
+		}
+		if err := d.setWhole(s, i, r, id, d.sig.Inputs[i].Name); err != nil {
 			return err
 		}
-		if err := cols[i].set(r, v); err != nil {
+	}
+	if s.consume(']') {
+		return nil
+	}
+	if s.peek() == ',' {
+		return d.arity(rowStart, id)
+	}
+	return atRow(id, s.errSyntax("']'"))
+}
+
+// arity reports a row with the wrong number of arguments.
+func (d *decoding) arity(rowStart scanner, id int64) error {
+	n, err := rowStart.count()
+	if err != nil {
+		return atRow(id, err)
+	}
+	return inputErr(id, "", "expected %s, got %d", d.usage, n-1)
+}
+
+// wideRow decodes one object keyed by argument name into row r.
+func (d *decoding) wideRow(s *scanner, r int, id int64) error {
+	if d.slots == nil {
+		d.slots = d.newSlots()
+	}
+	w := d.slots
+	w.reset()
+	err := s.members(func(key []byte) error {
+		if string(key) == "_ID" {
+			raw, err := s.raw()
+			if err != nil {
+				return err
+			}
+			for len(d.b.echo) <= r {
+				d.b.echo = append(d.b.echo, nil)
+			}
+			d.b.echo[r] = append([]byte(nil), raw...)
+			return nil
+		}
+		slot, ok := d.lookup(key, &d.upper)
+		if !ok {
+			return inputErr(id, string(key), "unknown column; expected %s", d.usage)
+		}
+		pos := w.at(d.decoder, slot)
+		if *pos >= 0 {
+			return inputErr(id, string(key), "given twice")
+		}
+		s.ws()
+		*pos = s.i
+		return s.skip()
+	})
+	if err != nil {
+		return atRow(id, err)
+	}
+	return d.fromSlots(s, w, r, id)
+}
+
+// fromSlots decodes the values a wide row's slots point at.
+func (d *decoding) fromSlots(s *scanner, w *slots, r int, id int64) error {
+	at := func(pos int) *scanner {
+		probe := *s
+		probe.i = pos
+		return &probe
+	}
+	for i, in := range d.sig.Inputs {
+		feats := w.features[i]
+		given, missing := 0, -1
+		for j, pos := range feats {
+			if pos >= 0 {
+				given++
+			} else if missing < 0 {
+				missing = j
+			}
+		}
+		switch {
+		case w.whole[i] >= 0 && given > 0:
+			return inputErr(id, in.Name, "given both whole and as features; send one or the other")
+		case w.whole[i] >= 0:
+			if err := d.setWhole(at(w.whole[i]), i, r, id, in.Name); err != nil {
+				return err
+			}
+		case given > 0 && missing < 0:
+			if err := d.ensure(i, model.Shape{int64(len(feats))}); err != nil {
+				return err
+			}
+			for j, pos := range feats {
+				if err := d.cols[i].set(r*len(feats)+j, at(pos)); err != nil {
+					return inputErr(id, d.features[i][j], "%v", err)
+				}
+			}
+		case given > 0:
+			return inputErr(id, d.features[i][missing], "missing column")
+		case feats != nil:
+			return inputErr(id, d.features[i][0], "missing column")
+		default:
+			return inputErr(id, in.Name, "missing column")
+		}
+	}
+	return nil
+}
+
+// records decodes "dataframe_records": [{column: value}, ...]; row
+// numbers are positions.
+func (d *decoding) records(s *scanner) error {
+	if s.kind() != kindArray {
+		return inputErr(-1, "", `"dataframe_records" must be an array of objects, got %s`, s.describe())
+	}
+	n, err := s.count()
+	if err != nil {
+		return err
+	}
+	d.start(n)
+	return s.elements(func(r int) error {
+		d.row(r, int64(r))
+		if s.kind() != kindObject {
+			return inputErr(int64(r), "", "each record must be an object, got %s", s.describe())
+		}
+		return d.wideRow(s, r, int64(r))
+	})
+}
+
+// split decodes "dataframe_split": {"columns": [...], "index": [...],
+// "data": [[...], ...]}; row numbers come from index, else positions.
+func (d *decoding) split(s *scanner) error {
+	if s.kind() != kindObject {
+		return inputErr(-1, "", `"dataframe_split" must be an object, got %s`, s.describe())
+	}
+	var columns, index, data *scanner
+	err := s.members(func(key []byte) error {
+		at := *s
+		switch string(key) {
+		case "columns":
+			columns = &at
+		case "index":
+			index = &at
+		case "data":
+			data = &at
+		}
+		return s.skip()
+	})
+	if err != nil {
+		return err
+	}
+	if columns == nil || data == nil {
+		return inputErr(-1, "", `"dataframe_split" needs "columns" and "data"`)
+	}
+	// Each column's slot, checked once for all rows.
+	var slotOf []int
+	w := d.newSlots()
+	w.reset()
+	err = columns.elements(func(j int) error {
+		name, err := columns.str()
+		if err != nil {
+			return inputErr(-1, "", `"columns" must hold strings: %v`, err)
+		}
+		slot, ok := d.lookup(name, &d.upper)
+		if !ok {
+			return inputErr(-1, string(name), "unknown column; expected %s", d.usage)
+		}
+		pos := w.at(d.decoder, slot)
+		if *pos >= 0 {
+			return inputErr(-1, string(name), "given twice")
+		}
+		*pos = j
+		slotOf = append(slotOf, slot)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	n, err := data.count()
+	if err != nil {
+		return err
+	}
+	d.start(n)
+	ids := make([]int64, n)
+	for r := range ids {
+		ids[r] = int64(r)
+	}
+	if index != nil {
+		if err := readIndex(index, ids); err != nil {
+			return err
+		}
+	}
+	// The rows are positional: point the slots at each row's cells.
+	row := d.newSlots()
+	return data.elements(func(r int) error {
+		id := ids[r]
+		d.row(r, id)
+		if data.kind() != kindArray {
+			return inputErr(id, "", "each row of dataframe_split data must be an array, got %s", data.describe())
+		}
+		row.reset()
+		err := data.elements(func(j int) error {
+			if j >= len(slotOf) {
+				return inputErr(id, "", "the row has more values than the %d columns", len(slotOf))
+			}
+			data.ws()
+			*row.at(d.decoder, slotOf[j]) = data.i
+			return data.skip()
+		})
+		if err != nil {
+			return atRow(id, err)
+		}
+		return d.fromSlots(data, row, r, id)
+	})
+}
+
+// readIndex reads dataframe_split's index into ids, one per row.
+func readIndex(s *scanner, ids []int64) error {
+	count, err := s.count()
+	if err != nil {
+		return err
+	}
+	if count != len(ids) {
+		return inputErr(-1, "", `"index" holds %d entries for %d rows`, count, len(ids))
+	}
+	return s.elements(func(r int) error {
+		id, err := rowNumber(s)
+		if err != nil {
+			return inputErr(int64(r), "", `"index": %v`, strings.ReplaceAll(err.Error(), "the row number (element 0)", "an index entry"))
+		}
+		ids[r] = id
+		return nil
+	})
+}
+
+// setWhole writes one cell holding input i's whole row value: a scalar, or
+// an array (nested to the row shape, or flat) for a vector input.
+func (d *decoding) setWhole(s *scanner, i, r int, id int64, name string) error {
+	rowShape := d.sig.Inputs[i].RowShape()
+	if len(rowShape) == 0 {
+		if err := d.ensure(i, nil); err != nil {
+			return err
+		}
+		if err := d.cols[i].set(r, s); err != nil {
 			return inputErr(id, name, "%v", err)
 		}
 		return nil
 	}
-	if v.Type() != fastjson.TypeArray {
-		return inputErr(id, name, "expected an array of shape %s, got %s", rowShape, describe(v))
+	if s.kind() != kindArray {
+		return inputErr(id, name, "expected an array of shape %s, got %s", rowShape, s.describe())
 	}
-	if cols[i].set == nil {
-		shape, err := resolveShape(rowShape, v)
+	if d.cols[i].set == nil {
+		shape, err := resolveShape(rowShape, *s)
 		if err != nil {
 			return inputErr(id, name, "%v", err)
 		}
-		if err := d.ensure(b, cols, i, shape); err != nil {
+		if err := d.ensure(i, shape); err != nil {
 			return err
 		}
 	}
-	shape := b.inputs[i].Shape[1:]
-	n := shape.Elements()
-	if err := fillArray(cols[i], r*n, shape, v); err != nil {
+	shape := d.b.inputs[i].Shape[1:]
+	if err := fillArray(s, d.cols[i], r*shape.Elements(), shape); err != nil {
 		return inputErr(id, name, "%v (expected shape %s)", err, shape)
 	}
 	return nil
@@ -354,97 +692,111 @@ func (d *decoder) setWhole(b *batch, cols []column, i, r int, id int64, name str
 
 // ensure allocates input i's tensor with the given row shape the first time
 // a row reaches it.
-func (d *decoder) ensure(b *batch, cols []column, i int, rowShape model.Shape) error {
-	if cols[i].set != nil {
+func (d *decoding) ensure(i int, rowShape model.Shape) error {
+	if d.cols[i].set != nil {
 		return nil
 	}
-	shape := append(model.Shape{int64(len(b.rowIDs))}, rowShape...)
+	shape := append(model.Shape{int64(d.capRows)}, rowShape...)
 	t, err := model.NewTensor(d.sig.Inputs[i].DType, shape)
 	if err != nil {
 		return fmt.Errorf("input %q: %w", d.sig.Inputs[i].Name, err)
 	}
-	b.inputs[i] = t
-	cols[i] = newColumn(t)
+	d.b.inputs[i] = t
+	d.cols[i] = newColumn(t, d.opts)
 	return nil
 }
 
 // resolveShape fills a row shape's open dimensions from the first row's
-// nested arrays; a flat array fills a one-dimensional row.
-func resolveShape(rowShape model.Shape, v *fastjson.Value) (model.Shape, error) {
+// nested arrays (probe is a copy; nothing is consumed); a flat array fills
+// a one-dimensional row.
+func resolveShape(rowShape model.Shape, probe scanner) (model.Shape, error) {
 	out := make(model.Shape, len(rowShape))
-	cur := v
 	for k, dim := range rowShape {
-		arr, err := cur.Array()
-		if err != nil {
+		if probe.kind() != kindArray {
 			if dim < 0 {
 				return nil, fmt.Errorf("cannot tell dimension %d of the shape %s from a flat array: nest the arrays", k+1, rowShape)
 			}
 			out[k] = dim
 			continue
 		}
-		if dim < 0 {
-			out[k] = int64(len(arr))
-		} else {
-			out[k] = dim
+		n, err := probe.count()
+		if err != nil {
+			return nil, err
 		}
-		if len(arr) == 0 {
+		out[k] = dim
+		if dim < 0 {
+			out[k] = int64(n)
+		}
+		if n == 0 {
 			if k < len(rowShape)-1 {
 				return nil, fmt.Errorf("an empty array cannot fill shape %s", rowShape)
 			}
 			break
 		}
-		cur = arr[0]
+		probe.i++ // into the first element
 	}
 	return out, nil
 }
 
-// fillArray writes v, nested to shape or flat, at element offset at.
-func fillArray(c column, at int, shape model.Shape, v *fastjson.Value) error {
-	arr, err := v.Array()
-	if err != nil {
-		return fmt.Errorf("expected an array, got %s", describe(v))
+// fillArray writes an array, nested to shape or flat, at element at.
+func fillArray(s *scanner, c column, at int, shape model.Shape) error {
+	if s.kind() != kindArray {
+		return fmt.Errorf("expected an array, got %s", s.describe())
 	}
-	n := shape.Elements()
-	if len(shape) > 1 && len(arr) == n && (n == 0 || arr[0].Type() != fastjson.TypeArray) {
-		shape = model.Shape{int64(n)}
-	}
-	if len(arr) != int(shape[0]) {
-		return fmt.Errorf("an array has %d elements where %d belong", len(arr), shape[0])
-	}
-	if len(shape) == 1 {
-		for k, e := range arr {
-			if err := c.set(at+k, e); err != nil {
-				return fmt.Errorf("element %d: %w", k, err)
-			}
+	start := *s
+	if len(shape) > 1 {
+		probe := *s
+		probe.i++
+		if k := probe.kind(); k != kindArray && k != kindEnd {
+			shape = model.Shape{int64(shape.Elements())}
 		}
-		return nil
 	}
 	stride := shape[1:].Elements()
-	for k, e := range arr {
-		if err := fillArray(c, at+k*stride, shape[1:], e); err != nil {
-			return err
+	err := s.elements(func(k int) error {
+		if k >= int(shape[0]) {
+			return errArrayLength
+		}
+		if len(shape) == 1 {
+			if err := c.set(at+k, s); err != nil {
+				return fmt.Errorf("element %d: %w", k, err)
+			}
+			return nil
+		}
+		return fillArray(s, c, at+k*stride, shape[1:])
+	})
+	if err == nil {
+		// Too few elements shows after the fact.
+		if n, _ := start.count(); n != int(shape[0]) {
+			err = errArrayLength
 		}
 	}
-	return nil
+	if errors.Is(err, errArrayLength) {
+		n, _ := start.count()
+		return fmt.Errorf("an array has %d elements where %d belong", n, shape[0])
+	}
+	return err
 }
+
+var errArrayLength = errors.New("wrong array length")
 
 // column writes JSON values into one tensor with its element type fixed,
-// so the type is chosen once per batch, not once per value.
+// so the type is chosen once per batch, not once per value. set reads the
+// value the scanner stands on.
 type column struct {
-	set func(i int, v *fastjson.Value) error
+	set func(i int, s *scanner) error
 }
 
-func newColumn(t model.Tensor) column {
+func newColumn(t model.Tensor, opts decodeOptions) column {
 	switch d := t.Data.(type) {
 	case []float32:
-		return column{func(i int, v *fastjson.Value) error {
-			f, err := toFloat(v, t.DType)
+		return column{func(i int, s *scanner) error {
+			f, err := toFloat(s, t.DType, 32, opts)
 			d[i] = float32(f)
 			return err
 		}}
 	case []float64:
-		return column{func(i int, v *fastjson.Value) error {
-			f, err := toFloat(v, t.DType)
+		return column{func(i int, s *scanner) error {
+			f, err := toFloat(s, t.DType, 64, opts)
 			d[i] = f
 			return err
 		}}
@@ -463,83 +815,97 @@ func newColumn(t model.Tensor) column {
 	case []uint32:
 		return intColumn(d, t.DType, 0, math.MaxUint32)
 	case []uint64:
-		return column{func(i int, v *fastjson.Value) error {
-			n, err := toUint(v)
+		return column{func(i int, s *scanner) error {
+			n, err := toUint(s)
 			d[i] = n
 			return err
 		}}
 	case []bool:
-		return column{func(i int, v *fastjson.Value) error {
-			switch v.Type() {
-			case fastjson.TypeTrue:
-				d[i] = true
-			case fastjson.TypeFalse:
-				d[i] = false
-			default:
-				return fmt.Errorf("expected BOOLEAN, got %s", describe(v))
+		return column{func(i int, s *scanner) error {
+			if s.kind() != kindBool {
+				return fmt.Errorf("expected BOOLEAN, got %s", s.describe())
 			}
-			return nil
+			lit, err := s.literal()
+			d[i] = lit == "true"
+			return err
 		}}
 	case []string:
-		return column{func(i int, v *fastjson.Value) error {
-			s, err := v.StringBytes()
-			if err != nil {
-				return fmt.Errorf("expected VARCHAR, got %s", describe(v))
+		return column{func(i int, s *scanner) error {
+			if s.kind() != kindString {
+				return fmt.Errorf("expected VARCHAR, got %s", s.describe())
 			}
-			d[i] = string(s)
-			return nil
+			b, err := s.str()
+			d[i] = string(b)
+			return err
 		}}
 	}
 	panic(fmt.Sprintf("server: no column for %T", t.Data))
 }
 
 func intColumn[T int8 | int16 | int32 | int64 | uint8 | uint16 | uint32](d []T, dt model.DType, lo, hi int64) column {
-	return column{func(i int, v *fastjson.Value) error {
-		n, err := toInt(v, dt, lo, hi)
+	return column{func(i int, s *scanner) error {
+		n, err := toInt(s, dt, lo, hi)
 		d[i] = T(n)
 		return err
 	}}
 }
 
 // toFloat accepts a JSON number, or a string holding one (the gateway
-// sends numbers too large for JSON as strings).
-func toFloat(v *fastjson.Value, dt model.DType) (float64, error) {
-	switch v.Type() {
-	case fastjson.TypeNumber:
-		return v.Float64()
-	case fastjson.TypeString:
-		s, _ := v.StringBytes()
-		f, err := strconv.ParseFloat(strings.TrimSpace(string(s)), 64)
+// sends numbers too large for JSON as strings); null only where the
+// function reads it as NaN.
+func toFloat(s *scanner, dt model.DType, bits int, opts decodeOptions) (float64, error) {
+	switch s.kind() {
+	case kindNumber:
+		f, err := s.float(bits)
 		if err != nil {
-			return 0, fmt.Errorf("expected %s, got string %q", dt.SQLType(), s)
+			return 0, fmt.Errorf("expected %s, got %v", dt.SQLType(), err)
 		}
 		return f, nil
+	case kindString:
+		at := *s
+		b, err := s.str()
+		if err != nil {
+			return 0, err
+		}
+		f, err := strconv.ParseFloat(strings.TrimSpace(string(b)), bits)
+		if err != nil {
+			return 0, fmt.Errorf("expected %s, got %s", dt.SQLType(), at.describe())
+		}
+		return f, nil
+	case kindNull:
+		if !opts.nullAsNaN {
+			return 0, fmt.Errorf("expected %s, got null; this function does not take nulls (register it with --null-as-nan to read them as NaN)", dt.SQLType())
+		}
+		_, err := s.literal()
+		return math.NaN(), err
 	}
-	return 0, fmt.Errorf("expected %s, got %s", dt.SQLType(), describe(v))
+	return 0, fmt.Errorf("expected %s, got %s", dt.SQLType(), s.describe())
 }
 
 // toInt accepts a whole JSON number (5 or 5.0) or a string holding one,
 // within the input type's range.
-func toInt(v *fastjson.Value, dt model.DType, lo, hi int64) (int64, error) {
+func toInt(s *scanner, dt model.DType, lo, hi int64) (int64, error) {
+	at := *s // to describe the value if it is wrong
 	var n int64
-	switch v.Type() {
-	case fastjson.TypeNumber:
-		var err error
-		if n, err = v.Int64(); err != nil {
-			f, ferr := v.Float64()
-			if ferr != nil || f != math.Trunc(f) || f < -(1<<63) || f >= 1<<63 {
-				return 0, fmt.Errorf("expected a whole number for %s (%s), got %s", dt.SQLType(), dt, v)
-			}
-			n = int64(f)
+	switch s.kind() {
+	case kindNumber:
+		b, err := s.number()
+		if err != nil {
+			return 0, err
 		}
-	case fastjson.TypeString:
-		s, _ := v.StringBytes()
-		var err error
-		if n, err = strconv.ParseInt(strings.TrimSpace(string(s)), 10, 64); err != nil {
-			return 0, fmt.Errorf("expected a whole number for %s (%s), got string %q", dt.SQLType(), dt, s)
+		if n, err = parseInt(b); err != nil {
+			return 0, fmt.Errorf("expected a whole number for %s (%s), got %s", dt.SQLType(), dt, at.describe())
+		}
+	case kindString:
+		b, err := s.str()
+		if err != nil {
+			return 0, err
+		}
+		if n, err = strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err != nil {
+			return 0, fmt.Errorf("expected a whole number for %s (%s), got %s", dt.SQLType(), dt, at.describe())
 		}
 	default:
-		return 0, fmt.Errorf("expected %s (%s), got %s", dt.SQLType(), dt, describe(v))
+		return 0, fmt.Errorf("expected %s (%s), got %s", dt.SQLType(), dt, at.describe())
 	}
 	if n < lo || n > hi {
 		return 0, fmt.Errorf("%d is out of range for %s", n, dt)
@@ -547,38 +913,23 @@ func toInt(v *fastjson.Value, dt model.DType, lo, hi int64) (int64, error) {
 	return n, nil
 }
 
-func toUint(v *fastjson.Value) (uint64, error) {
-	switch v.Type() {
-	case fastjson.TypeNumber:
-		if n, err := v.Uint64(); err == nil {
-			return n, nil
-		}
-	case fastjson.TypeString:
-		s, _ := v.StringBytes()
-		if n, err := strconv.ParseUint(strings.TrimSpace(string(s)), 10, 64); err == nil {
+func toUint(s *scanner) (uint64, error) {
+	at := *s
+	var b []byte
+	var err error
+	switch s.kind() {
+	case kindNumber:
+		b, err = s.number()
+	case kindString:
+		b, err = s.str()
+	default:
+		err = errNotWhole
+	}
+	if err == nil {
+		var n uint64
+		if n, err = strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64); err == nil {
 			return n, nil
 		}
 	}
-	return 0, fmt.Errorf("expected a whole number from 0 to %d (uint64), got %s", uint64(math.MaxUint64), describe(v))
-}
-
-// describe names a JSON value for an error message, quoting short ones.
-func describe(v *fastjson.Value) string {
-	switch v.Type() {
-	case fastjson.TypeNull:
-		return "null"
-	case fastjson.TypeObject:
-		return "an object"
-	case fastjson.TypeArray:
-		return "an array"
-	case fastjson.TypeString:
-		s, _ := v.StringBytes()
-		if len(s) > 40 {
-			return fmt.Sprintf("string %q...", s[:40])
-		}
-		return fmt.Sprintf("string %q", s)
-	case fastjson.TypeTrue, fastjson.TypeFalse:
-		return "boolean " + v.String()
-	}
-	return "number " + v.String()
+	return 0, fmt.Errorf("expected a whole number from 0 to %d (uint64), got %s", uint64(math.MaxUint64), at.describe())
 }

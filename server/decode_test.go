@@ -2,11 +2,12 @@ package server
 
 import (
 	"errors"
+	"math"
+	"math/rand/v2"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
-
-	"github.com/valyala/fastjson"
 
 	"github.com/modelserve/modelserve/model"
 )
@@ -37,8 +38,7 @@ func mixedSig() model.Signature {
 
 func decode(t *testing.T, sig model.Signature, body string) (*batch, error) {
 	t.Helper()
-	var p fastjson.Parser
-	return newDecoder(sig).decode([]byte(body), &p)
+	return newDecoder(sig).decode([]byte(body), decodeOptions{})
 }
 
 func TestDecode_rowsIntoTensors(t *testing.T) {
@@ -91,7 +91,7 @@ func TestDecode_wideRowEchoesID(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if string(b.echo[0]) != `{"k":[1,"x"]}` || b.echo[1] != nil {
+	if string(b.echo[0]) != `{"k": [1, "x"]}` || b.echo[1] != nil {
 		t.Errorf("echo = %q", b.echo)
 	}
 }
@@ -156,12 +156,166 @@ func BenchmarkDecode_irisBatch64(b *testing.B) {
 	sb.WriteString(`]}`)
 	body := []byte(sb.String())
 	d := newDecoder(irisSig())
-	var p fastjson.Parser
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := d.decode(body, &p); err != nil {
+		if _, err := d.decode(body, decodeOptions{}); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// flatBody is rows rows of width float features, flat, as the gateway
+// sends them.
+func flatBody(rows, width int) []byte {
+	rng := rand.New(rand.NewPCG(1, 2))
+	b := []byte(`{"data":[`)
+	for r := range rows {
+		if r > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '[')
+		b = strconv.AppendInt(b, int64(r), 10)
+		for range width {
+			b = append(b, ',')
+			b = strconv.AppendFloat(b, float64(rng.Float32()*2-1), 'g', -1, 32)
+		}
+		b = append(b, ']')
+	}
+	return append(b, "]}"...)
+}
+
+func BenchmarkDecode_flat4096x64(b *testing.B) {
+	body := flatBody(4096, 64)
+	sig := model.Signature{
+		Inputs:    []model.Spec{{Name: "x", DType: model.Float32, Shape: model.Shape{-1, 64}}},
+		Outputs:   []model.Spec{{Name: "y", DType: model.Float32, Shape: model.Shape{-1, 8}}},
+		Functions: []model.Function{{Name: "predict", Outputs: []string{"y"}}},
+	}
+	d := newDecoder(sig)
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := d.decode(body, decodeOptions{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(4096*b.N)/b.Elapsed().Seconds(), "rows/s")
+}
+
+func TestDecode_dataframeShapes(t *testing.T) {
+	tests := []struct {
+		name   string
+		body   string
+		rowIDs []int64
+		data   []float32
+	}{
+		{"split with index, columns in any order",
+			`{"dataframe_split": {"index": [7, 3], "columns": ["petal_width", "SEPAL_LENGTH", "sepal_width", "petal_length"],
+			  "data": [[0.2, 5.1, 3.5, 1.4], [2.3, 6.7, 3.0, 5.2]]}}`,
+			[]int64{7, 3}, []float32{5.1, 3.5, 1.4, 0.2, 6.7, 3.0, 5.2, 2.3}},
+		{"split without index, data first, the whole input as one column",
+			`{"dataframe_split": {"data": [[[1, 2, 3, 4]], [[5, 6, 7, 8]]], "columns": ["features"]}}`,
+			[]int64{0, 1}, []float32{1, 2, 3, 4, 5, 6, 7, 8}},
+		{"records",
+			`{"dataframe_records": [{"sepal_length": 1, "sepal_width": 2, "petal_length": 3, "petal_width": 4}, {"features": [5, 6, 7, 8]}]}`,
+			[]int64{0, 1}, []float32{1, 2, 3, 4, 5, 6, 7, 8}},
+		{"empty params, and keys the server does not know",
+			`{"params": {}, "data": [[0, 1, 2, 3, 4]], "client": "x"}`,
+			[]int64{0}, []float32{1, 2, 3, 4}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b, err := decode(t, irisSig(), tt.body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(b.rowIDs, tt.rowIDs) || !reflect.DeepEqual(b.inputs[0].Data, tt.data) {
+				t.Errorf("rows %v data %v, want %v %v", b.rowIDs, b.inputs[0].Data, tt.rowIDs, tt.data)
+			}
+		})
+	}
+}
+
+func TestDecode_dataframeAndBodyErrors(t *testing.T) {
+	tests := []struct {
+		name   string
+		body   string
+		row    int64
+		column string
+		msg    string
+	}{
+		{"two shapes", `{"data": [[0, 1, 2, 3, 4]], "dataframe_records": []}`, -1, "", `both "data" and "dataframe_records"`},
+		{"params for a model without", `{"data": [[0, 1, 2, 3, 4]], "params": {"temperature": 0.5}}`, -1, "", "takes no parameters, got temperature"},
+		{"params not an object", `{"data": [[0, 1, 2, 3, 4]], "params": 3}`, -1, "", `"params" must be an object`},
+		{"split unknown column", `{"dataframe_split": {"columns": ["sepal_length", "petal"], "data": [[1, 2]]}}`, -1, "petal", "unknown column"},
+		{"split missing column", `{"dataframe_split": {"columns": ["sepal_length", "sepal_width", "petal_length"], "data": [[1, 2, 3]]}}`, 0, "petal_width", "missing column"},
+		{"split index mismatch", `{"dataframe_split": {"index": [1], "columns": ["features"], "data": [[[1,2,3,4]], [[1,2,3,4]]]}}`, -1, "", `"index" holds 1 entries for 2 rows`},
+		{"split row too long", `{"dataframe_split": {"index": [5], "columns": ["features"], "data": [[[1,2,3,4], 9]]}}`, 5, "", "more values than the 1 columns"},
+		{"split without data", `{"dataframe_split": {"columns": ["features"]}}`, -1, "", `needs "columns" and "data"`},
+		{"record not an object", `{"dataframe_records": [[1, 2]]}`, 0, "", "must be an object"},
+		{"records empty", `{"dataframe_records": []}`, -1, "", "holds no rows"},
+		{"trailing garbage", `{"data": [[0, 1, 2, 3, 4]]} x`, -1, "", "not valid JSON"},
+		{"not an object", `[1, 2]`, -1, "", "must be a JSON object"},
+		{"cut short in a row", `{"data": [[0, 1, 2`, 0, "", "not valid JSON"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := decode(t, irisSig(), tt.body)
+			var in *InputError
+			if !errors.As(err, &in) {
+				t.Fatalf("decode() = %v, want an InputError", err)
+			}
+			if in.Row != tt.row || in.Column != tt.column || !strings.Contains(in.Msg, tt.msg) {
+				t.Errorf("error = row %d column %q %q\nwant    row %d column %q containing %q", in.Row, in.Column, in.Msg, tt.row, tt.column, tt.msg)
+			}
+		})
+	}
+}
+
+func TestDecode_nullIsNaNOnlyWhereAllowed(t *testing.T) {
+	body := []byte(`{"data": [[0, 1, null, 3, 4]]}`)
+	d := newDecoder(irisSig())
+	b, err := d.decode(body, decodeOptions{nullAsNaN: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := b.inputs[0].Data.([]float32)[1]; !math.IsNaN(float64(v)) {
+		t.Errorf("null became %v, want NaN", v)
+	}
+	_, err = d.decode(body, decodeOptions{})
+	var in *InputError
+	if !errors.As(err, &in) || in.Column != "sepal_width" || !strings.Contains(in.Msg, "--null-as-nan") {
+		t.Errorf("null without permission = %v", err)
+	}
+	// Only floats have a NaN.
+	ints := mixedSig()
+	if _, err := newDecoder(ints).decode([]byte(`{"data": [[0, "a", [1,2,3], true, null, [1,2,3,4], [1]]]}`), decodeOptions{nullAsNaN: true}); err == nil {
+		t.Error("null for an int8 was accepted")
+	}
+}
+
+func TestDecode_quotedNamesMatchExactly(t *testing.T) {
+	sig := model.Signature{
+		Inputs: []model.Spec{
+			{Name: "Petal Width", DType: model.Float32, Shape: model.Shape{-1}},
+			{Name: "petalLength", DType: model.Float32, Shape: model.Shape{-1}},
+		},
+		Outputs:   []model.Spec{{Name: "y", DType: model.Float32, Shape: model.Shape{-1}}},
+		Functions: []model.Function{{Name: "predict", Outputs: []string{"y"}}},
+	}
+	tests := []struct {
+		body string
+		ok   bool
+	}{
+		{`{"data": [[0, {"Petal Width": 1, "PETALLENGTH": 2}]]}`, true},
+		{`{"data": [[0, {"Petal Width": 1, "petallength": 2}]]}`, true},
+		{`{"data": [[0, {"PETAL WIDTH": 1, "petalLength": 2}]]}`, false},
+	}
+	for _, tt := range tests {
+		_, err := decode(t, sig, tt.body)
+		if (err == nil) != tt.ok {
+			t.Errorf("%s: %v", tt.body, err)
 		}
 	}
 }

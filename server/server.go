@@ -17,7 +17,6 @@ import (
 	"github.com/gofiber/fiber/v2/middleware/adaptor"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/valyala/fastjson"
 
 	"github.com/modelserve/modelserve/admission"
 	"github.com/modelserve/modelserve/model"
@@ -64,7 +63,6 @@ type Server struct {
 	app     *fiber.App
 	routes  map[string]*route
 	pred    atomic.Pointer[admitterRef]
-	parsers fastjson.ParserPool
 	bufs    sync.Pool
 	hangups *disconnects
 
@@ -233,9 +231,7 @@ func (s *Server) run(c *fiber.Ctx, r *route) (int, error) {
 		return 0, err
 	}
 	defer ticket.Done()
-	p := s.parsers.Get()
-	b, err := r.dec.decode(c.Body(), p)
-	s.parsers.Put(p)
+	b, err := r.dec.decode(c.Body(), decodeOptions{nullAsNaN: r.fn.NullAsNaN})
 	if err != nil {
 		return 0, err
 	}

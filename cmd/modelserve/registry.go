@@ -31,6 +31,7 @@ func newLogCmd(g *globals) *cobra.Command {
 		req       registry.LogRequest
 		functions []string
 		features  []string
+		nullAsNaN []string
 		settings  settingsFlags
 	)
 	cmd := &cobra.Command{
@@ -49,7 +50,7 @@ only such input), or --features INPUT=a,b,c when there are several.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var err error
-			if req.Functions, err = parseFunctions(functions); err != nil {
+			if req.Functions, err = parseFunctions(functions, nullAsNaN); err != nil {
 				return err
 			}
 			if req.Features, err = parseFeatures(features); err != nil {
@@ -78,6 +79,7 @@ only such input), or --features INPUT=a,b,c when there are several.`,
 	f.StringVar(&req.File, "file", "", "ONNX model file (required)")
 	f.StringArrayVar(&functions, "function", nil, "NAME=OUTPUT[,OUTPUT...] (repeatable)")
 	f.StringArrayVar(&features, "features", nil, "[INPUT=]NAME,NAME,... feature names of a [batch, F] input (repeatable)")
+	f.StringArrayVar(&nullAsNaN, "null-as-nan", nil, "FUNCTION whose SQL NULLs in float arguments become NaN, for models that treat NaN as missing (repeatable)")
 	f.StringVar(&req.Comment, "comment", "", "free text kept with the version")
 	settings.register(cmd)
 	for _, name := range []string{"name", "version", "file"} {
@@ -86,7 +88,7 @@ only such input), or --features INPUT=a,b,c when there are several.`,
 	return cmd
 }
 
-func parseFunctions(specs []string) ([]model.Function, error) {
+func parseFunctions(specs, nullAsNaN []string) ([]model.Function, error) {
 	var fns []model.Function
 	for _, s := range specs {
 		name, outs, ok := strings.Cut(s, "=")
@@ -94,6 +96,21 @@ func parseFunctions(specs []string) ([]model.Function, error) {
 			return nil, fmt.Errorf("--function %q: write NAME=OUTPUT[,OUTPUT...]", s)
 		}
 		fns = append(fns, model.Function{Name: name, Outputs: strings.Split(outs, ",")})
+	}
+	if len(nullAsNaN) > 0 && len(fns) == 0 {
+		// The default function, every output; the registry fills them in.
+		fns = append(fns, model.Function{Name: "predict"})
+	}
+	for _, name := range nullAsNaN {
+		found := false
+		for i := range fns {
+			if fns[i].Name == name {
+				fns[i].NullAsNaN, found = true, true
+			}
+		}
+		if !found {
+			return nil, fmt.Errorf("--null-as-nan %q: no such function (give it with --function)", name)
+		}
 	}
 	return fns, nil
 }
@@ -205,7 +222,11 @@ func printVersion(out io.Writer, v registry.Version) error {
 		if f.Name == def.Name && f.Path() != "/predict" {
 			route += ", POST /predict"
 		}
-		fmt.Fprintf(w, "  %s\t%s\treturns %s\n", f.Name, route, strings.Join(f.Outputs, ", "))
+		nulls := ""
+		if f.NullAsNaN {
+			nulls = " (NULL as NaN)"
+		}
+		fmt.Fprintf(w, "  %s\t%s\treturns %s%s\n", f.Name, route, strings.Join(f.Outputs, ", "), nulls)
 	}
 	if err := w.Flush(); err != nil {
 		return err

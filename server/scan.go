@@ -1,0 +1,592 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"unicode/utf16"
+	"unicode/utf8"
+	"unsafe"
+)
+
+// scanner reads JSON from a byte slice one token at a time, without
+// building a tree: the decoder pulls each value and writes it straight
+// into the tensor that wants it. A scanner is a value; copying one saves
+// a position to come back to.
+type scanner struct {
+	b []byte
+	i int
+	// esc holds the last string that had escapes, unescaped.
+	esc []byte
+}
+
+// kind is what the next value is, from its first byte.
+type kind byte
+
+const (
+	kindEnd kind = iota
+	kindNull
+	kindBool
+	kindNumber
+	kindString
+	kindArray
+	kindObject
+	kindInvalid
+)
+
+func (s *scanner) ws() {
+	for s.i < len(s.b) {
+		switch s.b[s.i] {
+		case ' ', '\t', '\n', '\r':
+			s.i++
+		default:
+			return
+		}
+	}
+}
+
+// peek is the next byte that is not white space; 0 at the end.
+func (s *scanner) peek() byte {
+	s.ws()
+	if s.i >= len(s.b) {
+		return 0
+	}
+	return s.b[s.i]
+}
+
+func (s *scanner) kind() kind {
+	switch c := s.peek(); {
+	case c == 0:
+		return kindEnd
+	case c == 'n':
+		return kindNull
+	case c == 't' || c == 'f':
+		return kindBool
+	case c == '"':
+		return kindString
+	case c == '[':
+		return kindArray
+	case c == '{':
+		return kindObject
+	case c == '-' || c >= '0' && c <= '9':
+		return kindNumber
+	}
+	return kindInvalid
+}
+
+// consume takes c if it comes next.
+func (s *scanner) consume(c byte) bool {
+	if s.peek() == c {
+		s.i++
+		return true
+	}
+	return false
+}
+
+// errSyntax reports malformed JSON at the current position.
+func (s *scanner) errSyntax(want string) error {
+	if s.i >= len(s.b) {
+		return fmt.Errorf("the body is not valid JSON: it ends where %s should come", want)
+	}
+	return fmt.Errorf("the body is not valid JSON: expected %s at byte %d, found %q", want, s.i, s.b[s.i])
+}
+
+func (s *scanner) expect(c byte) error {
+	if !s.consume(c) {
+		return s.errSyntax(strconv.QuoteRune(rune(c)))
+	}
+	return nil
+}
+
+// number returns the next number's text.
+func (s *scanner) number() ([]byte, error) {
+	s.ws()
+	start := s.i
+	if s.i < len(s.b) && s.b[s.i] == '-' {
+		s.i++
+	}
+	digits := s.i
+	for s.i < len(s.b) {
+		switch c := s.b[s.i]; {
+		case c >= '0' && c <= '9', c == '.', c == 'e', c == 'E', c == '+', c == '-':
+			s.i++
+			continue
+		}
+		break
+	}
+	if s.i == digits {
+		s.i = start
+		return nil, s.errSyntax("a number")
+	}
+	return s.b[start:s.i], nil
+}
+
+// str returns the next string, unescaped. Without escapes it aliases the
+// body; with them it is valid until the next call.
+func (s *scanner) str() ([]byte, error) {
+	if s.peek() != '"' {
+		return nil, s.errSyntax("a string")
+	}
+	s.i++
+	start := s.i
+	for s.i < len(s.b) {
+		switch c := s.b[s.i]; {
+		case c == '"':
+			s.i++
+			return s.b[start : s.i-1], nil
+		case c == '\\':
+			return s.unescape(start)
+		case c < 0x20:
+			return nil, fmt.Errorf("the body is not valid JSON: a control character inside a string at byte %d", s.i)
+		}
+		s.i++
+	}
+	return nil, s.errSyntax(`the end of a string`)
+}
+
+func (s *scanner) unescape(start int) ([]byte, error) {
+	out := append(s.esc[:0], s.b[start:s.i]...)
+	for s.i < len(s.b) {
+		c := s.b[s.i]
+		switch {
+		case c == '"':
+			s.i++
+			s.esc = out
+			return out, nil
+		case c < 0x20:
+			return nil, fmt.Errorf("the body is not valid JSON: a control character inside a string at byte %d", s.i)
+		case c != '\\':
+			out = append(out, c)
+			s.i++
+			continue
+		}
+		if s.i+1 >= len(s.b) {
+			break
+		}
+		s.i += 2
+		switch e := s.b[s.i-1]; e {
+		case '"', '\\', '/':
+			out = append(out, e)
+		case 'b':
+			out = append(out, '\b')
+		case 'f':
+			out = append(out, '\f')
+		case 'n':
+			out = append(out, '\n')
+		case 'r':
+			out = append(out, '\r')
+		case 't':
+			out = append(out, '\t')
+		case 'u':
+			r, ok := s.hex4()
+			if !ok {
+				return nil, fmt.Errorf(`the body is not valid JSON: a bad \u escape at byte %d`, s.i)
+			}
+			if utf16.IsSurrogate(r) {
+				save := s.i
+				if s.i+1 < len(s.b) && s.b[s.i] == '\\' && s.b[s.i+1] == 'u' {
+					s.i += 2
+					if r2, ok := s.hex4(); ok {
+						if d := utf16.DecodeRune(r, r2); d != utf8.RuneError {
+							out = utf8.AppendRune(out, d)
+							continue
+						}
+					}
+				}
+				s.i = save
+				r = utf8.RuneError
+			}
+			out = utf8.AppendRune(out, r)
+		default:
+			return nil, fmt.Errorf("the body is not valid JSON: a bad escape \\%c at byte %d", e, s.i-1)
+		}
+	}
+	return nil, s.errSyntax(`the end of a string`)
+}
+
+func (s *scanner) hex4() (rune, bool) {
+	if s.i+4 > len(s.b) {
+		return 0, false
+	}
+	var r rune
+	for _, c := range s.b[s.i : s.i+4] {
+		r <<= 4
+		switch {
+		case c >= '0' && c <= '9':
+			r |= rune(c - '0')
+		case c >= 'a' && c <= 'f':
+			r |= rune(c - 'a' + 10)
+		case c >= 'A' && c <= 'F':
+			r |= rune(c - 'A' + 10)
+		default:
+			return 0, false
+		}
+	}
+	s.i += 4
+	return r, true
+}
+
+// literal reads true, false or null.
+func (s *scanner) literal() (string, error) {
+	s.ws()
+	for _, lit := range []string{"true", "false", "null"} {
+		if len(s.b)-s.i >= len(lit) && string(s.b[s.i:s.i+len(lit)]) == lit {
+			s.i += len(lit)
+			return lit, nil
+		}
+	}
+	return "", s.errSyntax("a value")
+}
+
+// skip passes over one value of any kind.
+func (s *scanner) skip() error {
+	switch s.kind() {
+	case kindString:
+		_, err := s.str()
+		return err
+	case kindNumber:
+		_, err := s.number()
+		return err
+	case kindNull, kindBool:
+		_, err := s.literal()
+		return err
+	case kindArray:
+		s.i++
+		if s.consume(']') {
+			return nil
+		}
+		for {
+			if err := s.skip(); err != nil {
+				return err
+			}
+			if s.consume(']') {
+				return nil
+			}
+			if err := s.expect(','); err != nil {
+				return err
+			}
+		}
+	case kindObject:
+		s.i++
+		if s.consume('}') {
+			return nil
+		}
+		for {
+			if _, err := s.str(); err != nil {
+				return err
+			}
+			if err := s.expect(':'); err != nil {
+				return err
+			}
+			if err := s.skip(); err != nil {
+				return err
+			}
+			if s.consume('}') {
+				return nil
+			}
+			if err := s.expect(','); err != nil {
+				return err
+			}
+		}
+	}
+	return s.errSyntax("a value")
+}
+
+// raw returns the text of the next value.
+func (s *scanner) raw() ([]byte, error) {
+	s.ws()
+	start := s.i
+	if err := s.skip(); err != nil {
+		return nil, err
+	}
+	return s.b[start:s.i], nil
+}
+
+// elements calls each for every element of the array that comes next; at
+// each call the scanner stands on the element, which each must consume.
+func (s *scanner) elements(each func(i int) error) error {
+	if err := s.expect('['); err != nil {
+		return err
+	}
+	if s.consume(']') {
+		return nil
+	}
+	for i := 0; ; i++ {
+		if err := each(i); err != nil {
+			return err
+		}
+		if s.consume(']') {
+			return nil
+		}
+		if err := s.expect(','); err != nil {
+			return err
+		}
+	}
+}
+
+// members calls each for every key of the object that comes next, the
+// scanner standing on the key's value, which each must consume. The key
+// may alias the scanner's buffer: copy it to keep it.
+func (s *scanner) members(each func(key []byte) error) error {
+	if err := s.expect('{'); err != nil {
+		return err
+	}
+	if s.consume('}') {
+		return nil
+	}
+	for {
+		key, err := s.str()
+		if err != nil {
+			return err
+		}
+		if err := s.expect(':'); err != nil {
+			return err
+		}
+		if err := each(key); err != nil {
+			return err
+		}
+		if s.consume('}') {
+			return nil
+		}
+		if err := s.expect(','); err != nil {
+			return err
+		}
+	}
+}
+
+// count is how many elements the array that comes next holds, without
+// consuming it.
+func (s *scanner) count() (int, error) {
+	probe := *s
+	if n, ok := probe.countFast(); ok {
+		return n, nil
+	}
+	probe = *s
+	n := 0
+	err := probe.elements(func(int) error {
+		n++
+		return probe.skip()
+	})
+	return n, err
+}
+
+// end checks that nothing but white space follows.
+func (s *scanner) end() error {
+	if s.peek() != 0 {
+		return fmt.Errorf("the body is not valid JSON: unexpected data after the top-level object at byte %d", s.i)
+	}
+	return nil
+}
+
+// describe names the next value for an error message, quoting short ones,
+// without consuming it.
+func (s *scanner) describe() string {
+	probe := *s
+	switch probe.kind() {
+	case kindNull:
+		if _, err := probe.literal(); err != nil {
+			return "something that is not JSON"
+		}
+		return "null"
+	case kindObject:
+		return "an object"
+	case kindArray:
+		return "an array"
+	case kindBool:
+		lit, err := probe.literal()
+		if err != nil {
+			return "something that is not JSON"
+		}
+		return "boolean " + lit
+	case kindString:
+		b, err := probe.str()
+		if err != nil {
+			return "a malformed string"
+		}
+		if len(b) > 40 {
+			return fmt.Sprintf("string %q...", b[:40])
+		}
+		return fmt.Sprintf("string %q", b)
+	case kindNumber:
+		b, _ := probe.number()
+		return "number " + string(b)
+	case kindEnd:
+		return "the end of the body (the JSON is cut short)"
+	}
+	return "something that is not JSON"
+}
+
+// text views b as a string without copying, for parsing numbers; the
+// string must not outlive the call.
+func text(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
+}
+
+var errNotWhole = errors.New("not a whole number")
+
+// parseInt reads a JSON integer quickly; numbers with a fraction or an
+// exponent that are whole (5.0, 1e3) go through the float path.
+func parseInt(b []byte) (int64, error) {
+	neg := len(b) > 0 && b[0] == '-'
+	digits := b
+	if neg {
+		digits = b[1:]
+	}
+	if len(digits) == 0 || len(digits) > 18 {
+		return parseIntSlow(b)
+	}
+	var n int64
+	for _, c := range digits {
+		if c < '0' || c > '9' {
+			return parseIntSlow(b)
+		}
+		n = n*10 + int64(c-'0')
+	}
+	if neg {
+		n = -n
+	}
+	return n, nil
+}
+
+func parseIntSlow(b []byte) (int64, error) {
+	if n, err := strconv.ParseInt(text(b), 10, 64); err == nil {
+		return n, nil
+	}
+	f, err := strconv.ParseFloat(text(b), 64)
+	if err != nil || f != float64(int64(f)) || f < -(1<<63) || f >= 1<<63 {
+		return 0, errNotWhole
+	}
+	return int64(f), nil
+}
+
+// pow10 holds the powers of ten a float64 represents exactly.
+var pow10 = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+	1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22}
+
+// float reads the next number, rounded correctly to a float of bits (32
+// or 64) bits, in one pass over its text: most JSON numbers are short
+// decimals that Clinger's exact fast path converts with one float
+// operation; the rest go to strconv.
+func (s *scanner) float(bits int) (float64, error) {
+	s.ws()
+	start := s.i
+	b := s.b
+	i := s.i
+	neg := i < len(b) && b[i] == '-'
+	if neg {
+		i++
+	}
+	var mant uint64
+	digits, exp := 0, 0 // significant digits kept, and the power of ten
+	intStart := i
+	for ; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
+		if digits < 19 {
+			mant = mant*10 + uint64(b[i]-'0')
+		} else {
+			exp++
+		}
+		if mant != 0 {
+			digits++
+		}
+	}
+	// JSON needs an integer part, and digits after a point.
+	simple := i > intStart
+	if i < len(b) && b[i] == '.' {
+		i++
+		fracStart := i
+		for ; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
+			if digits < 19 {
+				mant = mant*10 + uint64(b[i]-'0')
+				exp--
+				if mant != 0 {
+					digits++
+				}
+			}
+		}
+		simple = simple && i > fracStart
+	}
+	if simple && digits < 19 && mant < 1<<53 && exp >= -22 && exp <= 22 && (i == len(b) || !numberByte(b[i])) {
+		f := float64(mant)
+		if exp < 0 {
+			f /= pow10[-exp]
+		} else {
+			f *= pow10[exp]
+		}
+		if neg {
+			f = -f
+		}
+		// A float64 exactly halfway between two float32s would round
+		// twice; strconv rounds the decimal straight to 32 bits.
+		switch {
+		case bits == 64:
+			s.i = i
+			return f, nil
+		case math.Float64bits(f)&(1<<29-1) != 1<<28:
+			s.i = i
+			return float64(float32(f)), nil
+		}
+	}
+	s.i = start
+	raw, err := s.number()
+	if err != nil {
+		return 0, err
+	}
+	f, err := strconv.ParseFloat(text(raw), bits)
+	if err != nil {
+		return 0, fmt.Errorf("number %s is out of range", raw)
+	}
+	return f, nil
+}
+
+func numberByte(c byte) bool {
+	return c >= '0' && c <= '9' || c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-'
+}
+
+// countFast is how many elements the array that comes next holds,
+// counting commas at its top level; strings are skipped whole, nothing
+// else is checked (the decode that follows reads every byte properly).
+func (s *scanner) countFast() (int, bool) {
+	s.ws()
+	b := s.b
+	i := s.i
+	if i >= len(b) || b[i] != '[' {
+		return 0, false
+	}
+	depth, n, empty := 0, 0, true
+	for ; i < len(b); i++ {
+		switch c := b[i]; c {
+		case '"':
+			for i++; i < len(b) && b[i] != '"'; i++ {
+				if b[i] == '\\' {
+					i++
+				}
+			}
+			empty = false
+		case '[', '{':
+			depth++
+			if depth > 1 {
+				empty = false
+			}
+		case ']', '}':
+			depth--
+			if depth == 0 {
+				if empty {
+					return 0, true
+				}
+				return n + 1, true
+			}
+		case ',':
+			if depth == 1 {
+				n++
+			}
+		case ' ', '\t', '\n', '\r':
+		default:
+			empty = false
+		}
+	}
+	return 0, false
+}

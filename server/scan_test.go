@@ -1,0 +1,93 @@
+package server
+
+import (
+	"math"
+	"math/rand/v2"
+	"strconv"
+	"testing"
+)
+
+// TestScannerFloat_matchesStrconvToTheBit checks the fast path against
+// strconv, which rounds correctly, at 32 and 64 bits.
+func TestScannerFloat_matchesStrconvToTheBit(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 9))
+	var cases []string
+	for range 20000 {
+		f32 := math.Float32frombits(rng.Uint32())
+		if !math.IsNaN(float64(f32)) && !math.IsInf(float64(f32), 0) {
+			cases = append(cases, strconv.FormatFloat(float64(f32), 'g', -1, 32))
+		}
+		f64 := math.Float64frombits(rng.Uint64())
+		if !math.IsNaN(f64) && !math.IsInf(f64, 0) {
+			cases = append(cases, strconv.FormatFloat(f64, 'g', -1, 64))
+		}
+		// Short decimals, as tabular data mostly is.
+		cases = append(cases, strconv.FormatFloat(rng.Float64()*2000-1000, 'f', rng.IntN(9), 64))
+		// Long mantissas beyond the fast path.
+		cases = append(cases, strconv.FormatFloat(rng.NormFloat64(), 'f', 18+rng.IntN(6), 64))
+	}
+	cases = append(cases, "0", "-0", "1", "-1", "0.0", "5.0", "1e3", "1E-3", "123456789012345678901234",
+		"0.000000000000000000000001", "9007199254740993", "3.4028235e38", "1.17549435e-38", "2.5", "-0.1",
+		"0.30000000000000004", "1.00000005960464477539062499", "1.000000059604644775390625")
+	for _, c := range cases {
+		for _, bits := range []int{32, 64} {
+			want, werr := strconv.ParseFloat(c, bits)
+			s := scanner{b: []byte(c)}
+			got, err := s.float(bits)
+			if (err != nil) != (werr != nil) {
+				t.Fatalf("%q at %d bits: error %v, strconv %v", c, bits, err, werr)
+			}
+			if werr == nil && math.Float64bits(got) != math.Float64bits(want) {
+				t.Fatalf("%q at %d bits = %v, strconv says %v", c, bits, got, want)
+			}
+			if werr == nil && s.i != len(c) {
+				t.Fatalf("%q: stopped at %d", c, s.i)
+			}
+		}
+	}
+}
+
+func TestScannerCountFast(t *testing.T) {
+	tests := []struct {
+		in   string
+		want int
+	}{
+		{`[]`, 0},
+		{`[ ]`, 0},
+		{`[1]`, 1},
+		{`[1, 2, 3]`, 3},
+		{`[[1, 2], {"a": [3, 4]}, "x,y]", "q\"]"]`, 4},
+		{`[[]]`, 1},
+		{`[{}]`, 1},
+	}
+	for _, tt := range tests {
+		s := scanner{b: []byte(tt.in)}
+		if got, ok := s.countFast(); !ok || got != tt.want {
+			t.Errorf("countFast(%s) = %d, %v; want %d", tt.in, got, ok, tt.want)
+		}
+	}
+}
+
+func TestScannerStr_unescapes(t *testing.T) {
+	tests := map[string]string{
+		`"plain"`:                 "plain",
+		`"a\"b\\c\/d"`:            `a"b\c/d`,
+		`"\n\t\r\b\f"`:            "\n\t\r\b\f",
+		`"\u00e9\u65e5"`:          "é日",
+		`"\ud83d\ude00"`:          "😀",
+		`"lone \ud83d surrogate"`: "lone \uFFFD surrogate",
+	}
+	for in, want := range tests {
+		s := scanner{b: []byte(in)}
+		got, err := s.str()
+		if err != nil || string(got) != want {
+			t.Errorf("str(%s) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{`"unterminated`, "\"ctl\x01\"", `"\x"`, `"\u12"`} {
+		s := scanner{b: []byte(bad)}
+		if _, err := s.str(); err == nil {
+			t.Errorf("str(%q) accepted bad input", bad)
+		}
+	}
+}
