@@ -83,6 +83,8 @@ type Config struct {
 	// CallFixedCost is what one ONNX Runtime call costs before its first
 	// row (workers.Pool.Cost); AutoDelay waits a few times it.
 	CallFixedCost time.Duration
+	// CallPerRowCost is what each row adds, for estimates before any run.
+	CallPerRowCost time.Duration
 	// Unbounded admits everything (for comparison only): nothing is
 	// rejected and the queue grows without limit.
 	Unbounded bool
@@ -289,6 +291,51 @@ func (t *Ticket) Run(ctx context.Context, inputs []model.Tensor) ([]model.Tensor
 		return nil, err
 	}
 	return nil, req.err
+}
+
+// Grow claims n more bytes for the ticket (a body that decompressed to
+// more than it weighed on the wire), refused like any other.
+func (t *Ticket) Grow(n int64) error {
+	q := t.q
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if !q.cfg.Unbounded {
+		if err := q.checkMemory(n, "the decompressed body"); err != nil {
+			return err
+		}
+	}
+	t.bytes += n
+	q.inflight += n
+	q.m.inflight.Set(float64(q.inflight))
+	return nil
+}
+
+// Resize sets what the ticket holds to n bytes, unchecked: a stored
+// answer keeps its memory counted against the budget until it is evicted.
+func (t *Ticket) Resize(n int64) {
+	q := t.q
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if t.done {
+		return
+	}
+	q.inflight += n - t.bytes
+	t.bytes = n
+	q.m.inflight.Set(float64(q.inflight))
+}
+
+// Estimate is about how long a request of rows rows would take from now:
+// what is queued, then its own rows, at the measured speed (or, before
+// any run, the speed warm-up measured).
+func (q *Queue) Estimate(rows int) time.Duration {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	workers := float64(q.runner.Size())
+	if q.rowsPerSecond > 0 {
+		return time.Duration(float64(q.queuedRows+rows) / (q.rowsPerSecond * workers) * float64(time.Second))
+	}
+	perRow := q.cfg.CallPerRowCost
+	return time.Duration(float64(q.queuedRows+rows)*float64(perRow)/workers) + q.cfg.CallFixedCost
 }
 
 // Done releases the ticket's memory; call it once the answer is written.

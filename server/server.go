@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -24,9 +23,11 @@ import (
 
 // Admitter is admission's queue in front of the workers: Admit claims room
 // for a request before its body is parsed, and the ticket runs its decoded
-// inputs (the signature's inputs) into outputs (FetchedOutputs).
+// inputs (the signature's inputs) into outputs (FetchedOutputs). Estimate
+// says how long rows would take, for deciding on async.
 type Admitter interface {
 	Admit(bodyBytes int64) (*admission.Ticket, error)
+	Estimate(rows int) time.Duration
 }
 
 // Config describes the model a server serves and where it reports.
@@ -43,6 +44,14 @@ type Config struct {
 	// header asks for another, which MaxRequestTimeout caps.
 	RequestTimeout    time.Duration
 	MaxRequestTimeout time.Duration
+	// Async says which gateway batches are answered 202 and polled.
+	Async Async
+	// ResultTTL is how long a gateway batch's answer is kept for retries
+	// and polls (at least; memory permitting); ResultBytes bounds them.
+	ResultTTL   time.Duration
+	ResultBytes int64
+	// ContentMD5 adds a Content-MD5 header to answers.
+	ContentMD5 bool
 }
 
 // TimeoutHeader lets a caller set its request's deadline: seconds ("2.5")
@@ -54,6 +63,10 @@ const (
 	DefaultMaxBodyBytes      = 64 << 20
 	DefaultRequestTimeout    = time.Minute
 	DefaultMaxRequestTimeout = 10 * time.Minute
+	// DefaultResultTTL keeps answers as long as the gateway's protocol
+	// asks: at least ten minutes.
+	DefaultResultTTL   = 10 * time.Minute
+	DefaultResultBytes = 256 << 20
 )
 
 // Server is modelserve's HTTP front: the external-function routes of one
@@ -63,8 +76,9 @@ type Server struct {
 	app     *fiber.App
 	routes  map[string]*route
 	pred    atomic.Pointer[admitterRef]
-	bufs    sync.Pool
+	bufs    buffers
 	hangups *disconnects
+	batches *batches
 
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
@@ -104,8 +118,18 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxRequestTimeout <= 0 {
 		cfg.MaxRequestTimeout = max(DefaultMaxRequestTimeout, cfg.RequestTimeout)
 	}
+	if cfg.ResultTTL <= 0 {
+		cfg.ResultTTL = DefaultResultTTL
+	}
+	if cfg.ResultBytes <= 0 {
+		cfg.ResultBytes = DefaultResultBytes
+	}
 	s := &Server{cfg: cfg, routes: map[string]*route{}, hangups: newDisconnects(50 * time.Millisecond)}
 	if err := s.registerMetrics(); err != nil {
+		return nil, err
+	}
+	var err error
+	if s.batches, err = newBatches(cfg.ResultTTL, cfg.ResultBytes, cfg.Registerer); err != nil {
 		return nil, err
 	}
 	s.app = fiber.New(fiber.Config{
@@ -121,12 +145,14 @@ func New(cfg Config) (*Server, error) {
 		r := &route{fn: fn, dec: dec, enc: newEncoder(fn, fetched)}
 		s.routes[fn.Path()] = r
 		s.app.Post(fn.Path(), s.predict(r))
+		s.app.Get(fn.Path(), s.poll(r))
 	}
 	if _, ok := s.routes["/predict"]; !ok {
 		def := cfg.Signature.DefaultFunction()
 		r := s.routes[def.Path()]
 		s.routes["/predict"] = r
 		s.app.Post("/predict", s.predict(r))
+		s.app.Get("/predict", s.poll(r))
 	}
 	s.app.Get("/healthcheck", s.health)
 	s.app.Get("/health", s.health)
@@ -186,6 +212,7 @@ func (s *Server) Serve(ln net.Listener) error {
 // Shutdown stops accepting connections and waits for requests in progress.
 func (s *Server) Shutdown(ctx context.Context) error {
 	defer s.hangups.close()
+	defer s.batches.close()
 	return s.app.ShutdownWithContext(ctx)
 }
 
@@ -198,148 +225,10 @@ func (s *Server) Routes() map[string]string {
 	return out
 }
 
-func (s *Server) predict(r *route) fiber.Handler {
-	return func(c *fiber.Ctx) error {
-		start := time.Now()
-		rows, err := s.run(c, r)
-		status := http.StatusOK
-		if err != nil {
-			status = s.writeError(c, err, r.fn.Name)
-		}
-		s.requests.WithLabelValues(r.fn.Name, outcome(status)).Inc()
-		s.duration.WithLabelValues(r.fn.Name).Observe(time.Since(start).Seconds())
-		if status == http.StatusOK {
-			s.rows.WithLabelValues(r.fn.Name).Add(float64(rows))
-		}
-		return nil
-	}
-}
-
-func (s *Server) run(c *fiber.Ctx, r *route) (int, error) {
-	ref := s.pred.Load()
-	if ref == nil {
-		return 0, errNotReady
-	}
-	ctx, cancel, err := s.requestContext(c)
-	if err != nil {
-		return 0, err
-	}
-	defer cancel()
-	// Admission sees the body's size before the body is parsed.
-	ticket, err := ref.Admit(int64(len(c.Body())))
-	if err != nil {
-		return 0, err
-	}
-	defer ticket.Done()
-	b, err := r.dec.decode(c.Body(), decodeOptions{nullAsNaN: r.fn.NullAsNaN})
-	if err != nil {
-		return 0, err
-	}
-	outs, err := ticket.Run(ctx, b.inputs)
-	if err != nil {
-		return 0, err
-	}
-	buf, _ := s.bufs.Get().(*[]byte)
-	if buf == nil {
-		buf = new([]byte)
-	}
-	*buf = r.enc.encode((*buf)[:0], b, outs)
-	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
-	c.Response().SetBody(*buf) // copies, so the buffer can be reused
-	s.bufs.Put(buf)
-	return len(b.rowIDs), nil
-}
-
-// requestContext gives the request its deadline and ends early if the
-// caller hangs up.
-func (s *Server) requestContext(c *fiber.Ctx) (context.Context, func(), error) {
-	timeout := s.cfg.RequestTimeout
-	if h := c.Get(TimeoutHeader); h != "" {
-		d, err := parseTimeout(h)
-		if err != nil {
-			return nil, nil, &InputError{Row: -1, Msg: fmt.Sprintf("%s: %v", TimeoutHeader, err)}
-		}
-		timeout = min(d, s.cfg.MaxRequestTimeout)
-	}
-	ctx, cancel := context.WithTimeout(c.UserContext(), timeout)
-	unwatch := s.hangups.watch(c.Context().Conn(), cancel)
-	return ctx, func() {
-		unwatch()
-		cancel()
-	}, nil
-}
-
-// parseTimeout reads seconds ("2.5") or a Go duration ("250ms").
-func parseTimeout(h string) (time.Duration, error) {
-	d, err := time.ParseDuration(h)
-	if err != nil {
-		secs, ferr := strconv.ParseFloat(h, 64)
-		if ferr != nil {
-			return 0, fmt.Errorf("%q is neither seconds nor a duration like 250ms", h)
-		}
-		d = time.Duration(secs * float64(time.Second))
-	}
-	if d <= 0 {
-		return 0, fmt.Errorf("%q is not a positive time", h)
-	}
-	return d, nil
-}
-
-// writeError is the one place an error becomes an HTTP status and body.
-func (s *Server) writeError(c *fiber.Ctx, err error, function string) int {
-	var in *InputError
-	var rejected *admission.Rejection
-	status, msg := http.StatusInternalServerError, "Prediction failed: "+err.Error()
-	switch {
-	case errors.As(err, &in):
-		status, msg = http.StatusBadRequest, "Input data malformed: "+in.Error()
-	case errors.As(err, &rejected):
-		c.Set(ReasonHeader, rejected.Reason)
-		s.cfg.Log.Debug("request refused", "function", function, "reason", rejected.Reason, "detail", rejected.Detail)
-		if errors.Is(err, admission.ErrTooLarge) {
-			status, msg = http.StatusRequestEntityTooLarge, "Request too large: "+rejected.Detail
-			break
-		}
-		// The gateway slows down and retries on 429: the one signal for
-		// "not now".
-		status, msg = http.StatusTooManyRequests, "Too many requests"
-		c.Set(fiber.HeaderRetryAfter, "1")
-	case errors.Is(err, errNotReady), errors.Is(err, admission.ErrClosed):
-		status, msg = http.StatusServiceUnavailable, "Service unavailable: "+err.Error()
-		c.Set(fiber.HeaderRetryAfter, "1")
-	case errors.Is(err, context.DeadlineExceeded):
-		status, msg = http.StatusGatewayTimeout, "Prediction timed out: the request's deadline passed before it ran to the end"
-	case errors.Is(err, context.Canceled):
-		status, msg = http.StatusServiceUnavailable, "Request canceled"
-	}
-	if status >= 500 && status != http.StatusServiceUnavailable {
-		s.cfg.Log.Warn("prediction failed", "function", function, "status", status, "error", err)
-	}
-	writeJSONError(c, status, msg)
-	return status
-}
-
 func writeJSONError(c *fiber.Ctx, status int, msg string) {
-	body := appendString([]byte(`{"error":`), msg)
 	c.Status(status)
 	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
-	c.Response().SetBody(append(body, '}'))
-}
-
-func outcome(status int) string {
-	switch {
-	case status == http.StatusOK:
-		return "ok"
-	case status == http.StatusTooManyRequests:
-		return "overloaded"
-	case status == http.StatusServiceUnavailable:
-		return "unavailable"
-	case status == http.StatusGatewayTimeout:
-		return "timeout"
-	case status < 500:
-		return "bad_request"
-	}
-	return "error"
+	c.Response().SetBody(errorBody(msg))
 }
 
 func (s *Server) health(c *fiber.Ctx) error {

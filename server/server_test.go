@@ -34,6 +34,22 @@ type fixture struct {
 // one-worker pool; the server is not ready until ready() is called.
 func newFixture(t *testing.T, name string, fns []model.Function, cfg admission.Config) (fixture, func()) {
 	t.Helper()
+	return newFixtureWith(t, name, fns, fixtureOptions{admission: cfg})
+}
+
+type fixtureOptions struct {
+	admission admission.Config
+	// server adjusts the server's configuration.
+	server  func(*Config)
+	workers int
+	log     io.Writer
+	// wrap puts something between the queue and the real pool (a fault
+	// to inject).
+	wrap func(admission.Runner) admission.Runner
+}
+
+func newFixtureWith(t *testing.T, name string, fns []model.Function, o fixtureOptions) (fixture, func()) {
+	t.Helper()
 	rt := testenv.Runtime(t)
 	b, err := os.ReadFile(testenv.Model(t, name))
 	if err != nil {
@@ -45,16 +61,30 @@ func newFixture(t *testing.T, name string, fns []model.Function, cfg admission.C
 	}
 	sig := model.Signature{Inputs: info.Inputs, Outputs: info.Outputs, Functions: fns}
 	metrics := prometheus.NewRegistry()
-	srv, err := New(Config{Signature: sig, Log: slog.New(slog.DiscardHandler), Gatherer: metrics, Registerer: metrics, MaxBodyBytes: 1 << 20})
+	log := slog.New(slog.DiscardHandler)
+	if o.log != nil {
+		log = slog.New(slog.NewTextHandler(o.log, nil))
+	}
+	cfg := Config{Signature: sig, Log: log, Gatherer: metrics, Registerer: metrics, MaxBodyBytes: 1 << 20}
+	if o.server != nil {
+		o.server(&cfg)
+	}
+	srv, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	pool, err := workers.Start(context.Background(), rt, workers.Model{Path: testenv.Model(t, name), Inputs: sig.Inputs, Outputs: sig.FetchedOutputs()},
-		workers.Config{Device: workers.CPU, Workers: 1}, slog.New(slog.DiscardHandler), metrics)
+		workers.Config{Device: workers.CPU, Workers: max(o.workers, 1)}, slog.New(slog.DiscardHandler), metrics)
 	if err != nil {
 		t.Fatal(err)
 	}
-	q, err := admission.New(pool, cfg, metrics)
+	var runner admission.Runner = pool
+	if o.wrap != nil {
+		runner = o.wrap(pool)
+	}
+	// As serve does: the call cost warm-up measured.
+	o.admission.CallFixedCost, o.admission.CallPerRowCost = pool.Cost().Fixed, pool.Cost().PerRow
+	q, err := admission.New(runner, o.admission, metrics)
 	if err != nil {
 		t.Fatal(err)
 	}

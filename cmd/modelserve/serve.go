@@ -41,6 +41,12 @@ type serveOptions struct {
 	requestTimeout    time.Duration
 	maxRequestTimeout time.Duration
 	unbounded         bool
+
+	// gateway protocol
+	async        string
+	resultTTL    time.Duration
+	resultMemory byteSize
+	contentMD5   bool
 }
 
 func newServeCmd(g *globals) *cobra.Command {
@@ -89,6 +95,10 @@ Every flag can also be set as MODELSERVE_<FLAG>, e.g. MODELSERVE_WORKERS=4.`,
 	f.DurationVar(&o.requestTimeout, "request-timeout", server.DefaultRequestTimeout, "a request's deadline unless its "+server.TimeoutHeader+" header says otherwise")
 	f.DurationVar(&o.maxRequestTimeout, "max-request-timeout", server.DefaultMaxRequestTimeout, "the longest deadline a header may ask for")
 	f.BoolVar(&o.unbounded, "unbounded-queue", false, "turn admission limits off (for comparisons: the queue and memory then grow without bound)")
+	f.StringVar(&o.async, "async", "30s", "gateway batches answered 202 and polled: never, always, or those expected to take longer than this duration")
+	f.DurationVar(&o.resultTTL, "result-ttl", server.DefaultResultTTL, "how long a gateway batch's answer is kept for retries and polls (at least, memory permitting)")
+	f.Var(&o.resultMemory, "result-memory", "memory for kept answers, oldest evicted first (default: a quarter of the memory budget)")
+	f.BoolVar(&o.contentMD5, "content-md5", false, "add a Content-MD5 header to answers")
 	cmd.MarkFlagRequired("model")
 	return cmd
 }
@@ -96,6 +106,10 @@ Every flag can also be set as MODELSERVE_<FLAG>, e.g. MODELSERVE_WORKERS=4.`,
 func serve(cmd *cobra.Command, g *globals, o *serveOptions, log *slog.Logger) error {
 	ctx := cmd.Context()
 	device, err := workers.ParseDevice(o.device)
+	if err != nil {
+		return err
+	}
+	async, err := server.ParseAsync(o.async)
 	if err != nil {
 		return err
 	}
@@ -131,6 +145,10 @@ func serve(cmd *cobra.Command, g *globals, o *serveOptions, log *slog.Logger) er
 		Registerer:        labelled,
 		RequestTimeout:    o.requestTimeout,
 		MaxRequestTimeout: o.maxRequestTimeout,
+		Async:             async,
+		ResultTTL:         o.resultTTL,
+		ResultBytes:       int64(o.resultMemory),
+		ContentMD5:        o.contentMD5,
 	})
 	if err != nil {
 		return fmt.Errorf("serving %s: %w", v.Ref(), err)
@@ -221,6 +239,7 @@ func admissionConfig(o *serveOptions, v registry.Version, pool *workers.Pool, lo
 		MaxBatchDelay:     o.maxBatchDelay,
 		OutputRowBytes:    v.Signature.OutputRowBytes(),
 		CallFixedCost:     pool.Cost().Fixed,
+		CallPerRowCost:    pool.Cost().PerRow,
 		Unbounded:         o.unbounded,
 	}
 	if o.unbounded {

@@ -1,0 +1,340 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/modelserve/modelserve/admission"
+)
+
+// predict answers POST on a function's route: a batch of rows in, the
+// function's outputs per row out. A gateway batch (one with a batch id)
+// goes through the batch store, so its retries are answered once.
+func (s *Server) predict(r *route) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		start := time.Now()
+		g := readGateway(&c.Request().Header)
+		ans, how := s.handle(c, r, g)
+		s.respond(c, r, g, ans, how, start)
+		return nil
+	}
+}
+
+// poll answers GET on a function's route with a batch id: an async batch
+// is 202 while it runs, then its answer.
+func (s *Server) poll(r *route) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		start := time.Now()
+		g := readGateway(&c.Request().Header)
+		key := batchKey(r.fn.Path(), g)
+		if key == "" {
+			c.Set(fiber.HeaderAllow, fiber.MethodPost)
+			s.respond(c, r, g, s.failure(inputErr(-1, "", "%s takes POST; GET polls an async batch and needs the sf-external-function-query-batch-id header", r.fn.Path()), http.StatusMethodNotAllowed), "", start)
+			return nil
+		}
+		e := s.batches.get(key)
+		if e == nil {
+			s.respond(c, r, g, answer{status: http.StatusNotFound, body: errorBody(fmt.Sprintf("no batch %q of query %q: it was never sent here, or its answer expired", g.BatchID, g.QueryID))}, "polled", start)
+			return nil
+		}
+		select {
+		case <-e.done:
+			s.respond(c, r, g, e.ans, "polled", start)
+		default:
+			s.respond(c, r, g, running, "polled", start)
+		}
+		return nil
+	}
+}
+
+// running is the answer to an async batch still at work.
+var running = answer{status: http.StatusAccepted, body: []byte(`{"status":"running"}`)}
+
+// handle turns a request into its answer; how says how a gateway batch was
+// answered (computed, async, joined, replayed).
+func (s *Server) handle(c *fiber.Ctx, r *route, g gateway) (answer, string) {
+	ref := s.pred.Load()
+	if ref == nil {
+		return s.failure(errNotReady, 0), ""
+	}
+	if g.Format != "" && !strings.EqualFold(g.Format, "json") {
+		return s.failure(inputErr(-1, "", "sf-external-function-format is %q; modelserve speaks json", g.Format), 0), ""
+	}
+	ctx, cancel, err := s.requestContext(c)
+	if err != nil {
+		return s.failure(err, 0), ""
+	}
+	defer cancel()
+
+	key := batchKey(r.fn.Path(), g)
+	if key != "" {
+		if e := s.batches.get(key); e != nil {
+			return s.retry(ctx, c, e)
+		}
+	}
+	// Admission sees the body's size before the body is even decompressed.
+	raw := int64(len(c.Request().Body()))
+	ticket, err := ref.Admit(raw)
+	if err != nil {
+		return s.failure(err, 0), ""
+	}
+	body, err := requestBody(c, s.cfg.MaxBodyBytes)
+	if err == nil && int64(len(body)) > raw {
+		err = ticket.Grow(int64(len(body)) - raw)
+	}
+	if err != nil {
+		ticket.Done()
+		return s.failure(err, statusForBodyError(err)), ""
+	}
+	if key == "" {
+		defer ticket.Done()
+		b, err := r.dec.decode(body, decodeOptions{nullAsNaN: r.fn.NullAsNaN})
+		if err != nil {
+			return s.failure(err, 0), ""
+		}
+		return s.compute(ctx, r, ticket, b), ""
+	}
+
+	e, fresh := s.batches.begin(key, s.batches.hash(body), 0)
+	if !fresh {
+		ticket.Done() // another attempt got there first
+		return s.retry(ctx, c, e)
+	}
+	// Decode here: the body belongs to the connection and is reused once
+	// this handler returns, while the batch may outlive it (for a retry or
+	// a poll). The decoded batch owns its memory.
+	b, err := r.dec.decode(body, decodeOptions{nullAsNaN: r.fn.NullAsNaN})
+	if err != nil {
+		ans := s.failure(err, 0)
+		s.batches.finish(e, ans, ticket)
+		return ans, "computed"
+	}
+	async := s.cfg.Async.Always || s.cfg.Async.After > 0 && ref.Estimate(len(b.rowIDs)) > s.cfg.Async.After
+	timeout := s.cfg.RequestTimeout
+	if async {
+		timeout = s.cfg.MaxRequestTimeout
+		s.batches.markAsync(e)
+	}
+	s.batches.run(e, timeout, ticket, func(ctx context.Context) answer {
+		return s.compute(ctx, r, ticket, b)
+	})
+	if async {
+		s.batches.async.Inc()
+		return running, "async"
+	}
+	ans, err := s.batches.wait(ctx, e)
+	if err != nil {
+		return s.failure(err, 0), "computed"
+	}
+	return ans, "computed"
+}
+
+// retry answers a batch id already known: conflicting, joined or replayed.
+func (s *Server) retry(ctx context.Context, c *fiber.Ctx, e *entry) (answer, string) {
+	body, err := requestBody(c, s.cfg.MaxBodyBytes)
+	if err != nil {
+		return s.failure(err, statusForBodyError(err)), ""
+	}
+	if s.batches.hash(body) != e.hash {
+		return answer{status: http.StatusConflict, body: errorBody("Batch id reused: this batch id was sent with a different body; a retry must send the same rows")}, "conflict"
+	}
+	select {
+	case <-e.done:
+		s.batches.retries.WithLabelValues("replayed").Inc()
+		return e.ans, "replayed"
+	default:
+	}
+	s.batches.retries.WithLabelValues("joined").Inc()
+	if s.batches.isAsync(e) {
+		return running, "joined"
+	}
+	ans, err := s.batches.wait(ctx, e)
+	if err != nil {
+		return s.failure(err, 0), "joined"
+	}
+	return ans, "joined"
+}
+
+// compute runs and encodes one decoded batch.
+func (s *Server) compute(ctx context.Context, r *route, ticket *admission.Ticket, b *batch) answer {
+	outs, err := ticket.Run(ctx, b.inputs)
+	if err != nil {
+		return s.failure(err, 0)
+	}
+	buf := s.bufs.get()
+	defer s.bufs.put(buf)
+	*buf = r.enc.encode((*buf)[:0], b, outs)
+	return answer{status: http.StatusOK, body: append([]byte(nil), *buf...), rows: len(b.rowIDs)}
+}
+
+// failure is the one place an error becomes a status and a message; a
+// non-zero status overrides the default for errors without their own.
+func (s *Server) failure(err error, status int) answer {
+	var in *InputError
+	var rejected *admission.Rejection
+	msg := "Prediction failed: " + err.Error()
+	ans := answer{status: http.StatusInternalServerError}
+	switch {
+	case errors.As(err, &in):
+		ans.status, msg = http.StatusBadRequest, "Input data malformed: "+in.Error()
+	case errors.As(err, &rejected):
+		ans.reason = rejected.Reason
+		if errors.Is(err, admission.ErrTooLarge) {
+			ans.status, msg = http.StatusRequestEntityTooLarge, "Request too large: "+rejected.Detail
+			break
+		}
+		// The gateway slows down and retries on 429: the one signal for
+		// "not now".
+		ans.status, msg, ans.retryAfter = http.StatusTooManyRequests, "Too many requests", true
+	case errors.Is(err, errNotReady), errors.Is(err, admission.ErrClosed):
+		ans.status, msg, ans.retryAfter = http.StatusServiceUnavailable, "Service unavailable: "+err.Error(), true
+	case errors.Is(err, context.DeadlineExceeded):
+		ans.status, msg = http.StatusGatewayTimeout, "Prediction timed out: the request's deadline passed before it ran to the end"
+	case errors.Is(err, context.Canceled):
+		ans.status, msg = http.StatusServiceUnavailable, "Request canceled"
+	case errors.Is(err, errUnsupportedEncoding), errors.Is(err, errBodyTooLarge):
+		msg = err.Error()
+	}
+	if status != 0 && ans.status == http.StatusInternalServerError || status == http.StatusMethodNotAllowed {
+		ans.status = status
+	}
+	ans.body = errorBody(msg)
+	return ans
+}
+
+func errorBody(msg string) []byte {
+	return append(appendString([]byte(`{"error":`), msg), '}')
+}
+
+// respond writes an answer and accounts for it.
+func (s *Server) respond(c *fiber.Ctx, r *route, g gateway, ans answer, how string, start time.Time) {
+	if ans.retryAfter {
+		c.Set(fiber.HeaderRetryAfter, "1")
+	}
+	if ans.reason != "" {
+		c.Set(ReasonHeader, ans.reason)
+	}
+	s.writeBody(c, ans.status, fiber.MIMEApplicationJSON, ans.body)
+	elapsed := time.Since(start)
+	s.requests.WithLabelValues(r.fn.Name, outcome(ans.status)).Inc()
+	s.duration.WithLabelValues(r.fn.Name).Observe(elapsed.Seconds())
+	if ans.status == http.StatusOK && how != "replayed" && how != "polled" {
+		s.rows.WithLabelValues(r.fn.Name).Add(float64(ans.rows))
+	}
+	if ans.status >= 500 && ans.status != http.StatusServiceUnavailable {
+		s.cfg.Log.Warn("prediction failed", append(g.attrs(), "function", r.fn.Name, "status", ans.status, "error", string(ans.body))...)
+	} else if ans.status == http.StatusTooManyRequests {
+		s.cfg.Log.Debug("request refused", append(g.attrs(), "function", r.fn.Name, "reason", ans.reason)...)
+	}
+	if g.present() {
+		s.cfg.Log.Info("batch", append(g.attrs(), "function", r.fn.Name, "rows", ans.rows, "status", ans.status,
+			"how", how, "ms", float64(elapsed.Microseconds())/1000)...)
+	}
+}
+
+// requestContext gives the request its deadline and ends early if the
+// caller hangs up.
+func (s *Server) requestContext(c *fiber.Ctx) (context.Context, func(), error) {
+	timeout := s.cfg.RequestTimeout
+	if h := c.Get(TimeoutHeader); h != "" {
+		d, err := parseTimeout(h)
+		if err != nil {
+			return nil, nil, &InputError{Row: -1, Msg: fmt.Sprintf("%s: %v", TimeoutHeader, err)}
+		}
+		timeout = min(d, s.cfg.MaxRequestTimeout)
+	}
+	ctx, cancel := context.WithTimeout(c.UserContext(), timeout)
+	unwatch := s.hangups.watch(c.Context().Conn(), cancel)
+	return ctx, func() {
+		unwatch()
+		cancel()
+	}, nil
+}
+
+// parseTimeout reads seconds ("2.5") or a Go duration ("250ms").
+func parseTimeout(h string) (time.Duration, error) {
+	d, err := time.ParseDuration(h)
+	if err != nil {
+		secs, ferr := strconv.ParseFloat(h, 64)
+		if ferr != nil {
+			return 0, fmt.Errorf("%q is neither seconds nor a duration like 250ms", h)
+		}
+		d = time.Duration(secs * float64(time.Second))
+	}
+	if d <= 0 {
+		return 0, fmt.Errorf("%q is not a positive time", h)
+	}
+	return d, nil
+}
+
+func outcome(status int) string {
+	switch {
+	case status == http.StatusOK:
+		return "ok"
+	case status == http.StatusAccepted:
+		return "accepted"
+	case status == http.StatusTooManyRequests:
+		return "overloaded"
+	case status == http.StatusServiceUnavailable:
+		return "unavailable"
+	case status == http.StatusGatewayTimeout:
+		return "timeout"
+	case status < 500:
+		return "bad_request"
+	}
+	return "error"
+}
+
+// buffers pools encoding buffers.
+type buffers struct{ p sync.Pool }
+
+func (b *buffers) get() *[]byte {
+	if buf, ok := b.p.Get().(*[]byte); ok {
+		return buf
+	}
+	return new([]byte)
+}
+
+func (b *buffers) put(buf *[]byte) { b.p.Put(buf) }
+
+// Async says when a gateway batch is answered 202 and polled.
+type Async struct {
+	// Always runs every gateway batch asynchronously.
+	Always bool
+	// After runs a batch asynchronously when it is expected to take longer
+	// than this; 0 never does.
+	After time.Duration
+}
+
+// ParseAsync reads --async: never, always, or a duration.
+func ParseAsync(s string) (Async, error) {
+	switch strings.ToLower(s) {
+	case "never", "0":
+		return Async{}, nil
+	case "always":
+		return Async{Always: true}, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return Async{}, fmt.Errorf("async %q: write never, always or a duration like 30s", s)
+	}
+	return Async{After: d}, nil
+}
+
+func (a Async) String() string {
+	switch {
+	case a.Always:
+		return "always"
+	case a.After <= 0:
+		return "never"
+	}
+	return a.After.String()
+}
