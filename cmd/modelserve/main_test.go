@@ -270,6 +270,30 @@ func TestRegistryCLI_logShowListDelete(t *testing.T) {
 	}
 }
 
+func TestSQLFunctions_forEveryFunction(t *testing.T) {
+	c := newCLI(t)
+	c.logIris()
+	c.must("registry", "set", "iris:1", "--max-batch-rows", "128")
+	out := c.must("sql", "functions", "--model", "iris", "--service", "db.ml.IRIS_SVC", "--context-headers", "CURRENT_USER", "--on-batch-failure", "RETURN_NULL")
+	for _, want := range []string{
+		"CREATE OR REPLACE FUNCTION db.ml.IRIS_SVC_PREDICT(sepal_length FLOAT, sepal_width FLOAT, petal_length FLOAT, petal_width FLOAT)",
+		"CREATE OR REPLACE FUNCTION db.ml.IRIS_SVC_PREDICT_PROBA(",
+		"SERVICE = db.ml.IRIS_SVC",
+		"ENDPOINT = inference",
+		"MAX_BATCH_ROWS = 128",
+		"CONTEXT_HEADERS = (CURRENT_USER)",
+		"ON_BATCH_FAILURE = RETURN_NULL",
+		"AS '/predict-proba';",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("sql functions lacks %q:\n%s", want, out)
+		}
+	}
+	if _, errOut, err := c.run("sql", "functions", "--model", "iris", "--service", "s", "--on-batch-failure", "RETRY"); err == nil || !strings.Contains(errOut, "ABORT or RETURN_NULL") {
+		t.Errorf("a bad ON_BATCH_FAILURE: %v %s", err, errOut)
+	}
+}
+
 func TestRegistryCLI_refusesAFileThatIsNotAModel(t *testing.T) {
 	c := newCLI(t)
 	bad := filepath.Join(t.TempDir(), "notes.onnx")
