@@ -17,11 +17,13 @@ all: build
 serve: build example
 	$(BIN) serve --model iris --port $(PORT)
 
-## test: the whole suite, race detector on, against the real ONNX Runtime
+## test: the whole suite, race detector on, against the real ONNX Runtime;
+## then the throughput runs the race detector would slow tenfold
 test: ort
 	@scripts/deps.sh test
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
+	$(GO) test -count=1 -run 'TestGatewaySimulator_millionRows' ./server/
 
 ## bench: raw ONNX Runtime vs /predict rows/s; writes $(OUT)/bench.md
 bench: build

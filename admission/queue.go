@@ -264,14 +264,36 @@ func (q *Queue) reject(err error, reason, format string, args ...any) error {
 }
 
 // Run queues the decoded inputs and waits for their outputs, in the rows'
-// order. It returns early, with ctx's error, when ctx ends first: the
-// request's queued pieces are dropped and never run.
+// order: Enqueue, then Wait.
 func (t *Ticket) Run(ctx context.Context, inputs []model.Tensor) ([]model.Tensor, error) {
-	q := t.q
-	req, err := q.enqueue(ctx, t, inputs)
+	p, err := t.Enqueue(ctx, inputs)
 	if err != nil {
 		return nil, err
 	}
+	return p.Wait()
+}
+
+// Pending is a request in the queue, its outputs still to come.
+type Pending struct {
+	q   *Queue
+	req *request
+}
+
+// Enqueue admits the decoded inputs into the queue, or refuses them at
+// once. ctx is the request's: when it ends, its queued pieces are dropped
+// and never run.
+func (t *Ticket) Enqueue(ctx context.Context, inputs []model.Tensor) (*Pending, error) {
+	req, err := t.q.enqueue(ctx, t, inputs)
+	if err != nil {
+		return nil, err
+	}
+	return &Pending{q: t.q, req: req}, nil
+}
+
+// Wait returns the outputs in the rows' order, or ctx's error when the
+// request's context ends first.
+func (p *Pending) Wait() ([]model.Tensor, error) {
+	q, req, ctx := p.q, p.req, p.req.ctx
 	select {
 	case <-req.done:
 	case <-ctx.Done():

@@ -47,6 +47,9 @@ type entry struct {
 	rows int
 	// async answers pollers; no waiter's departure cancels it.
 	async bool
+	// failed marks an async answer kept only so a poll learns of the
+	// failure; a POST retry runs the batch afresh.
+	failed bool
 	done  chan struct{}
 	// Set before done closes.
 	ans answer
@@ -95,7 +98,7 @@ func newBatches(ttl time.Duration, maxBytes int64, reg prometheus.Registerer) (*
 	})
 	bs.evicted = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "modelserve_batch_results_evicted_total",
-		Help: "Kept answers dropped: expired after their time, or evicted oldest first for memory.",
+		Help: "Kept answers dropped: expired after their time, evicted oldest first for memory, or a failed async batch replaced by its retry.",
 	}, []string{"reason"})
 	bs.retries = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "modelserve_batch_retries_total",
@@ -110,7 +113,7 @@ func newBatches(ttl time.Duration, maxBytes int64, reg prometheus.Registerer) (*
 			return nil, fmt.Errorf("registering batch metrics: %w", err)
 		}
 	}
-	for _, r := range []string{"expired", "memory"} {
+	for _, r := range []string{"expired", "memory", "replaced"} {
 		bs.evicted.WithLabelValues(r)
 	}
 	for _, h := range []string{"joined", "replayed"} {
@@ -130,6 +133,15 @@ func batchKey(path string, g gateway) string {
 }
 
 func (bs *batches) hash(body []byte) uint64 { return maphash.Bytes(bs.seed, body) }
+
+// forget drops a failed async batch its retry replaces.
+func (bs *batches) forget(e *entry) {
+	bs.mu.Lock()
+	defer bs.mu.Unlock()
+	if bs.entries[e.key] == e && e.elem != nil {
+		bs.evictLocked(e, "replaced")
+	}
+}
 
 // get returns the batch under key, if known and not expired.
 func (bs *batches) get(key string) *entry {
@@ -163,6 +175,18 @@ func (bs *batches) markAsync(e *entry) {
 	bs.mu.Unlock()
 }
 
+// failedAsync reports an async batch kept only to tell its poll it failed.
+func (bs *batches) failedAsync(e *entry) bool {
+	select {
+	case <-e.done:
+	default:
+		return false
+	}
+	bs.mu.Lock()
+	defer bs.mu.Unlock()
+	return e.failed
+}
+
 func (bs *batches) isAsync(e *entry) bool {
 	bs.mu.Lock()
 	defer bs.mu.Unlock()
@@ -192,17 +216,16 @@ func (bs *batches) wait(ctx context.Context, e *entry) (answer, error) {
 	}
 }
 
-// run computes a fresh batch in the background, with a context that lives
-// as long as somebody waits (or, async, until its timeout), and keeps its
-// answer.
-func (bs *batches) run(e *entry, timeout time.Duration, ticket *admission.Ticket, compute func(context.Context) answer) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+// run finishes a batch in the background: compute waits for what was
+// queued under a context that cancel ends, which happens when nobody waits
+// any more (unless async) or when the batch is done.
+func (bs *batches) run(e *entry, cancel context.CancelFunc, ticket *admission.Ticket, compute func() answer) {
 	bs.mu.Lock()
 	e.cancel = cancel
 	bs.mu.Unlock()
 	go func() {
 		defer cancel()
-		bs.finish(e, compute(ctx), ticket)
+		bs.finish(e, compute(), ticket)
 	}()
 }
 
@@ -213,12 +236,15 @@ func (bs *batches) finish(e *entry, ans answer, ticket *admission.Ticket) {
 	bs.mu.Lock()
 	e.ans = ans
 	close(e.done)
-	if !ans.storable() {
+	if !ans.storable() && !e.async {
 		delete(bs.entries, e.key)
 		bs.mu.Unlock()
 		ticket.Done()
 		return
 	}
+	// An async batch that failed stays for its poll, which tells the
+	// gateway to send it again.
+	e.failed = !ans.storable()
 	ticket.Resize(int64(len(ans.body)))
 	e.ticket = ticket
 	e.finishAt = time.Now()

@@ -13,6 +13,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/modelserve/modelserve/admission"
+	"github.com/modelserve/modelserve/model"
 )
 
 // predict answers POST on a function's route: a batch of rows in, the
@@ -20,6 +21,8 @@ import (
 // goes through the batch store, so its retries are answered once.
 func (s *Server) predict(r *route) fiber.Handler {
 	return func(c *fiber.Ctx) error {
+		s.active.Add(1)
+		defer s.active.Add(-1)
 		start := time.Now()
 		g := readGateway(&c.Request().Header)
 		ans, how := s.handle(c, r, g)
@@ -48,6 +51,9 @@ func (s *Server) poll(r *route) fiber.Handler {
 		select {
 		case <-e.done:
 			s.respond(c, r, g, e.ans, "polled", start)
+			if s.batches.failedAsync(e) {
+				s.batches.forget(e) // told once; the retry runs afresh
+			}
 		default:
 			s.respond(c, r, g, running, "polled", start)
 		}
@@ -77,7 +83,10 @@ func (s *Server) handle(c *fiber.Ctx, r *route, g gateway) (answer, string) {
 	key := batchKey(r.fn.Path(), g)
 	if key != "" {
 		if e := s.batches.get(key); e != nil {
-			return s.retry(ctx, c, e)
+			if !s.batches.failedAsync(e) {
+				return s.retry(ctx, c, e)
+			}
+			s.batches.forget(e) // its poll told the gateway to send it again
 		}
 	}
 	// Admission sees the body's size before the body is even decompressed.
@@ -100,7 +109,11 @@ func (s *Server) handle(c *fiber.Ctx, r *route, g gateway) (answer, string) {
 		if err != nil {
 			return s.failure(err, 0), ""
 		}
-		return s.compute(ctx, r, ticket, b), ""
+		outs, err := ticket.Run(ctx, b.inputs)
+		if err != nil {
+			return s.failure(err, 0), ""
+		}
+		return s.encodeAnswer(r, b, outs), ""
 	}
 
 	e, fresh := s.batches.begin(key, s.batches.hash(body), 0)
@@ -123,8 +136,22 @@ func (s *Server) handle(c *fiber.Ctx, r *route, g gateway) (answer, string) {
 		timeout = s.cfg.MaxRequestTimeout
 		s.batches.markAsync(e)
 	}
-	s.batches.run(e, timeout, ticket, func(ctx context.Context) answer {
-		return s.compute(ctx, r, ticket, b)
+	// Queued here, so that a 202 means admitted: a queue with no room
+	// answers 429 now, not to a later poll.
+	batchCtx, cancel := context.WithTimeout(context.Background(), timeout)
+	pending, err := ticket.Enqueue(batchCtx, b.inputs)
+	if err != nil {
+		cancel()
+		ans := s.failure(err, 0)
+		s.batches.finish(e, ans, ticket)
+		return ans, "computed"
+	}
+	s.batches.run(e, cancel, ticket, func() answer {
+		outs, err := pending.Wait()
+		if err != nil {
+			return s.failure(err, 0)
+		}
+		return s.encodeAnswer(r, b, outs)
 	})
 	if async {
 		s.batches.async.Inc()
@@ -163,12 +190,8 @@ func (s *Server) retry(ctx context.Context, c *fiber.Ctx, e *entry) (answer, str
 	return ans, "joined"
 }
 
-// compute runs and encodes one decoded batch.
-func (s *Server) compute(ctx context.Context, r *route, ticket *admission.Ticket, b *batch) answer {
-	outs, err := ticket.Run(ctx, b.inputs)
-	if err != nil {
-		return s.failure(err, 0)
-	}
+// encodeAnswer writes one batch's outputs as an answer.
+func (s *Server) encodeAnswer(r *route, b *batch, outs []model.Tensor) answer {
 	buf := s.bufs.get()
 	defer s.bufs.put(buf)
 	*buf = r.enc.encode((*buf)[:0], b, outs)

@@ -4,14 +4,18 @@ import (
 	"bytes"
 	"compress/gzip"
 	"compress/zlib"
+	"context"
 	"crypto/md5"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,6 +23,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/modelserve/modelserve/admission"
+	"github.com/modelserve/modelserve/model"
 )
 
 // gatewayRequest is a POST or GET as the SQL gateway sends it.
@@ -437,4 +442,62 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// failingRunner fails its runs while fail is set, as a worker whose
+// device is lost.
+type failingRunner struct {
+	admission.Runner
+	fail atomic.Bool
+}
+
+func (f *failingRunner) Run(ctx context.Context, inputs []model.Tensor) ([]model.Tensor, error) {
+	if f.fail.Load() {
+		return nil, errors.New("injected failure: the device was lost")
+	}
+	return f.Runner.Run(ctx, inputs)
+}
+
+// TestStatusDiscipline_whatARetryCanFixIsNeverA4xx: the gateway fails the
+// whole query on a 4xx other than 429, so a transient problem must be a
+// 429 or a 5xx.
+func TestStatusDiscipline_whatARetryCanFixIsNeverA4xx(t *testing.T) {
+	var runner *failingRunner
+	f, ready := newFixtureWith(t, "encoder", encoderFunctions, fixtureOptions{
+		admission: admission.Config{MaxBatchRows: 4096, MaxQueuedRequests: 1},
+		wrap: func(r admission.Runner) admission.Runner {
+			runner = &failingRunner{Runner: r}
+			return runner
+		},
+	})
+	row := `{"data": [` + encoderRow(0) + `]}`
+	check := func(name string, req *http.Request, want ...int) {
+		t.Helper()
+		code, _, body := f.send(t, req)
+		if !slices.Contains(want, code) {
+			t.Errorf("%s = %d %.200s, want %v", name, code, body, want)
+		}
+		if code >= 400 && code < 500 && code != http.StatusTooManyRequests {
+			t.Errorf("%s: a 4xx fails the query, but a retry could fix this", name)
+		}
+	}
+	check("still loading", gatewayRequest("POST", "/predict", "q", "b1", row), http.StatusServiceUnavailable)
+	ready()
+
+	runner.fail.Store(true)
+	check("a worker failed", gatewayRequest("POST", "/predict", "q", "b2", row), http.StatusInternalServerError)
+	runner.fail.Store(false)
+	check("the same batch, retried", gatewayRequest("POST", "/predict", "q", "b2", row), http.StatusOK)
+
+	f.occupy(t)
+	go f.srv.Test(httptest.NewRequest("POST", "/predict", strings.NewReader(row))) // fills the queue
+	waitForGauge(t, f.metrics, "modelserve_queue_requests", 1)
+	check("overloaded", gatewayRequest("POST", "/predict", "q", "b3", row), http.StatusTooManyRequests)
+
+	f.srv.SetAdmitter(nil)
+	check("draining", gatewayRequest("POST", "/predict", "q", "b4", row), http.StatusServiceUnavailable)
+	ready()
+	late := gatewayRequest("POST", "/predict", "q", "b5", row)
+	late.Header.Set(TimeoutHeader, "10ms")
+	check("cannot make its deadline", late, http.StatusTooManyRequests, http.StatusGatewayTimeout)
 }

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"sync/atomic"
 	"time"
 
@@ -79,6 +81,10 @@ type Server struct {
 	bufs    buffers
 	hangups *disconnects
 	batches *batches
+	// conns and active let Shutdown wait for requests in progress, then
+	// close what keep-alive holds open.
+	conns  *connTracker
+	active atomic.Int64
 
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
@@ -124,7 +130,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.ResultBytes <= 0 {
 		cfg.ResultBytes = DefaultResultBytes
 	}
-	s := &Server{cfg: cfg, routes: map[string]*route{}, hangups: newDisconnects(50 * time.Millisecond)}
+	s := &Server{cfg: cfg, routes: map[string]*route{}, hangups: newDisconnects(50 * time.Millisecond), conns: &connTracker{conns: map[net.Conn]struct{}{}}}
 	if err := s.registerMetrics(); err != nil {
 		return nil, err
 	}
@@ -206,14 +212,27 @@ func (s *Server) Test(req *http.Request) (*http.Response, error) {
 
 // Serve answers requests on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
-	return s.app.Listener(ln)
+	return s.app.Listener(s.conns.wrap(ln))
 }
 
-// Shutdown stops accepting connections and waits for requests in progress.
+// Shutdown stops accepting connections, waits for the requests in
+// progress (or ctx), then closes the connections clients keep alive: a
+// drain must not wait for idle callers.
 func (s *Server) Shutdown(ctx context.Context) error {
 	defer s.hangups.close()
 	defer s.batches.close()
-	return s.app.ShutdownWithContext(ctx)
+	done := make(chan error, 1)
+	go func() { done <- s.app.ShutdownWithContext(ctx) }()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for s.active.Load() > 0 && ctx.Err() == nil {
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+		}
+	}
+	s.conns.closeAll()
+	return <-done
 }
 
 // Routes lists the prediction routes and the function each runs.
@@ -272,4 +291,61 @@ func (s *Server) fiberError(c *fiber.Ctx, err error) error {
 	}
 	writeJSONError(c, status, msg)
 	return nil
+}
+
+// connTracker remembers the connections a listener accepted.
+type connTracker struct {
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+}
+
+func (t *connTracker) wrap(ln net.Listener) net.Listener { return &trackedListener{Listener: ln, t: t} }
+
+func (t *connTracker) closeAll() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for c := range t.conns {
+		c.Close()
+	}
+}
+
+type trackedListener struct {
+	net.Listener
+	t *connTracker
+}
+
+func (l *trackedListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	l.t.mu.Lock()
+	l.t.conns[c] = struct{}{}
+	l.t.mu.Unlock()
+	return &trackedConn{Conn: c, t: l.t}, nil
+}
+
+// trackedConn forgets itself when closed; it keeps the socket reachable
+// (SyscallConn) for the hang-up watcher.
+type trackedConn struct {
+	net.Conn
+	t    *connTracker
+	once sync.Once
+}
+
+func (c *trackedConn) Close() error {
+	c.once.Do(func() {
+		c.t.mu.Lock()
+		delete(c.t.conns, c.Conn)
+		c.t.mu.Unlock()
+	})
+	return c.Conn.Close()
+}
+
+func (c *trackedConn) SyscallConn() (syscall.RawConn, error) {
+	sc, ok := c.Conn.(syscall.Conn)
+	if !ok {
+		return nil, errors.New("not a socket")
+	}
+	return sc.SyscallConn()
 }
