@@ -50,7 +50,7 @@ type entry struct {
 	// failed marks an async answer kept only so a poll learns of the
 	// failure; a POST retry runs the batch afresh.
 	failed bool
-	done  chan struct{}
+	done   chan struct{}
 	// Set before done closes.
 	ans answer
 	// Under batches.mu.
