@@ -93,11 +93,11 @@ type Config struct {
 // Defaults.
 const (
 	DefaultMaxBatchRows = 64
-	// DefaultQueuedBatches is how many full batches per worker may wait:
-	// one keeps every worker busy (it takes the next the moment it is
-	// free); more would only make callers wait longer.
-	DefaultQueuedBatches = 1
-	DefaultMaxQueued     = 1024
+	// DefaultQueueWait is about how much work, in time, the queue holds by
+	// default: enough for large gateway batches of a fast model to wait
+	// their turn, short enough that waiting stays short.
+	DefaultQueueWait = 100 * time.Millisecond
+	DefaultMaxQueued = 1024
 )
 
 // Queue admits requests, holds them until a worker is free, and feeds the
@@ -168,8 +168,7 @@ func New(r Runner, cfg Config, reg prometheus.Registerer) (*Queue, error) {
 		cfg.MaxQueuedRequests = DefaultMaxQueued
 	}
 	if cfg.MaxQueuedRows <= 0 {
-		// Batching off (1 row per call) must not shrink the queue.
-		cfg.MaxQueuedRows = DefaultQueuedBatches * r.Size() * max(cfg.MaxBatchRows, DefaultMaxBatchRows)
+		cfg.MaxQueuedRows = defaultQueuedRows(cfg, r.Size())
 	}
 	q := &Queue{
 		runner:      r,
@@ -188,6 +187,20 @@ func New(r Runner, cfg Config, reg prometheus.Registerer) (*Queue, error) {
 		go q.dispatch()
 	}
 	return q, nil
+}
+
+// defaultQueuedRows sizes the queue to about DefaultQueueWait of work at
+// the measured cost per call, and at least one full batch per worker:
+// that keeps every worker busy (it takes the next the moment it is free),
+// and more would only make callers wait longer.
+func defaultQueuedRows(cfg Config, workers int) int {
+	batch := max(cfg.MaxBatchRows, DefaultMaxBatchRows) // batching off must not shrink it
+	perRow := cfg.CallPerRowCost + cfg.CallFixedCost/time.Duration(max(cfg.MaxBatchRows, 1))
+	rows := batch
+	if perRow > 0 {
+		rows = max(rows, int(DefaultQueueWait/perRow))
+	}
+	return workers * rows
 }
 
 // Config is the configuration in force, defaults filled in.

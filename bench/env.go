@@ -126,8 +126,8 @@ func body(m benchModel, rows int, flat bool) []byte {
 	return b.Bytes()
 }
 
-// server is a running modelserve serve process.
-type server struct {
+// process is a running modelserve serve process.
+type process struct {
 	cmd  *exec.Cmd
 	host string
 	done chan error
@@ -135,7 +135,7 @@ type server struct {
 
 var listeningRE = regexp.MustCompile(`msg=listening .*addr=(\S+)`)
 
-func (e *env) serve(m benchModel, extra ...string) (*server, error) {
+func (e *env) serve(m benchModel, extra ...string) (*process, error) {
 	args := append([]string{"--registry", e.registry, "serve", "--model", m.name, "--host", "127.0.0.1", "--port", "0", "--device", "cpu"}, extra...)
 	cmd := exec.Command(e.o.binary, args...)
 	stderr, err := cmd.StderrPipe()
@@ -145,7 +145,7 @@ func (e *env) serve(m benchModel, extra ...string) (*server, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	s := &server{cmd: cmd, done: make(chan error, 1)}
+	s := &process{cmd: cmd, done: make(chan error, 1)}
 	addr := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)
@@ -179,7 +179,7 @@ func (e *env) serve(m benchModel, extra ...string) (*server, error) {
 	return nil, errors.New("modelserve did not become ready")
 }
 
-func (s *server) stop() {
+func (s *process) stop() {
 	s.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-s.done:
@@ -190,7 +190,7 @@ func (s *server) stop() {
 
 // metric sums a metric's samples from /metrics (histograms: name_sum and
 // name_count are separate names).
-func (s *server) metric(name string) (float64, error) {
+func (s *process) metric(name string) (float64, error) {
 	resp, err := http.Get("http://" + s.host + "/metrics")
 	if err != nil {
 		return 0, err
@@ -230,7 +230,7 @@ func (s *server) metric(name string) (float64, error) {
 }
 
 // memory reads the process's resident memory now and its peak.
-func (s *server) memory() (rss, peak int64, err error) {
+func (s *process) memory() (rss, peak int64, err error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
 	if err != nil {
 		return 0, 0, err

@@ -3,6 +3,8 @@
 //
 //   - wire: raw in-process rows/s against rows/s through /predict, for a
 //     small MLP and a transformer encoder at batch 1 and 64;
+//   - json: a 4096-row flat batch: JSON decode only, encode only, raw
+//     ONNX Runtime and the whole trip;
 //   - batching: 64 concurrent 1-row clients on a DLRM-like model with
 //     dynamic batching on and off, against the wire's ceiling (a model
 //     that does almost nothing with the same inputs);
@@ -41,7 +43,7 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 8*time.Second, "measuring window of each closed-loop cell")
 	flag.DurationVar(&o.overload, "overload", 30*time.Second, "how long the overload is offered")
 	flag.IntVar(&o.overloadRows, "overload-rows", 64, "rows per request in the overload section")
-	flag.StringVar(&o.only, "only", "wire,batching,overload", "sections to run")
+	flag.StringVar(&o.only, "only", "wire,json,batching,overload", "sections to run")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -62,6 +64,7 @@ func run(o options) error {
 	defer e.close()
 	sections := []section{
 		{"wire", wireSection},
+		{"json", jsonSection},
 		{"batching", batchingSection},
 		{"overload", overloadSection},
 	}
