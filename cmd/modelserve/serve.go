@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"time"
 
@@ -47,6 +49,8 @@ type serveOptions struct {
 	resultTTL    time.Duration
 	resultMemory byteSize
 	contentMD5   bool
+
+	debugAddr string
 }
 
 func newServeCmd(g *globals) *cobra.Command {
@@ -99,6 +103,7 @@ Every flag can also be set as MODELSERVE_<FLAG>, e.g. MODELSERVE_WORKERS=4.`,
 	f.DurationVar(&o.resultTTL, "result-ttl", server.DefaultResultTTL, "how long a gateway batch's answer is kept for retries and polls (at least, memory permitting)")
 	f.Var(&o.resultMemory, "result-memory", "memory for kept answers, oldest evicted first (default: a quarter of the memory budget)")
 	f.BoolVar(&o.contentMD5, "content-md5", false, "add a Content-MD5 header to answers")
+	f.StringVar(&o.debugAddr, "debug-addr", "", "serve Go's profiler (/debug/pprof) on this address, e.g. 127.0.0.1:6060 (off by default)")
 	cmd.MarkFlagRequired("model")
 	return cmd
 }
@@ -161,6 +166,14 @@ func serve(cmd *cobra.Command, g *globals, o *serveOptions, log *slog.Logger) er
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
+	if o.debugAddr != "" {
+		stopDebug, err := serveDebug(o.debugAddr, log)
+		if err != nil {
+			srv.Shutdown(context.Background())
+			return err
+		}
+		defer stopDebug()
+	}
 	log.Info("listening", "addr", ln.Addr().String(), "routes", srv.Routes())
 
 	queue, pool, err := load(ctx, reg, v, o, device, log, labelled)
@@ -186,6 +199,25 @@ func serve(cmd *cobra.Command, g *globals, o *serveOptions, log *slog.Logger) er
 	queue.Close()
 	errs = append(errs, pool.Close(drainCtx))
 	return errors.Join(errs...)
+}
+
+// serveDebug serves the profiler on its own listener, apart from the
+// model's routes.
+func serveDebug(addr string, log *slog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--debug-addr: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go hs.Serve(ln)
+	log.Info("profiler", "addr", ln.Addr().String())
+	return func() { hs.Close() }, nil
 }
 
 // load checks the model file against its checksum, starts the workers and
