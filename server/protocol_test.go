@@ -23,6 +23,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/modelserve/modelserve/admission"
+	"github.com/modelserve/modelserve/internal/testenv"
 	"github.com/modelserve/modelserve/model"
 )
 
@@ -112,7 +113,7 @@ func TestReadGateway_prefersBase64(t *testing.T) {
 }
 
 func TestGateway_batchIDsAreLoggedNeverLabelled(t *testing.T) {
-	var logs syncBuffer
+	var logs testenv.SyncBuffer
 	f, ready := newFixtureWith(t, "iris", irisFunctions, fixtureOptions{log: &logs})
 	ready()
 	if code, _, _ := f.send(t, gatewayRequest("POST", "/predict", "query-42", "batch-9", irisRows)); code != 200 {
@@ -424,24 +425,6 @@ func TestResponseEncoding(t *testing.T) {
 			t.Errorf("responseEncoding(%q) = %q, want %q", in, got, want)
 		}
 	}
-}
-
-// syncBuffer is a log destination safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // failingRunner fails its runs while fail is set, as a worker whose

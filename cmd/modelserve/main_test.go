@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -86,25 +85,8 @@ type service struct {
 	t    *testing.T
 	cmd  *exec.Cmd
 	url  string
-	logs *syncBuffer
+	logs *testenv.SyncBuffer
 	done chan error
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 var listeningRE = regexp.MustCompile(`msg=listening .*addr=(\S+)`)
@@ -121,7 +103,7 @@ func (c cli) serve(args ...string) *service {
 	if err := cmd.Start(); err != nil {
 		c.t.Fatal(err)
 	}
-	s := &service{t: c.t, cmd: cmd, logs: &syncBuffer{}, done: make(chan error, 1)}
+	s := &service{t: c.t, cmd: cmd, logs: &testenv.SyncBuffer{}, done: make(chan error, 1)}
 	addr := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)
@@ -541,7 +523,7 @@ func TestServe_settingsFromTheEnvironment(t *testing.T) {
 	c.logIris()
 	cmd := c.command("serve", "--model", "iris", "--host", "127.0.0.1", "--port", "0")
 	cmd.Env = append(cmd.Env, "MODELSERVE_WORKERS=3", "MODELSERVE_DEVICE=cpu")
-	var logs syncBuffer
+	var logs testenv.SyncBuffer
 	cmd.Stderr = &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
