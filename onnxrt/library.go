@@ -14,11 +14,22 @@ import (
 // installs; keep the two in step.
 const PinnedVersion = "1.30.0"
 
+// PinnedGPUVersion is the ONNX Runtime release whose CUDA provider libraries
+// scripts/fetch-onnxruntime.sh --gpu installs, core library included.
+const PinnedGPUVersion = "1.29.0"
+
 // LibraryEnv names the environment variable that points at a
 // libonnxruntime.so.1 the user already has.
 const LibraryEnv = "MODELSERVE_ORT_LIB"
 
 const libraryName = "libonnxruntime.so.1"
+
+// TelemetryEnv is ONNX Runtime's own switch for its telemetry. Its Linux
+// builds start an uploader in every process that loads them (it writes
+// /tmp/mat-debug-PID.log, runs `sh -c "blkid; hostname"`, and crashes where
+// there is no /bin/sh); a server must not phone home, so modelserve turns
+// it off unless the user set the variable.
+const TelemetryEnv = "ORT_DISABLE_TELEMETRY"
 
 // Runtime is the process's ONNX Runtime, loaded from one shared library.
 type Runtime struct {
@@ -51,6 +62,12 @@ func Load(path string) (*Runtime, error) {
 			return nil, fmt.Errorf("ONNX Runtime is already loaded from %s; cannot load %s as well", loaded.LibraryPath, path)
 		}
 		return loaded, nil
+	}
+	if _, set := os.LookupEnv(TelemetryEnv); !set {
+		// The library reads it when the environment is created, below.
+		if err := os.Setenv(TelemetryEnv, "1"); err != nil {
+			return nil, fmt.Errorf("turning ONNX Runtime's telemetry off: %w", err)
+		}
 	}
 	ort.SetSharedLibraryPath(path)
 	// ORT would print each failed run to stderr; modelserve reports those
@@ -105,6 +122,12 @@ func FindLibrary() (string, error) {
 	}
 	return "", fmt.Errorf("ONNX Runtime %s not found (looked in %s); run scripts/fetch-onnxruntime.sh (make ort), or set %s to your %s",
 		PinnedVersion, strings.Join(candidates, ", "), LibraryEnv, libraryName)
+}
+
+// GPULibraryDir is where scripts/fetch-onnxruntime.sh --gpu puts the core
+// library and the CUDA and TensorRT provider libraries.
+func GPULibraryDir() string {
+	return filepath.Join(cacheDir(), "onnxruntime-gpu", PinnedGPUVersion)
 }
 
 // cacheDir follows scripts/fetch-onnxruntime.sh: MODELSERVE_CACHE, else

@@ -3,7 +3,9 @@ package onnxrt_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -112,5 +114,33 @@ func TestSession_cancelStopsARunInProgress(t *testing.T) {
 	small := model.Tensor{DType: model.Int64, Shape: model.Shape{1, 32}, Data: make([]int64, 32)}
 	if _, err := s.Run(context.Background(), []model.Tensor{small}); err != nil {
 		t.Errorf("run after a terminated one: %v", err)
+	}
+}
+
+// TestLoad_turnsTelemetryOff loads ONNX Runtime in a child process with
+// the variable unset: the library's telemetry must not start, so it writes
+// no /tmp/mat-debug-PID.log.
+func TestLoad_turnsTelemetryOff(t *testing.T) {
+	if os.Getenv("MODELSERVE_TEST_LOAD_CHILD") == "1" {
+		if _, err := onnxrt.Load(""); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	testenv.Runtime(t) // fails clearly if the library is missing
+	cmd := exec.Command(os.Args[0], "-test.run=^TestLoad_turnsTelemetryOff$")
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, onnxrt.TelemetryEnv+"=") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, "MODELSERVE_TEST_LOAD_CHILD=1")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("loading in a child: %v\n%s", err, out)
+	}
+	log := fmt.Sprintf("/tmp/mat-debug-%d.log", cmd.Process.Pid)
+	if _, err := os.Stat(log); err == nil {
+		os.Remove(log)
+		t.Errorf("ONNX Runtime's telemetry ran: it wrote %s", log)
 	}
 }
