@@ -466,9 +466,9 @@ func readManifest(dir string) (Version, error) {
 // writeManifest writes v's manifest whole, through a temporary file and a
 // rename, so a reader sees the old manifest or the new one, never half.
 func writeManifest(v Version) error {
-	b, err := json.MarshalIndent(v, "", "  ")
+	b, err := v.Manifest()
 	if err != nil {
-		return fmt.Errorf("writing manifest of %s: %w", v.Ref(), err)
+		return err
 	}
 	path := filepath.Join(v.Dir, manifestFile)
 	f, err := os.CreateTemp(v.Dir, ".manifest-*")
@@ -476,7 +476,7 @@ func writeManifest(v Version) error {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	defer os.Remove(f.Name()) // a no-op after the rename
-	_, err = f.Write(append(b, '\n'))
+	_, err = f.Write(b)
 	if err == nil {
 		err = f.Chmod(0o644)
 	}

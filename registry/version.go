@@ -2,6 +2,7 @@ package registry
 
 import (
 	"cmp"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -11,9 +12,11 @@ import (
 
 // Version is one registered model version: its manifest.json.
 type Version struct {
-	Name      string          `json:"name"`
-	Version   string          `json:"version"`
-	Created   time.Time       `json:"created"`
+	Name    string `json:"name"`
+	Version string `json:"version"`
+	// Created is when the version was logged here; images leave it out,
+	// so that packaging the same model anywhere gives the same bytes.
+	Created   time.Time       `json:"created,omitzero"`
 	Comment   string          `json:"comment,omitempty"`
 	File      string          `json:"file"`
 	Size      int64           `json:"size"`
@@ -51,6 +54,15 @@ func (s Settings) Validate() error {
 		}
 	}
 	return nil
+}
+
+// Manifest is the version's manifest.json as the registry writes it.
+func (v Version) Manifest() ([]byte, error) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("writing manifest of %s: %w", v.Ref(), err)
+	}
+	return append(b, '\n'), nil
 }
 
 // Ref is the version's NAME:VERSION.

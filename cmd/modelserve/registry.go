@@ -156,7 +156,7 @@ func newListCmd(g *globals) *cobra.Command {
 				for i, f := range v.Signature.Functions {
 					names[i] = f.Name
 				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", v.Name, v.Version, v.Created.Format("2006-01-02 15:04:05Z"),
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", v.Name, v.Version, created(v),
 					humanBytes(v.Size), strings.Join(names, ","))
 			}
 			return w.Flush()
@@ -191,7 +191,7 @@ func printVersion(out io.Writer, v registry.Version) error {
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	sig := v.Signature
 	fmt.Fprintf(w, "%s\n", v.Ref())
-	fmt.Fprintf(w, "  created\t%s\n", v.Created.Format("2006-01-02 15:04:05Z"))
+	fmt.Fprintf(w, "  created\t%s\n", created(v))
 	fmt.Fprintf(w, "  size\t%s (%d bytes)\n", humanBytes(v.Size), v.Size)
 	fmt.Fprintf(w, "  sha256\t%s\n", v.SHA256)
 	fmt.Fprintf(w, "  file\t%s\n", v.ModelPath())
@@ -373,4 +373,13 @@ func humanBytes(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// created is when a version was logged; versions baked into an image do not
+// say.
+func created(v registry.Version) string {
+	if v.Created.IsZero() {
+		return "-"
+	}
+	return v.Created.Format("2006-01-02 15:04:05Z")
 }
