@@ -26,7 +26,7 @@ type RegistryOptions struct {
 	// (~/.docker/config.json, DOCKER_CONFIG, then podman's auth.json).
 	Keychain authn.Keychain
 	// OnBlob hears of each blob as the registry takes it or shows it
-	// already has it.
+	// already has it. Blobs travel in parallel; the calls do not overlap.
 	OnBlob func(BlobEvent)
 	// OnProgress hears of bytes written, across all blobs of a write.
 	OnProgress func(v1.Update)
@@ -218,16 +218,14 @@ func (w *watch) RoundTrip(req *http.Request) (*http.Response, error) {
 	if body != nil {
 		n = body.n.Load()
 	}
-	if ev, ok := w.observe(req, resp.StatusCode, n); ok && w.on != nil {
-		w.on(ev)
-	}
+	w.observe(req, resp.StatusCode, n)
 	return resp, nil
 }
 
 // observe reads one exchange of the distribution protocol: HEAD of a blob
 // (200: present), POST with mount (201: present), PATCH (bytes sent), PUT
 // with the digest (201: the blob is complete), PUT of a manifest.
-func (w *watch) observe(req *http.Request, status int, n int64) (BlobEvent, bool) {
+func (w *watch) observe(req *http.Request, status int, n int64) {
 	p := req.URL.Path
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -237,25 +235,27 @@ func (w *watch) observe(req *http.Request, status int, n int64) (BlobEvent, bool
 		switch {
 		case req.Method == http.MethodPatch && status == http.StatusAccepted:
 			w.sent[p] += n
-			return ev, false
+			return
 		case req.Method == http.MethodPut && status == http.StatusCreated && req.URL.Query().Get("digest") != "":
 			ev = BlobEvent{Digest: req.URL.Query().Get("digest"), Bytes: w.sent[p] + n}
 			delete(w.sent, p)
 		case req.Method == http.MethodPost && status == http.StatusCreated && req.URL.Query().Get("mount") != "":
 			ev = BlobEvent{Digest: req.URL.Query().Get("mount"), Present: true}
 		default:
-			return ev, false
+			return
 		}
 	case req.Method == http.MethodHead && strings.Contains(p, "/blobs/") && status == http.StatusOK:
 		ev = BlobEvent{Digest: p[strings.LastIndex(p, "/")+1:], Present: true}
 	case req.Method == http.MethodPut && strings.Contains(p, "/manifests/") && status == http.StatusCreated:
 		w.manifests++
-		return ev, false
+		return
 	default:
-		return ev, false
+		return
 	}
 	w.events = append(w.events, ev)
-	return ev, true
+	if w.on != nil {
+		w.on(ev)
+	}
 }
 
 // countingBody counts what the transport's writer goroutine reads.
