@@ -90,6 +90,10 @@ func (m ModelImage) Build(ctx context.Context) (v1.Image, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading the base image's config: %w", err)
 	}
+	format, err := formatOf(m.Base)
+	if err != nil {
+		return nil, err
+	}
 	img := m.Base
 	rt := Runtime{
 		Version:    baseCfg.Config.Labels[LabelRuntime],
@@ -102,7 +106,7 @@ func (m ModelImage) Build(ctx context.Context) (v1.Image, error) {
 		if err != nil {
 			return nil, err
 		}
-		if img, err = mutate.Append(img, mutate.Addendum{Layer: layer, MediaType: types.OCILayer, History: v1.History{
+		if img, err = mutate.Append(img, mutate.Addendum{Layer: layer, MediaType: format.layer, History: v1.History{
 			Created: v1.Time{Time: epoch}, CreatedBy: "modelserve build: runtime " + m.Runtime.Version,
 		}}); err != nil {
 			return nil, err
@@ -113,7 +117,7 @@ func (m ModelImage) Build(ctx context.Context) (v1.Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	if img, err = mutate.Append(img, mutate.Addendum{Layer: layer, MediaType: types.OCILayer, History: v1.History{
+	if img, err = mutate.Append(img, mutate.Addendum{Layer: layer, MediaType: format.layer, History: v1.History{
 		Created: v1.Time{Time: epoch}, CreatedBy: "modelserve build: model " + m.Model.Ref(),
 	}}); err != nil {
 		return nil, err
@@ -152,13 +156,18 @@ func (m ModelImage) Build(ctx context.Context) (v1.Image, error) {
 	if img, err = mutate.ConfigFile(img, cfg); err != nil {
 		return nil, err
 	}
-	img = mutate.MediaType(img, types.OCIManifestSchema1)
-	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
-	if m.BaseRef != "" {
-		if d, err := m.Base.Digest(); err == nil {
-			labels["org.opencontainers.image.base.name"] = m.BaseRef
-			labels["org.opencontainers.image.base.digest"] = d.String()
-		}
+	img = mutate.ConfigMediaType(mutate.MediaType(img, format.manifest), format.config)
+	if format != ociFormat {
+		return img, nil // Docker's manifests have no annotations; the labels say it
+	}
+	d, err := m.Base.Digest()
+	if err != nil {
+		return nil, err
+	}
+	labels["org.opencontainers.image.base.digest"] = d.String()
+	// A layout's path is this machine's; naming it would change the digest.
+	if m.BaseRef != "" && !strings.HasPrefix(m.BaseRef, LayoutPrefix) {
+		labels["org.opencontainers.image.base.name"] = m.BaseRef
 	}
 	return mutate.Annotations(img, labels).(v1.Image), nil
 }
@@ -236,4 +245,25 @@ func mergeEnv(env []string, vars map[string]string) []string {
 		}
 	}
 	return out
+}
+
+// format is a set of media types: OCI, or Docker's.
+type format struct{ manifest, config, layer types.MediaType }
+
+var (
+	ociFormat    = format{types.OCIManifestSchema1, types.OCIConfigJSON, types.OCILayer}
+	dockerFormat = format{types.DockerManifestSchema2, types.DockerConfigJSON, types.DockerLayer}
+)
+
+// formatOf follows the base: an image is all OCI or all Docker, and only
+// Docker's format carries a HEALTHCHECK that podman and Docker run.
+func formatOf(base v1.Image) (format, error) {
+	mt, err := base.MediaType()
+	if err != nil {
+		return format{}, fmt.Errorf("reading the base image's manifest: %w", err)
+	}
+	if mt == types.DockerManifestSchema2 {
+		return dockerFormat, nil
+	}
+	return ociFormat, nil
 }

@@ -14,6 +14,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/modelserve/modelserve/build"
 	"github.com/modelserve/modelserve/registry"
@@ -30,14 +31,14 @@ func version(t *testing.T, name, ver, weights string) registry.Version {
 	}
 }
 
-// base is a plain image with some configuration of its own.
+// base is a plain OCI image with some configuration of its own.
 func base(t *testing.T, labels map[string]string) v1.Image {
 	t.Helper()
 	img, err := mutate.Config(empty.Image, v1.Config{Env: []string{"PATH=/usr/bin:/bin", "MODELSERVE_PORT=1"}, Labels: labels})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return img
+	return mutate.ConfigMediaType(mutate.MediaType(img, types.OCIManifestSchema1), types.OCIConfigJSON)
 }
 
 func modelImage(t *testing.T, b v1.Image, v registry.Version) build.ModelImage {
@@ -83,7 +84,9 @@ func files(t *testing.T, l v1.Layer) map[string]string {
 
 func TestModelImage_layersAndConfig(t *testing.T) {
 	v := version(t, "iris", "3", "weights")
-	img, err := modelImage(t, base(t, nil), v).Build(context.Background())
+	mi := modelImage(t, base(t, nil), v)
+	mi.BaseRef = "registry.example.com/base:1"
+	img, err := mi.Build(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,8 +144,44 @@ func TestModelImage_layersAndConfig(t *testing.T) {
 			t.Errorf("%s: annotation %q, label %q, want %q", k, m.Annotations[k], c.Labels[k], want)
 		}
 	}
+	baseDigest, _ := mi.Base.Digest()
+	if m.Annotations["org.opencontainers.image.base.name"] != mi.BaseRef || m.Annotations["org.opencontainers.image.base.digest"] != baseDigest.String() {
+		t.Errorf("base annotations: %v", m.Annotations)
+	}
 	if m.MediaType != "application/vnd.oci.image.manifest.v1+json" || m.Config.MediaType != "application/vnd.oci.image.config.v1+json" {
 		t.Errorf("media types %s, %s", m.MediaType, m.Config.MediaType)
+	}
+}
+
+func TestModelImage_followsTheBasesFormat(t *testing.T) {
+	docker, err := mutate.Config(empty.Image, v1.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name                    string
+		base                    v1.Image
+		manifest, config, layer types.MediaType
+	}{
+		{"oci", base(t, nil), types.OCIManifestSchema1, types.OCIConfigJSON, types.OCILayer},
+		{"docker", docker, types.DockerManifestSchema2, types.DockerConfigJSON, types.DockerLayer},
+	} {
+		img, err := modelImage(t, tt.base, version(t, "iris", "1", "weights")).Build(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := img.Manifest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.MediaType != tt.manifest || m.Config.MediaType != tt.config {
+			t.Errorf("%s base: manifest %s, config %s", tt.name, m.MediaType, m.Config.MediaType)
+		}
+		for _, l := range m.Layers {
+			if l.MediaType != tt.layer {
+				t.Errorf("%s base: layer %s", tt.name, l.MediaType)
+			}
+		}
 	}
 }
 

@@ -357,7 +357,7 @@ func TestBuild_sameDigestFromTwoCheckouts(t *testing.T) {
 	if err != nil {
 		t.Fatalf("listing the source files: %v", err)
 	}
-	base := baseFor(t)
+	baseDir := strings.TrimSuffix(strings.TrimPrefix(baseFor(t), "oci:"), ":base")
 	var digests, binaries []string
 	for i, when := range []time.Time{time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC), time.Now()} {
 		checkout := filepath.Join(t.TempDir(), fmt.Sprintf("checkout-%d", i))
@@ -423,7 +423,12 @@ func TestBuild_sameDigestFromTwoCheckouts(t *testing.T) {
 		if err := os.WriteFile(manifest, m, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		digests = append(digests, lastLine(run("build", "--model", "iris:1", "--base", base, "--oci-layout", filepath.Join(checkout, "image"))))
+		// Each machine has its own copy of the base, at its own path.
+		base := filepath.Join(checkout, "base")
+		if out, err := exec.Command("cp", "-r", baseDir, base).CombinedOutput(); err != nil {
+			t.Fatalf("copying the base: %v %s", err, out)
+		}
+		digests = append(digests, lastLine(run("build", "--model", "iris:1", "--base", "oci:"+base+":base", "--oci-layout", filepath.Join(checkout, "image"))))
 	}
 	if binaries[0] != binaries[1] {
 		t.Errorf("the two checkouts built different binaries: %s and %s", binaries[0], binaries[1])

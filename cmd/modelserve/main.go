@@ -86,13 +86,31 @@ func (g *globals) logger() (*slog.Logger, error) {
 }
 
 func newVersionCmd() *cobra.Command {
-	return &cobra.Command{
+	var ortOnly bool
+	cmd := &cobra.Command{
 		Use:   "version",
-		Short: "Print modelserve's version and the ONNX Runtime it expects",
+		Short: "Print modelserve's version and the ONNX Runtime it finds",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			fmt.Fprintf(cmd.OutOrStdout(), "modelserve %s (ONNX Runtime %s)\n", version, onnxrt.PinnedVersion)
+			out := cmd.OutOrStdout()
+			rt, err := onnxrt.Load("")
+			if ortOnly {
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(out, rt.Version)
+				return nil
+			}
+			fmt.Fprintf(out, "modelserve %s\n", version)
+			if err != nil {
+				fmt.Fprintf(out, "ONNX Runtime: none found (this modelserve is tested with %s): %v\n", onnxrt.PinnedVersion, err)
+				return nil
+			}
+			fmt.Fprintf(out, "ONNX Runtime %s at %s (this modelserve is tested with %s; its GPU images with %s)\n",
+				rt.Version, rt.LibraryPath, onnxrt.PinnedVersion, onnxrt.PinnedGPUVersion)
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&ortOnly, "onnxruntime", false, "print only the version of the ONNX Runtime library found (an error if none is)")
+	return cmd
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/modelserve/modelserve/build"
@@ -218,6 +219,8 @@ func HostBase(t testing.TB, binaries ...string) string {
 	if img, err = mutate.ConfigFile(img, cfg); err != nil {
 		t.Fatal(err)
 	}
+	// OCI media types: skopeo and podman look past Docker ones in a layout.
+	img = mutate.ConfigMediaType(mutate.MediaType(img, types.OCIManifestSchema1), types.OCIConfigJSON)
 	dir := filepath.Join(t.TempDir(), "base")
 	p, err := layout.Write(dir, empty.Index)
 	if err != nil {
