@@ -6,10 +6,14 @@ OUT      := out
 PORT     ?= 8080
 VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X main.version=$(VERSION)
+# The same sources give the same binary in any checkout: images built with
+# it get the same digest.
+GOBUILD  := $(GO) build -trimpath -buildvcs=false -ldflags "$(LDFLAGS)"
+DOCKER   ?= docker
 PYTHON   := /usr/bin/python3
 IRIS_FEATURES := sepal_length,sepal_width,petal_length,petal_width
 
-.PHONY: all serve test bench build ort example fmt vet clean
+.PHONY: all serve test bench build ort ort-gpu image example fmt vet clean
 
 all: build
 
@@ -18,9 +22,11 @@ serve: build example
 	$(BIN) serve --model iris --port $(PORT)
 
 ## test: the whole suite, race detector on, against the real ONNX Runtime;
-## then the throughput runs the race detector would slow tenfold
-test: ort
+## then the throughput runs the race detector would slow tenfold. The
+## image tests build offline, from the modules and libraries fetched here.
+test: ort ort-gpu
 	@scripts/deps.sh test
+	$(GO) mod download
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
 	$(GO) test -count=1 -run 'TestGatewaySimulator_millionRows' ./server/
@@ -31,10 +37,18 @@ bench: build
 	$(GO) run ./bench --binary $(BIN) --out $(OUT)/bench.md
 
 build: ort
-	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/modelserve
+	$(GOBUILD) -o $(BIN) ./cmd/modelserve
 
 ort:
 	@scripts/fetch-onnxruntime.sh >/dev/null
+
+## ort-gpu: ONNX Runtime with its CUDA provider libraries, for modelserve build --gpu
+ort-gpu:
+	@scripts/fetch-onnxruntime.sh --gpu >/dev/null
+
+## image: the runtime image from the Dockerfile (DOCKER=podman works too)
+image:
+	$(DOCKER) build --build-arg VERSION=$(VERSION) -t modelserve:$(VERSION) .
 
 ## example: generate the iris model and register it (a no-op once done)
 example: build

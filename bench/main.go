@@ -9,7 +9,9 @@
 //     dynamic batching on and off, against the wire's ceiling (a model
 //     that does almost nothing with the same inputs);
 //   - overload: three times the sustainable request rate offered to the
-//     encoder, with admission on and off.
+//     encoder, with admission on and off;
+//   - image: modelserve build on the encoder against a registry on
+//     loopback: first push, unchanged rebuild, new model version.
 //
 // Every server is a real modelserve process; the load comes over HTTP.
 package main
@@ -43,7 +45,7 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 8*time.Second, "measuring window of each closed-loop cell")
 	flag.DurationVar(&o.overload, "overload", 30*time.Second, "how long the overload is offered")
 	flag.IntVar(&o.overloadRows, "overload-rows", 64, "rows per request in the overload section")
-	flag.StringVar(&o.only, "only", "wire,json,batching,overload", "sections to run")
+	flag.StringVar(&o.only, "only", "wire,json,batching,overload,image", "sections to run")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -67,6 +69,7 @@ func run(o options) error {
 		{"json", jsonSection},
 		{"batching", batchingSection},
 		{"overload", overloadSection},
+		{"image", imageSection},
 	}
 	want := strings.Split(o.only, ",")
 	host, _ := os.Hostname()

@@ -22,9 +22,14 @@ func TestPinnedVersion_matchesTheFetchScript(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := regexp.MustCompile(`(?m)^ORT_VERSION=(\S+)$`).FindSubmatch(b)
-	if m == nil || string(m[1]) != onnxrt.PinnedVersion {
-		t.Fatalf("fetch-onnxruntime.sh pins %q, onnxrt.PinnedVersion is %q", m, onnxrt.PinnedVersion)
+	for _, tt := range []struct{ variable, want string }{
+		{"ORT_VERSION", onnxrt.PinnedVersion},
+		{"GPU_ORT_VERSION", onnxrt.PinnedGPUVersion},
+	} {
+		m := regexp.MustCompile(`(?m)^` + tt.variable + `=(\S+)$`).FindSubmatch(b)
+		if m == nil || string(m[1]) != tt.want {
+			t.Fatalf("fetch-onnxruntime.sh sets %s to %q, onnxrt pins %q", tt.variable, m, tt.want)
+		}
 	}
 	if rt := testenv.Runtime(t); rt.Version != onnxrt.PinnedVersion {
 		t.Errorf("loaded ONNX Runtime %s, pinned %s", rt.Version, onnxrt.PinnedVersion)

@@ -11,7 +11,18 @@ command -v openssl >/dev/null || need+=(openssl)
 /usr/bin/python3 -c 'import onnx, numpy' 2>/dev/null || need+=(python3-onnx python3-numpy)
 case "$target" in
   serve) ;;
-  test) command -v promtool >/dev/null || need+=(prometheus) ;;
+  test|bench)
+    # image tests: a registry, tools that read and unpack images, runtimes
+    command -v docker-registry >/dev/null || need+=(docker-registry)
+    command -v skopeo >/dev/null || need+=(skopeo)
+    command -v umoci >/dev/null || need+=(umoci)
+    command -v runc >/dev/null || need+=(runc)
+    command -v git >/dev/null || need+=(git)
+    ;;&
+  test)
+    command -v promtool >/dev/null || need+=(prometheus)
+    command -v podman >/dev/null || need+=(podman)
+    ;;
   bench) ;;
   *) echo "deps.sh: unknown target $target (serve, test or bench)" >&2; exit 2 ;;
 esac

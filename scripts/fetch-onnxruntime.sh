@@ -27,14 +27,14 @@ gpu=false
 [[ "${1:-}" == "--gpu" ]] && gpu=true
 
 cache="${MODELSERVE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/modelserve}"
-command -v curl >/dev/null || die "curl is needed to fetch ONNX Runtime"
-command -v openssl >/dev/null || die "openssl is needed to verify the download"
 
 # fetch URL INTEGRITY DIR MEMBER... downloads a package, checks it, and
 # moves the members into DIR under their base names.
 fetch() {
   local url=$1 integrity=$2 dir=$3
   shift 3
+  command -v curl >/dev/null || die "curl is needed to fetch ONNX Runtime"
+  command -v openssl >/dev/null || die "openssl is needed to verify the download"
   mkdir -p "$dir"
   local tmp
   tmp="$(mktemp -d "$dir/.fetch.XXXXXX")"

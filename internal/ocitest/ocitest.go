@@ -35,34 +35,51 @@ type Registry struct {
 	Addr string
 	// Log holds its access log: one line per request.
 	Log *testenv.SyncBuffer
+
+	dir    string
+	cmd    *exec.Cmd
+	exited chan struct{}
 }
 
-// StartRegistry starts a registry for the test. With users, it asks for
-// HTTP basic credentials (htpasswd, bcrypt).
+// StartRegistry starts a registry for the test, stopped when it ends.
+// With users, it asks for HTTP basic credentials (htpasswd, bcrypt).
 func StartRegistry(t testing.TB, users map[string]string) *Registry {
 	t.Helper()
+	r, err := Start(t.TempDir(), users)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Stop)
+	return r
+}
+
+// Start starts a registry that keeps its configuration and blobs in dir.
+func Start(dir string, users map[string]string) (*Registry, error) {
 	bin, err := exec.LookPath("docker-registry")
 	if err != nil {
-		t.Fatalf("docker-registry is needed (scripts/deps.sh test installs it): %v", err)
+		return nil, fmt.Errorf("docker-registry is needed (scripts/deps.sh test installs it): %w", err)
 	}
-	dir := t.TempDir()
 	auth := ""
 	if len(users) > 0 {
 		var lines []string
 		for u, p := range users {
 			h, err := bcrypt.GenerateFromPassword([]byte(p), bcrypt.MinCost)
 			if err != nil {
-				t.Fatal(err)
+				return nil, err
 			}
 			lines = append(lines, u+":"+string(h))
 		}
 		if err := os.WriteFile(filepath.Join(dir, "htpasswd"), []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		auth = fmt.Sprintf("auth:\n  htpasswd:\n    realm: modelserve-test\n    path: %s\n", filepath.Join(dir, "htpasswd"))
 	}
+	// A port found free may be taken before the registry binds it: retry.
 	for attempt := 0; ; attempt++ {
-		addr := freeAddr(t)
+		addr, err := freeAddr()
+		if err != nil {
+			return nil, err
+		}
 		config := fmt.Sprintf(`version: 0.1
 log:
   level: warn
@@ -77,35 +94,38 @@ http:
 %s`, filepath.Join(dir, "data"), addr, auth)
 		cfg := filepath.Join(dir, "config.yml")
 		if err := os.WriteFile(cfg, []byte(config), 0o600); err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
-		r := &Registry{Addr: addr, Log: &testenv.SyncBuffer{}}
-		cmd := exec.Command(bin, "serve", cfg)
-		cmd.Stdout, cmd.Stderr = r.Log, r.Log
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
+		r := &Registry{Addr: addr, Log: &testenv.SyncBuffer{}, dir: dir, exited: make(chan struct{})}
+		r.cmd = exec.Command(bin, "serve", cfg)
+		r.cmd.Stdout, r.cmd.Stderr = r.Log, r.Log
+		if err := r.cmd.Start(); err != nil {
+			return nil, err
 		}
-		exited := make(chan struct{})
-		go func() { cmd.Wait(); close(exited) }()
-		if waitUp(addr, exited) {
-			t.Cleanup(func() { cmd.Process.Kill(); <-exited })
-			return r
+		go func() { r.cmd.Wait(); close(r.exited) }()
+		if waitUp(addr, r.exited) {
+			return r, nil
 		}
-		cmd.Process.Kill()
-		<-exited
+		r.Stop()
 		if attempt == 2 {
-			t.Fatalf("docker-registry did not start:\n%s", r.Log)
+			return nil, fmt.Errorf("docker-registry did not start:\n%s", r.Log)
 		}
 	}
 }
 
-func freeAddr(t testing.TB) string {
+// Stop ends the registry process.
+func (r *Registry) Stop() {
+	r.cmd.Process.Kill()
+	<-r.exited
+}
+
+func freeAddr() (string, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		return "", err
 	}
 	defer l.Close()
-	return l.Addr().String()
+	return l.Addr().String(), nil
 }
 
 // waitUp polls /v2/ until the registry answers (200, or 401 with auth).
@@ -169,17 +189,39 @@ func (r *Registry) BlobsReceived() []string {
 	return out
 }
 
+// BlobSize is the size of a blob as the registry stored it.
+func (r *Registry) BlobSize(digest string) (int64, error) {
+	hex, ok := strings.CutPrefix(digest, "sha256:")
+	if !ok || len(hex) < 2 {
+		return 0, fmt.Errorf("blob digest %q is not sha256", digest)
+	}
+	info, err := os.Stat(filepath.Join(r.dir, "data", "docker", "registry", "v2", "blobs", "sha256", hex[:2], hex, "data"))
+	if err != nil {
+		return 0, err
+	}
+	return info.Size(), nil
+}
+
 // HostBase writes, as an OCI layout tagged "base", a minimal image holding
 // what the given executables and shared libraries need from this machine
 // (as ldd lists it), an /etc/passwd with uid 1000 and a /tmp: enough to run
 // modelserve. It returns the layout's directory.
 func HostBase(t testing.TB, binaries ...string) string {
 	t.Helper()
+	dir := filepath.Join(t.TempDir(), "base")
+	if err := WriteHostBase(dir, binaries...); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// WriteHostBase writes HostBase's image into the layout dir.
+func WriteHostBase(dir string, binaries ...string) error {
 	var paths []string
 	for _, b := range binaries {
 		out, err := exec.Command("ldd", b).Output()
 		if err != nil {
-			t.Fatalf("ldd %s: %v", b, err)
+			return fmt.Errorf("ldd %s: %w", b, err)
 		}
 		for _, line := range strings.Split(string(out), "\n") {
 			f := strings.Fields(line)
@@ -203,33 +245,29 @@ func HostBase(t testing.TB, binaries ...string) string {
 	}
 	layer, err := build.Layer(files)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	img, err := mutate.Append(empty.Image, mutate.Addendum{Layer: layer})
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	cfg, err := img.ConfigFile()
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	cfg = cfg.DeepCopy()
 	cfg.OS, cfg.Architecture = build.Platform().OS, build.Platform().Architecture
 	cfg.Config.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin"}
 	if img, err = mutate.ConfigFile(img, cfg); err != nil {
-		t.Fatal(err)
+		return err
 	}
 	// OCI media types: skopeo and podman look past Docker ones in a layout.
 	img = mutate.ConfigMediaType(mutate.MediaType(img, types.OCIManifestSchema1), types.OCIConfigJSON)
-	dir := filepath.Join(t.TempDir(), "base")
 	p, err := layout.Write(dir, empty.Index)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
-	if err := p.AppendImage(img, layout.WithAnnotations(map[string]string{"org.opencontainers.image.ref.name": "base"})); err != nil {
-		t.Fatal(err)
-	}
-	return dir
+	return p.AppendImage(img, layout.WithAnnotations(map[string]string{"org.opencontainers.image.ref.name": "base"}))
 }
 
 // Image opens the image a layout holds under tag.
