@@ -138,6 +138,8 @@ var listeningRE = regexp.MustCompile(`msg=listening .*addr=(\S+)`)
 func (e *env) serve(m benchModel, extra ...string) (*process, error) {
 	args := append([]string{"--registry", e.registry, "serve", "--model", m.name, "--host", "127.0.0.1", "--port", "0", "--device", "cpu"}, extra...)
 	cmd := exec.Command(e.o.binary, args...)
+	// A bench stopped halfway must not leave servers loading the machine.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		return nil, err

@@ -35,6 +35,8 @@ type Publisher struct {
 	Tags []string
 	// Force writes the image even where its content tag is present.
 	Force bool
+	// Built, if set, sees the image before it is written anywhere.
+	Built func(v1.Image)
 }
 
 // Published is what one destination received.
@@ -58,6 +60,9 @@ func (p Publisher) Publish(ctx context.Context, dsts ...Destination) ([]Publishe
 		return nil, fmt.Errorf("computing the image's digest: %w", err)
 	}
 	content := ContentTag(digest)
+	if p.Built != nil {
+		p.Built(img)
+	}
 	var out []Published
 	for _, dst := range dsts {
 		res := Published{Ref: dst.Ref(digest), Digest: digest}

@@ -145,7 +145,7 @@ func runBuild(cmd *cobra.Command, g *globals, o *buildOptions) error {
 	if o.source == "" {
 		img.Source = v.Metadata["source"]
 	}
-	pub := build.Publisher{Builder: img, Tags: tags, Force: o.force}
+	pub := build.Publisher{Builder: img, Tags: tags, Force: o.force, Built: func(i v1.Image) { progress.name(i, rt.Binary != "") }}
 	results, err := pub.Publish(ctx, dsts...)
 	progress.finish()
 	if err != nil {
@@ -269,9 +269,31 @@ type progress struct {
 	w        io.Writer
 	terminal bool
 
-	mu   sync.Mutex
-	last time.Time
-	live bool
+	mu    sync.Mutex
+	last  time.Time
+	live  bool
+	names map[string]string // blob digest → what it is
+}
+
+// name learns what each of the image's blobs is, for the report.
+func (p *progress) name(img v1.Image, addedRuntime bool) {
+	m, err := img.Manifest()
+	if err != nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.names = map[string]string{m.Config.Digest.String(): "config"}
+	for i, l := range m.Layers {
+		what := fmt.Sprintf("base layer %d", i+1)
+		switch {
+		case i == len(m.Layers)-1:
+			what = "model layer"
+		case i == len(m.Layers)-2 && addedRuntime:
+			what = "runtime layer"
+		}
+		p.names[l.Digest.String()] = what
+	}
 }
 
 func newProgress(w io.Writer) *progress {
@@ -292,10 +314,14 @@ func (p *progress) blob(e build.BlobEvent) {
 	if len(short) > 19 {
 		short = short[:19]
 	}
+	what := p.names[e.Digest]
+	if what == "" {
+		what = "blob"
+	}
 	if e.Present {
-		fmt.Fprintf(p.w, "  %s  already in the registry\n", short)
+		fmt.Fprintf(p.w, "  %-14s %s  already in the registry\n", what, short)
 	} else {
-		fmt.Fprintf(p.w, "  %s  sent %s\n", short, humanBytes(e.Bytes))
+		fmt.Fprintf(p.w, "  %-14s %s  sent %s\n", what, short, humanBytes(e.Bytes))
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -99,6 +100,8 @@ http:
 		r := &Registry{Addr: addr, Log: &testenv.SyncBuffer{}, dir: dir, exited: make(chan struct{})}
 		r.cmd = exec.Command(bin, "serve", cfg)
 		r.cmd.Stdout, r.cmd.Stderr = r.Log, r.Log
+		// It ends with whoever started it, even one killed halfway.
+		r.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 		if err := r.cmd.Start(); err != nil {
 			return nil, err
 		}
