@@ -1,0 +1,4 @@
+// Package deploy holds what sits beside the serving path: service and job
+// specs (spec), running them on this machine (local), and rendering them for
+// a cluster. Nothing here is on a request's path.
+package deploy
