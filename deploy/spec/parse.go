@@ -21,8 +21,11 @@ type Problem struct {
 
 func (p *Problem) Error() string {
 	loc := p.File
-	if p.Line > 0 {
+	switch {
+	case p.Line > 0 && p.Column > 0:
 		loc = fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.Column)
+	case p.Line > 0:
+		loc = fmt.Sprintf("%s:%d", p.File, p.Line)
 	}
 	if p.Path == "" {
 		return fmt.Sprintf("%s: %s", loc, p.Msg)
@@ -74,6 +77,7 @@ func Parse(file string, data []byte) (*Parsed, error) {
 		slices.SortStableFunc(d.errs, func(a, b *Problem) int { return a.Line - b.Line })
 		return nil, d.errs
 	}
+	slices.SortStableFunc(d.warnings, func(a, b *Problem) int { return a.Line - b.Line })
 	return &Parsed{Spec: s, Warnings: d.warnings}, nil
 }
 
@@ -310,7 +314,8 @@ func (d *decoder) spec(n *yaml.Node) *Spec {
 	if fs == nil {
 		return nil
 	}
-	for alias, plural := range map[string]string{"container": "containers", "endpoint": "endpoints"} {
+	for _, a := range [][2]string{{"container", "containers"}, {"endpoint", "endpoints"}} {
+		alias, plural := a[0], a[1]
 		f, ok := fs[alias]
 		if !ok {
 			continue
@@ -710,7 +715,7 @@ func (d *decoder) validate(s *Spec) {
 				continue
 			}
 			if l, dup := first[n]; dup {
-				d.errs = append(d.errs, &Problem{File: d.file, Line: lines[i], Column: 1, Path: fmt.Sprintf("%s[%d]", path, i),
+				d.errs = append(d.errs, &Problem{File: d.file, Line: lines[i], Path: fmt.Sprintf("%s[%d]", path, i),
 					Msg: fmt.Sprintf("%s name %q is already used on line %d", kind, n, l)})
 				continue
 			}
@@ -738,7 +743,7 @@ func (d *decoder) validate(s *Spec) {
 		path := fmt.Sprintf("spec.containers[%d]", i)
 		for j, m := range c.VolumeMounts {
 			if _, ok := s.Volume(m.Name); !ok && m.Name != "" {
-				d.errs = append(d.errs, &Problem{File: d.file, Line: m.Line, Column: 1, Path: fmt.Sprintf("%s.volumeMounts[%d]", path, j),
+				d.errs = append(d.errs, &Problem{File: d.file, Line: m.Line, Path: fmt.Sprintf("%s.volumeMounts[%d]", path, j),
 					Msg: fmt.Sprintf("volume %q is not declared in spec.volumes", m.Name)})
 			}
 		}
@@ -750,7 +755,7 @@ func (d *decoder) validate(s *Spec) {
 
 func (d *decoder) checkResources(r *Resources, path string) {
 	at := func(msg string, args ...any) {
-		d.errs = append(d.errs, &Problem{File: d.file, Line: r.Line, Column: 1, Path: path, Msg: fmt.Sprintf(msg, args...)})
+		d.errs = append(d.errs, &Problem{File: d.file, Line: r.Line, Path: path, Msg: fmt.Sprintf(msg, args...)})
 	}
 	req, lim := r.Requests.GPU, r.Limits.GPU
 	switch {
