@@ -40,6 +40,7 @@ type Registry struct {
 	dir    string
 	cmd    *exec.Cmd
 	exited chan struct{}
+	marks  int
 }
 
 // StartRegistry starts a registry for the test, stopped when it ends.
@@ -173,11 +174,32 @@ func (r *Registry) Requests() []Request {
 	return out
 }
 
+// Mark makes a request of its own and waits until the registry has logged
+// it: the registry writes its access log after answering, so a request
+// just answered may not be in it yet, but it is once a later one is.
+// Requests()[Mark():] are those made after the call.
+func (r *Registry) Mark() int {
+	r.marks++
+	path := fmt.Sprintf("/v2/?mark=%d", r.marks)
+	if resp, err := http.Get("http://" + r.Addr + path); err == nil {
+		resp.Body.Close()
+	}
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		for i, q := range r.Requests() {
+			if q.Path == path {
+				return i + 1
+			}
+		}
+	}
+	return len(r.Requests())
+}
+
 // BlobsReceived are the digests of the blobs the registry stored from
 // uploads, as its own log tells: PUTs that completed an upload.
 func (r *Registry) BlobsReceived() []string {
 	var out []string
-	for _, q := range r.Requests() {
+	logged := r.Mark()
+	for _, q := range r.Requests()[:logged] {
 		if q.Method != http.MethodPut || q.Status != http.StatusCreated || !strings.Contains(q.Path, "/blobs/uploads/") {
 			continue
 		}
