@@ -22,6 +22,8 @@ case "$target" in
   test)
     command -v promtool >/dev/null || need+=(prometheus)
     command -v podman >/dev/null || need+=(podman)
+    # podman's pods (service up: one per instance) start a pause process
+    command -v catatonit >/dev/null || [[ -x /usr/libexec/podman/catatonit ]] || need+=(catatonit)
     ;;
   bench) ;;
   *) echo "deps.sh: unknown target $target (serve, test or bench)" >&2; exit 2 ;;

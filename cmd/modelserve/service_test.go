@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -72,7 +73,10 @@ type upService struct {
 func (c cli) serviceUp(name, specFile string, args ...string) *upService {
 	c.t.Helper()
 	u := &upService{t: c.t, c: c, name: name, stateDir: c.t.TempDir(), logs: &testenv.SyncBuffer{}, exited: make(chan struct{})}
-	cmd := c.command(append([]string{"service", "up", name, "--spec", specFile, "--state-dir", u.stateDir, "--publish", "inference=0"}, args...)...)
+	if !slices.Contains(args, "--publish") {
+		args = append(args, "--publish", "inference=0")
+	}
+	cmd := c.command(append([]string{"service", "up", name, "--spec", specFile, "--state-dir", u.stateDir}, args...)...)
 	cmd.Stdout, cmd.Stderr = u.logs, u.logs
 	if err := cmd.Start(); err != nil {
 		c.t.Fatal(err)
@@ -118,7 +122,17 @@ func (u *upService) waitFor(what string, ok func(*local.Status) bool) *local.Sta
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	u.t.Fatalf("timed out waiting for %s; last status %+v\n%s", what, u.status(), u.logs)
+	st := u.status()
+	var logs strings.Builder
+	if st != nil {
+		for _, in := range st.Instances {
+			for _, c := range in.Containers {
+				b, _ := os.ReadFile(c.Log)
+				fmt.Fprintf(&logs, "--- %d/%s:\n%s", in.Index, c.Name, b)
+			}
+		}
+	}
+	u.t.Fatalf("timed out waiting for %s; last status %+v\n%s\n%s", what, st, u.logs, logs.String())
 	return nil
 }
 
