@@ -83,11 +83,7 @@ func runBuild(cmd *cobra.Command, g *globals, o *buildOptions) error {
 	if o.repo == "" && o.layout == "" {
 		return errors.New("say where the image goes: --repo REGISTRY/REPOSITORY, --oci-layout DIR, or both")
 	}
-	reg, v, err := g.version(o.model)
-	if err != nil {
-		return err
-	}
-	release, err := reg.Acquire(v)
+	reg, v, release, err := g.use(o.model)
 	if err != nil {
 		return err
 	}

@@ -336,6 +336,18 @@ func (g *globals) version(ref string) (*registry.Registry, registry.Version, err
 	return reg, v, err
 }
 
+// use is version for a command that reads the version's files: it holds
+// the version (delete is refused) until release is called.
+func (g *globals) use(ref string) (reg *registry.Registry, v registry.Version, release func() error, err error) {
+	if reg, v, err = g.version(ref); err != nil {
+		return nil, v, nil, err
+	}
+	if release, err = reg.Acquire(v); err != nil {
+		return nil, v, nil, err
+	}
+	return reg, v, release, nil
+}
+
 func newDeleteCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "delete NAME:VERSION",

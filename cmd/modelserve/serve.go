@@ -118,11 +118,7 @@ func serve(cmd *cobra.Command, g *globals, o *serveOptions, log *slog.Logger) er
 	if err != nil {
 		return err
 	}
-	reg, v, err := g.version(o.model)
-	if err != nil {
-		return err
-	}
-	release, err := reg.Acquire(v)
+	reg, v, release, err := g.use(o.model)
 	if err != nil {
 		return err
 	}

@@ -33,6 +33,7 @@ type process struct {
 	argv      []string
 	env       []string
 	podman    bool   // argv is a podman run; false: a local modelserve process
+	port      int    // a local modelserve process's port on this machine
 	probe     string // readiness URL on this machine, "" for none
 	logLevel  string
 	// mounts maps the spec's mount paths to this machine's directories,
@@ -49,30 +50,27 @@ func (p *process) name() string { return fmt.Sprintf("%d/%s", p.instance, p.cont
 
 // isModelserve decides how a container runs: its command is modelserve, or
 // it names a model in its environment, or its image is a model image.
-func isModelserve(ctx context.Context, c spec.Container, labels Labels) (model string, ok bool, err error) {
+func isModelserve(ctx context.Context, c spec.Container, labels Labels) (model string, ok bool) {
 	if m := flagValue(c.Args, "model"); m != "" {
 		model = m
 	} else if m := c.Env[spec.ModelEnv]; m != "" {
 		model = m
 	}
 	if len(c.Command) > 0 {
-		return model, path.Base(c.Command[0]) == "modelserve", nil
+		return model, path.Base(c.Command[0]) == "modelserve"
 	}
 	if model != "" {
-		return model, true, nil
+		return model, true
 	}
 	if labels == nil {
-		return "", false, nil
+		return "", false
 	}
+	// An image we cannot read is left to podman, which says why.
 	l, err := labels.Labels(ctx, c.Image)
-	if err != nil {
-		// An image we cannot read is left to podman, which says why.
-		return "", false, nil
+	if err != nil || l[labelModelName] == "" {
+		return "", false
 	}
-	if l[labelModelName] == "" {
-		return "", false, nil
-	}
-	return l[labelModelName] + ":" + l[labelModelVersion], true, nil
+	return l[labelModelName] + ":" + l[labelModelVersion], true
 }
 
 // flagValue finds --name VALUE or --name=VALUE in args.

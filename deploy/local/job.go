@@ -23,7 +23,9 @@ func RunJob(ctx context.Context, o Options) (*JobResult, error) {
 	for _, ep := range o.Spec.Endpoints {
 		o.Log.Warn("a job serves no traffic; its endpoint is ignored", "endpoint", ep.Name)
 	}
-	o.Spec.Endpoints = nil
+	jobSpec := *o.Spec // the caller's spec stays as it was
+	jobSpec.Endpoints = nil
+	o.Spec = &jobSpec
 	dir := JobDir(o.StateDir, fmt.Sprintf("%s-%s", o.Name, time.Now().UTC().Format("20060102T150405.000")))
 	r, unlock, err := prepare(ctx, o, dir, false)
 	if err != nil {
@@ -47,7 +49,7 @@ func RunJob(ctx context.Context, o Options) (*JobResult, error) {
 	wg.Wait()
 	res := &JobResult{Dir: dir}
 	for _, rn := range r.instances[0].runners {
-		res.Containers = append(res.Containers, rn.status(0))
+		res.Containers = append(res.Containers, rn.status())
 	}
 	if ctx.Err() != nil {
 		r.setState("stopped")

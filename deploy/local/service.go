@@ -237,12 +237,10 @@ func (r *run) plan(ctx context.Context, i int, restart bool) (*instance, error) 
 	var cs []planned
 	needPod := false
 	for _, c := range s.Containers {
-		model, native, err := isModelserve(ctx, c, o.Labels)
-		if err != nil {
-			return nil, err
-		}
+		model, native := isModelserve(ctx, c, o.Labels)
 		p := planned{c: c, model: model, native: native}
 		if native {
+			var err error
 			if p.port, err = containerPort(c); err != nil {
 				return nil, err
 			}
@@ -345,7 +343,8 @@ func (r *run) plan(ctx context.Context, i int, restart bool) (*instance, error) 
 			for k, v := range env {
 				env[k] = mounts.path(v)
 			}
-			pr.argv = modelserveArgv(o.Self, o.Registry, c, p.model, in.ports[p.port], mounts)
+			pr.port = in.ports[p.port]
+			pr.argv = modelserveArgv(o.Self, o.Registry, c, p.model, pr.port, mounts)
 			pr.env = nativeEnv(o.Env, env)
 		} else {
 			pr.argv = podmanRun(o, in.pod, fmt.Sprintf("%s-%s", in.pod, c.Name), c, env, mounts)
@@ -460,7 +459,6 @@ func (r *run) setState(s string) {
 	r.statusMu.Lock()
 	r.status.State = s
 	r.statusMu.Unlock()
-	r.changed()
 	r.flushStatus()
 }
 
@@ -494,26 +492,11 @@ func (r *run) flushStatus() {
 	for _, in := range r.instances {
 		is := InstanceStatus{Index: in.index, Ready: in.ready()}
 		for _, rn := range in.runners {
-			port := 0
-			if c, ok := findContainer(r.o.Spec, rn.p.container); ok && !rn.p.podman {
-				if cp, err := containerPort(c); err == nil {
-					port = in.ports[cp]
-				}
-			}
-			is.Containers = append(is.Containers, rn.status(port))
+			is.Containers = append(is.Containers, rn.status())
 		}
 		s.Instances = append(s.Instances, is)
 	}
 	if err := writeStatus(r.dir, s); err != nil {
 		r.o.Log.Warn("writing status", "err", err)
 	}
-}
-
-func findContainer(s *spec.Spec, name string) (spec.Container, bool) {
-	for _, c := range s.Containers {
-		if c.Name == name {
-			return c, true
-		}
-	}
-	return spec.Container{}, false
 }

@@ -43,11 +43,10 @@ type runner struct {
 	restarts int
 	lastExit string
 	ready    bool
-	cmd      *exec.Cmd
 	poke     chan struct{} // asks the prober to look now
 }
 
-func (r *runner) status(port int) ContainerStatus {
+func (r *runner) status() ContainerStatus {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	runs := "modelserve"
@@ -55,7 +54,7 @@ func (r *runner) status(port int) ContainerStatus {
 		runs = "podman"
 	}
 	return ContainerStatus{Name: r.p.container, Runs: runs, PID: r.pid, State: r.state, Ready: r.ready,
-		Restarts: r.restarts, LastExit: r.lastExit, Port: port, Log: r.logPath}
+		Restarts: r.restarts, LastExit: r.lastExit, Port: r.p.port, Log: r.logPath}
 }
 
 // isReady is true while the process runs and its probe (if any) passes.
@@ -130,7 +129,7 @@ func (r *runner) once(ctx context.Context, stdout, stderr io.Writer) error {
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting %s: %w", r.p.argv[0], err)
 	}
-	r.set(func() { r.state, r.pid, r.cmd = "running", cmd.Process.Pid, cmd })
+	r.set(func() { r.state, r.pid = "running", cmd.Process.Pid })
 	r.log.Info("container started", "container", r.p.name(), "pid", cmd.Process.Pid)
 	r.pokeProbe()
 	done := make(chan error, 1)
