@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -15,6 +16,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/match"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
+
+	"github.com/modelserve/modelserve/internal/atomicfile"
 )
 
 // Layout is an OCI image layout on disk, each image in its index named by
@@ -128,22 +131,10 @@ func (l Layout) tag(ctx context.Context, p layout.Path, img v1.Image, tags []str
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(l.Dir, ".index-*.json")
-	if err != nil {
-		return fmt.Errorf("tagging in %s: %w", l.Dir, err)
-	}
-	defer os.Remove(tmp.Name())
-	_, err = tmp.Write(raw)
-	if err == nil {
-		err = tmp.Chmod(0o644)
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), filepath.Join(l.Dir, "index.json"))
-	}
-	if err != nil {
+	if err := atomicfile.Write(filepath.Join(l.Dir, "index.json"), 0o644, func(w io.Writer) error {
+		_, err := w.Write(raw)
+		return err
+	}); err != nil {
 		return fmt.Errorf("tagging in %s: %w", l.Dir, err)
 	}
 	return nil

@@ -19,6 +19,8 @@ import (
 
 	"github.com/modelserve/modelserve/model"
 	"github.com/modelserve/modelserve/onnxrt"
+
+	"github.com/modelserve/modelserve/internal/atomicfile"
 )
 
 // RootEnv names the environment variable that sets the registry directory.
@@ -471,26 +473,11 @@ func writeManifest(v Version) error {
 		return err
 	}
 	path := filepath.Join(v.Dir, manifestFile)
-	f, err := os.CreateTemp(v.Dir, ".manifest-*")
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	defer os.Remove(f.Name()) // a no-op after the rename
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Chmod(0o644)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
+	if err := atomicfile.Write(path, 0o644, func(w io.Writer) error {
+		_, err := w.Write(b)
+		return err
+	}); err != nil {
+		return err
 	}
 	return syncDir(v.Dir)
 }

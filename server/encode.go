@@ -1,9 +1,7 @@
 package server
 
 import (
-	"math"
 	"strconv"
-	"unicode/utf8"
 
 	"github.com/modelserve/modelserve/model"
 )
@@ -27,7 +25,7 @@ func newEncoder(fn model.Function, fetched []string) *encoder {
 				e.pick = append(e.pick, i)
 			}
 		}
-		key := appendString(nil, name)
+		key := model.AppendJSONString(nil, name)
 		e.keys = append(e.keys, append(key, ':'))
 	}
 	return e
@@ -37,12 +35,12 @@ func newEncoder(fn model.Function, fetched []string) *encoder {
 const idKey = `"_ID":`
 
 func (e *encoder) encode(dst []byte, b *batch, outs []model.Tensor) []byte {
-	writers := make([]valueWriter, len(e.pick))
+	writers := make([]model.ValueWriter, len(e.pick))
 	shapes := make([]model.Shape, len(e.pick))
 	sizes := make([]int, len(e.pick))
 	for k, i := range e.pick {
-		writers[k] = writerFor(outs[i])
-		shapes[k] = rowShape(outs[i])
+		writers[k] = model.JSONWriter(outs[i])
+		shapes[k] = model.JSONRowShape(outs[i])
 		sizes[k] = outs[i].RowElements()
 	}
 	dst = append(dst, `{"data":[`...)
@@ -58,7 +56,7 @@ func (e *encoder) encode(dst []byte, b *batch, outs []model.Tensor) []byte {
 				dst = append(dst, ',')
 			}
 			dst = append(dst, e.keys[k]...)
-			dst = appendValue(dst, writers[k], shapes[k], r*sizes[k])
+			dst = model.AppendJSONValue(dst, writers[k], shapes[k], r*sizes[k])
 		}
 		if b.echo != nil && b.echo[r] != nil {
 			dst = append(dst, ',')
@@ -68,122 +66,4 @@ func (e *encoder) encode(dst []byte, b *batch, outs []model.Tensor) []byte {
 		dst = append(dst, "}]"...)
 	}
 	return append(dst, "]}"...)
-}
-
-// rowShape is the shape each row's value is written in: none (a scalar)
-// when a row holds one value, else the dimensions after the batch.
-func rowShape(t model.Tensor) model.Shape {
-	if t.RowElements() == 1 {
-		return nil
-	}
-	return t.Shape[1:]
-}
-
-// valueWriter appends element i of one tensor.
-type valueWriter func(dst []byte, i int) []byte
-
-func appendValue(dst []byte, w valueWriter, shape model.Shape, at int) []byte {
-	if len(shape) == 0 {
-		return w(dst, at)
-	}
-	dst = append(dst, '[')
-	stride := shape[1:].Elements()
-	for k := range int(shape[0]) {
-		if k > 0 {
-			dst = append(dst, ',')
-		}
-		dst = appendValue(dst, w, shape[1:], at+k*stride)
-	}
-	return append(dst, ']')
-}
-
-func writerFor(t model.Tensor) valueWriter {
-	switch d := t.Data.(type) {
-	case []float32:
-		return func(dst []byte, i int) []byte { return appendFloat(dst, float64(d[i]), 32) }
-	case []float64:
-		return func(dst []byte, i int) []byte { return appendFloat(dst, d[i], 64) }
-	case []int8:
-		return intWriter(d)
-	case []int16:
-		return intWriter(d)
-	case []int32:
-		return intWriter(d)
-	case []int64:
-		return intWriter(d)
-	case []uint8:
-		return uintWriter(d)
-	case []uint16:
-		return uintWriter(d)
-	case []uint32:
-		return uintWriter(d)
-	case []uint64:
-		return uintWriter(d)
-	case []bool:
-		return func(dst []byte, i int) []byte { return strconv.AppendBool(dst, d[i]) }
-	case []string:
-		return func(dst []byte, i int) []byte { return appendString(dst, d[i]) }
-	}
-	return func(dst []byte, _ int) []byte { return append(dst, "null"...) }
-}
-
-func intWriter[T int8 | int16 | int32 | int64](d []T) valueWriter {
-	return func(dst []byte, i int) []byte { return strconv.AppendInt(dst, int64(d[i]), 10) }
-}
-
-func uintWriter[T uint8 | uint16 | uint32 | uint64](d []T) valueWriter {
-	return func(dst []byte, i int) []byte { return strconv.AppendUint(dst, uint64(d[i]), 10) }
-}
-
-// appendFloat writes the shortest form that reads back to the same value;
-// JSON has no NaN or infinity, so those become null.
-func appendFloat(dst []byte, f float64, bits int) []byte {
-	if math.IsNaN(f) || math.IsInf(f, 0) {
-		return append(dst, "null"...)
-	}
-	return strconv.AppendFloat(dst, f, 'g', -1, bits)
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendString writes s as a JSON string; invalid UTF-8 becomes U+FFFD.
-func appendString(dst []byte, s string) []byte {
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
-			i++
-			continue
-		}
-		if c < utf8.RuneSelf {
-			dst = append(dst, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				dst = append(dst, '\\', c)
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			i++
-			start = i
-			continue
-		}
-		i += size
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
 }

@@ -38,7 +38,7 @@ func TestEncode_oneObjectPerRowInTheCallersOrder(t *testing.T) {
 func TestAppendString_roundTripsThroughEncodingJSON(t *testing.T) {
 	for _, s := range []string{"", "a", "日本語", "\u2028", "<>&", "\x00\x1f", "tab\tend"} {
 		var back string
-		if err := json.Unmarshal(appendString(nil, s), &back); err != nil || back != s {
+		if err := json.Unmarshal(model.AppendJSONString(nil, s), &back); err != nil || back != s {
 			t.Errorf("%q came back as %q (%v)", s, back, err)
 		}
 	}

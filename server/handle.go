@@ -234,7 +234,7 @@ func (s *Server) failure(err error, status int) answer {
 }
 
 func errorBody(msg string) []byte {
-	return append(appendString([]byte(`{"error":`), msg), '}')
+	return append(model.AppendJSONString([]byte(`{"error":`), msg), '}')
 }
 
 // respond writes an answer and accounts for it.

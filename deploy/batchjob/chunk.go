@@ -1,0 +1,116 @@
+package batchjob
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/parquet-go/parquet-go"
+
+	"github.com/modelserve/modelserve/model"
+)
+
+// chunk is a run of consecutive input rows, filled by a source and run as
+// one request. Chunks are the unit of progress: each is written to its own
+// part file, and a resumed run skips the parts already written.
+type chunk struct {
+	index int   // the chunk's number, from 0
+	first int64 // the input row number of its first row
+	rows  int
+	cap   int
+	// ids holds each row's id when the input has an id column.
+	ids    []parquet.Value
+	b      *binding
+	inputs []model.Tensor // allocated at the first row that reaches each
+	cols   []column
+}
+
+func newChunk(b *binding, capRows int) *chunk {
+	c := &chunk{b: b, cap: capRows, inputs: make([]model.Tensor, len(b.sig.Inputs)), cols: make([]column, len(b.sig.Inputs))}
+	if b.id != "" {
+		c.ids = make([]parquet.Value, 0, capRows)
+	}
+	return c
+}
+
+// reset readies the chunk for chunk number index. Tensors are allocated
+// afresh: the previous ones may still be read by a part being written.
+func (c *chunk) reset(index int, first int64) {
+	c.index, c.first, c.rows = index, first, 0
+	c.ids = c.ids[:0]
+	for i := range c.inputs {
+		c.inputs[i] = model.Tensor{}
+	}
+}
+
+func (c *chunk) full() bool { return c.rows == c.cap }
+
+// rowErr names row r of the chunk in an error.
+func (c *chunk) rowErr(r int, column string, err error) error {
+	e := &RowError{Row: c.first + int64(r), Column: column, Err: err}
+	if r < len(c.ids) {
+		e.ID = idText(c.ids[r])
+	}
+	return e
+}
+
+// ensure allocates input i's tensor with the given row shape, or checks
+// that the shape matches the one its first row gave.
+func (c *chunk) ensure(i int, rowShape model.Shape) error {
+	if c.inputs[i].Data != nil {
+		if got := c.inputs[i].Shape[1:]; !slices.Equal(got, rowShape) {
+			return fmt.Errorf("an array of shape %s where this chunk's earlier rows have %s; rows run together must share a shape", rowShape, got)
+		}
+		return nil
+	}
+	t, err := model.NewTensor(c.b.sig.Inputs[i].DType, append(model.Shape{int64(c.cap)}, rowShape...))
+	if err != nil {
+		return fmt.Errorf("input %q: %w", c.b.sig.Inputs[i].Name, err)
+	}
+	c.inputs[i] = t
+	c.cols[i] = column{t: t, nullAsNaN: c.b.nullAsNaN}
+	return nil
+}
+
+// scalar returns where row r's value of a scalar or feature target goes.
+func (c *chunk) scalar(t target, r int) (*column, int, error) {
+	i := t.input
+	if err := c.ensure(i, c.b.rowShapes[i]); err != nil {
+		return nil, 0, err
+	}
+	if t.feature >= 0 {
+		return &c.cols[i], r*c.inputs[i].RowElements() + t.feature, nil
+	}
+	if n := c.inputs[i].RowElements(); n != 1 {
+		return nil, 0, fmt.Errorf("expected an array of %d values (shape %s), got one value", n, c.b.rowShapes[i])
+	}
+	return &c.cols[i], r, nil
+}
+
+// array returns where row r's array value of a whole-input target goes,
+// given the array's shape (nested, or flat with its length).
+func (c *chunk) array(t target, r int, shape model.Shape) (*column, int, error) {
+	i := t.input
+	rowShape, err := resolveRowShape(c.b.rowShapes[i], shape)
+	if err != nil {
+		return nil, 0, err
+	}
+	if err := c.ensure(i, rowShape); err != nil {
+		return nil, 0, err
+	}
+	return &c.cols[i], r * c.inputs[i].RowElements(), nil
+}
+
+// isArray reports whether a whole-input target takes an array per row.
+func (c *chunk) isArray(t target) bool {
+	shape := c.b.rowShapes[t.input]
+	return t.feature < 0 && len(shape) > 0 && shape.Elements() != 1
+}
+
+// tensors are the chunk's inputs cut to the rows it holds.
+func (c *chunk) tensors() []model.Tensor {
+	out := make([]model.Tensor, len(c.inputs))
+	for i, t := range c.inputs {
+		out[i] = t.SliceRows(0, c.rows)
+	}
+	return out
+}
