@@ -64,9 +64,9 @@ func (p *progress) position(rows int64, fraction float64, total int64) {
 }
 
 // line is the report: "412,000 / 1,000,000 rows  41%  95,120 rows/s  ETA 6s".
-func (p *progress) line() string {
+func (p *progress) line(now time.Time) string {
 	done, ran := p.done.Load(), p.ran.Load()
-	elapsed := time.Since(p.start)
+	elapsed := now.Sub(p.start)
 	total, approx := p.total.Load(), ""
 	if f := math.Float64frombits(p.frac.Load()); total < 0 && f > 0 {
 		total, approx = int64(float64(p.read.Load())/f), "~"
@@ -76,7 +76,7 @@ func (p *progress) line() string {
 	if total > 0 {
 		s = fmt.Sprintf("%s / %s%s rows  %3d%%", group(done), approx, group(total), min(100, done*100/total))
 	}
-	s += fmt.Sprintf("  %s rows/s", group(int64(rate)))
+	s += fmt.Sprintf("  %s rows/s", group(int64(math.Round(rate))))
 	if total > 0 && rate > 0 && done < total {
 		s += "  ETA " + time.Duration(float64(total-done)/rate*float64(time.Second)).Round(time.Second).String()
 	}
@@ -87,11 +87,11 @@ func (p *progress) draw() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.terminal {
-		fmt.Fprint(p.w, "\r\033[K  "+p.line())
+		fmt.Fprint(p.w, "\r\033[K  "+p.line(time.Now()))
 		p.live = true
 		return
 	}
-	fmt.Fprintln(p.w, "progress: "+p.line())
+	fmt.Fprintln(p.w, "progress: "+p.line(time.Now()))
 }
 
 // finish stops the redraws and clears the live line.
