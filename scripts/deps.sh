@@ -24,6 +24,8 @@ case "$target" in
     command -v podman >/dev/null || need+=(podman)
     # podman's pods (service up: one per instance) start a pause process
     command -v catatonit >/dev/null || [[ -x /usr/libexec/podman/catatonit ]] || need+=(catatonit)
+    # deploy kubernetes: its output must build with kubectl kustomize
+    command -v kubectl >/dev/null || need+=(kubernetes-client)
     ;;
   bench) ;;
   *) echo "deps.sh: unknown target $target (serve, test or bench)" >&2; exit 2 ;;
