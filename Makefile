@@ -11,6 +11,9 @@ LDFLAGS  := -X main.version=$(VERSION)
 GOBUILD  := $(GO) build -trimpath -buildvcs=false -ldflags "$(LDFLAGS)"
 DOCKER   ?= docker
 PYTHON   := /usr/bin/python3
+# go-nvml's cgo wrappers call functions NVML marks deprecated; the warnings
+# say nothing about modelserve.
+export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
 IRIS_FEATURES := sepal_length,sepal_width,petal_length,petal_width
 
 .PHONY: all serve test bench build ort ort-gpu image example fmt vet clean

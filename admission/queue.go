@@ -179,7 +179,11 @@ func New(r Runner, cfg Config, reg prometheus.Registerer) (*Queue, error) {
 		stop:        make(chan struct{}),
 	}
 	var err error
-	if q.m, err = newMetrics(reg, q.budget, cfg.CallFixedCost); err != nil {
+	budget := func() int64 {
+		b, _ := q.budget()
+		return b
+	}
+	if q.m, err = newMetrics(reg, budget, cfg.CallFixedCost); err != nil {
 		return nil, err
 	}
 	for range r.Size() {
@@ -243,7 +247,11 @@ func (q *Queue) Admit(bodyBytes int64) (*Ticket, error) {
 // checkMemory refuses n more in-flight bytes that do not fit the budget.
 // Called with q.mu held.
 func (q *Queue) checkMemory(n int64, what string) error {
-	budget := q.budget()
+	budget, exhausted := q.budget()
+	if exhausted {
+		// A device with no room now (a GPU gone or full): later, perhaps.
+		return q.reject(ErrOverloaded, ReasonMemory, "no device has memory for more work now")
+	}
 	if budget <= 0 {
 		return nil
 	}
@@ -257,18 +265,23 @@ func (q *Queue) checkMemory(n int64, what string) error {
 }
 
 // budget is the tightest of the configured budget and the Limits; 0 means
-// none. It reads only what does not change, so it needs no lock.
-func (q *Queue) budget() int64 {
+// none. exhausted: a Limit has no room at all now. It reads only what does
+// not change or what Limits keep, so it needs no lock of its own.
+func (q *Queue) budget() (b int64, exhausted bool) {
 	if q.cfg.Unbounded {
-		return 0
+		return 0, false
 	}
-	b := q.cfg.MemoryBudget
+	b = q.cfg.MemoryBudget
 	for _, l := range q.cfg.Limits {
-		if v := l.Bytes(); b <= 0 || v < b {
-			b = max(v, 1)
+		v := l.Bytes()
+		if v <= 0 {
+			return 0, true
+		}
+		if b <= 0 || v < b {
+			b = v
 		}
 	}
-	return b
+	return b, false
 }
 
 func (q *Queue) reject(err error, reason, format string, args ...any) error {

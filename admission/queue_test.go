@@ -8,6 +8,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"reflect"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -281,6 +282,14 @@ func TestQueue_budgetFollowsAMovingLimit(t *testing.T) {
 	dev.free.Store(256 << 10)
 	if _, err := f.Admit(1); !isRejection(err, ErrOverloaded, ReasonMemory) {
 		t.Errorf("with the device's memory gone, Admit = %v", err)
+	}
+	// A device with no room at all (every GPU lost or full) is a reason to
+	// come back later (429), not a request too large for good (413).
+	a.Done()
+	dev.free.Store(0)
+	_, err = f.Admit(1)
+	if !isRejection(err, ErrOverloaded, ReasonMemory) || !strings.Contains(err.Error(), "no device has memory for more work now") {
+		t.Errorf("with no device room, Admit = %v", err)
 	}
 }
 

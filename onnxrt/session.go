@@ -21,6 +21,9 @@ type SessionOptions struct {
 	// CUDA, when set, runs the session on a GPU through the CUDA execution
 	// provider; nil runs it on the CPU.
 	CUDA *CUDAOptions
+	// TensorRT, with CUDA, puts the TensorRT provider first: the parts of
+	// the graph it takes run on it, the rest on CUDA.
+	TensorRT bool
 }
 
 // CUDAOptions select and tune the CUDA execution provider.
@@ -61,6 +64,11 @@ func (rt *Runtime) NewSession(path string, inputs, outputs []string, opts Sessio
 			return nil, fmt.Errorf("disabling thread spinning: %w", err)
 		}
 	}
+	if opts.CUDA != nil && opts.TensorRT {
+		if err := appendTensorRT(so, opts.CUDA.DeviceID); err != nil {
+			return nil, err
+		}
+	}
 	if opts.CUDA != nil {
 		if err := appendCUDA(so, *opts.CUDA); err != nil {
 			return nil, err
@@ -88,6 +96,21 @@ func appendCUDA(so *ort.SessionOptions, c CUDAOptions) error {
 	}
 	if err := so.AppendExecutionProviderCUDA(cuda); err != nil {
 		return fmt.Errorf("enabling the CUDA execution provider on GPU %d: %w", c.DeviceID, err)
+	}
+	return nil
+}
+
+func appendTensorRT(so *ort.SessionOptions, device int) error {
+	trt, err := ort.NewTensorRTProviderOptions()
+	if err != nil {
+		return fmt.Errorf("the TensorRT execution provider is not available in this ONNX Runtime: %w", err)
+	}
+	defer trt.Destroy()
+	if err := trt.Update(map[string]string{"device_id": strconv.Itoa(device)}); err != nil {
+		return fmt.Errorf("configuring the TensorRT execution provider: %w", err)
+	}
+	if err := so.AppendExecutionProviderTensorRT(trt); err != nil {
+		return fmt.Errorf("enabling the TensorRT execution provider on GPU %d: %w", device, err)
 	}
 	return nil
 }

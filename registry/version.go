@@ -41,12 +41,24 @@ type Settings struct {
 	// MaxBatchDelay is how long a free worker may wait to fill a batch:
 	// "auto" or a duration such as "250us".
 	MaxBatchDelay string `json:"max_batch_delay,omitempty"`
+
+	// On a GPU: the device memory one row takes, which admission counts
+	// (0: measured at load); the cap on each session's memory arena
+	// (gpu_mem_limit, 0: none); how the arena grows; and how cuDNN picks
+	// convolution algorithms.
+	DeviceBytesPerRow   int64  `json:"device_bytes_per_row,omitempty"`
+	GPUMemLimit         int64  `json:"gpu_mem_limit,omitempty"`
+	ArenaExtendStrategy string `json:"arena_extend_strategy,omitempty"`
+	ConvAlgoSearch      string `json:"cudnn_conv_algo_search,omitempty"`
 }
 
 // Validate refuses settings that make no sense.
 func (s Settings) Validate() error {
 	if s.MaxBatchRows < 0 {
 		return fmt.Errorf("max batch rows must be positive, not %d", s.MaxBatchRows)
+	}
+	if s.DeviceBytesPerRow < 0 || s.GPUMemLimit < 0 {
+		return fmt.Errorf("device bytes per row and the GPU memory limit must be positive")
 	}
 	if d := s.MaxBatchDelay; d != "" && d != "auto" {
 		if v, err := time.ParseDuration(d); err != nil || v < 0 {

@@ -3,6 +3,8 @@ package workers
 import (
 	"fmt"
 	"strings"
+
+	"github.com/modelserve/modelserve/gpu"
 )
 
 // Device is where sessions run.
@@ -29,6 +31,16 @@ type Config struct {
 	Workers        int
 	IntraOpThreads int
 	Device         Device
+	// WorkersPerGPU is the workers on each GPU (default 1); Workers, when
+	// set, overrides the total.
+	WorkersPerGPU int
+	// GPUs are the devices NVML found (gpu.Discover), or why there are none.
+	GPUs gpu.Inventory
+	// Memory reads a GPU's memory: placement skips a GPU without room,
+	// and warm-up measures the device memory a row takes.
+	Memory DeviceMemory
+	// CUDA tunes the CUDA execution provider.
+	CUDA CUDAConfig
 }
 
 // Plan is the layout a pool runs with, and why.
@@ -41,6 +53,11 @@ type Plan struct {
 	// Oversubscribed is set when the user's numbers ask for more threads
 	// than there are cores.
 	Oversubscribed bool
+	// GPUs lists, per worker, the CUDA number of the GPU it runs on (CUDA
+	// plans only).
+	GPUs []int
+	// Fallback says why a plan that could have used a GPU does not.
+	Fallback string
 }
 
 // ReferenceWorkers is the reference system's CPU default, 2×vCPU+1: right
@@ -75,20 +92,5 @@ func PlanCPU(cfg Config, cpus int) Plan {
 		p.Reason = "as configured"
 	}
 	p.Oversubscribed = p.Workers*p.IntraOpThreads > cpus
-	return p
-}
-
-// PlanCUDA lays out GPU workers: by default one per GPU, as the reference
-// system does, with one CPU thread each for the operators the GPU leaves to
-// the CPU.
-func PlanCUDA(cfg Config, gpus int) Plan {
-	p := Plan{Device: CUDA, Workers: cfg.Workers, IntraOpThreads: cfg.IntraOpThreads, Reason: "as configured"}
-	if p.Workers == 0 {
-		p.Workers = max(1, gpus)
-		p.Reason = fmt.Sprintf("one worker per GPU (%d)", max(1, gpus))
-	}
-	if p.IntraOpThreads == 0 {
-		p.IntraOpThreads = 1
-	}
 	return p
 }

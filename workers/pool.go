@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -31,6 +32,9 @@ type Pool struct {
 	idle    chan *worker
 	workers []*worker
 	cost    Cost
+	// deviceBytesPerRow is the GPU memory a row took at warm-up, 0 when
+	// not measured.
+	deviceBytesPerRow int64
 
 	busy    prometheus.Gauge
 	runTime prometheus.Histogram
@@ -41,10 +45,20 @@ type Pool struct {
 // so ONNX Runtime's threads inherit the priority (and, on a GPU, the
 // device context stays with one thread), then runs the jobs it is sent.
 type worker struct {
-	id   int
-	jobs chan job
-	done chan struct{}
+	id int
+	// gpu is the CUDA number of the worker's GPU, -1 on the CPU.
+	gpu      int
+	provider string
+	jobs     chan job
+	done     chan struct{}
 }
+
+// Execution providers, as ONNX Runtime names them.
+const (
+	ProviderCPU      = "CPUExecutionProvider"
+	ProviderCUDA     = "CUDAExecutionProvider"
+	ProviderTensorRT = "TensorrtExecutionProvider"
+)
 
 type job struct {
 	ctx    context.Context
@@ -59,8 +73,8 @@ type jobResult struct {
 
 // startWorker starts a worker whose session open creates; it returns once
 // the session is open, or with the reason it is not.
-func startWorker(id int, open func() (*onnxrt.Session, error), log *slog.Logger) (*worker, error) {
-	w := &worker{id: id, jobs: make(chan job), done: make(chan struct{})}
+func startWorker(id, gpu int, provider string, open func() (*onnxrt.Session, error), log *slog.Logger) (*worker, error) {
+	w := &worker{id: id, gpu: gpu, provider: provider, jobs: make(chan job), done: make(chan struct{})}
 	opened := make(chan error, 1)
 	go func() {
 		// Never unlocked: the thread ends with the worker, and its
@@ -103,51 +117,69 @@ func (w *worker) stop() {
 }
 
 // Start plans the pool, opens every worker's session and returns once all
-// are loaded. With Device auto it uses CUDA if a session opens on it, and
-// otherwise falls back to the CPU and logs why; with Device cuda that
-// failure is the error.
+// are loaded and warmed up. With Device auto it uses CUDA when NVML sees a
+// GPU and a session opens on it, and otherwise falls back to the CPU,
+// saying why (in the log and in /metrics); with Device cuda that reason is
+// the error.
 func Start(ctx context.Context, rt *onnxrt.Runtime, m Model, cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Pool, error) {
 	if len(m.Inputs) == 0 || len(m.Outputs) == 0 {
 		return nil, fmt.Errorf("a pool needs a model with inputs and outputs")
+	}
+	if err := cfg.CUDA.Validate(); err != nil {
+		return nil, err
 	}
 	p := &Pool{model: m, batch: fixedBatch(m.Inputs)}
 	inputs := make([]string, len(m.Inputs))
 	for i, in := range m.Inputs {
 		inputs[i] = in.Name
 	}
-	open := func(plan Plan) func() (*onnxrt.Session, error) {
-		return func() (*onnxrt.Session, error) {
-			opts := onnxrt.SessionOptions{IntraOpThreads: plan.IntraOpThreads, NoSpinning: plan.Workers > 1}
-			if plan.Device == CUDA {
-				opts.CUDA = &onnxrt.CUDAOptions{DeviceID: 0}
-			}
-			return rt.NewSession(m.Path, inputs, m.Outputs, opts)
+	tensorRT := false
+	if cfg.CUDA.TensorRT && cfg.Device != CPU {
+		if lib, ok := rt.ProviderLibrary("tensorrt"); ok {
+			tensorRT = true
+		} else {
+			log.Warn("TensorRT asked for, but its provider library is missing; using CUDA alone", "library", lib)
 		}
+	}
+	start := func(plan Plan, i int) (*worker, error) {
+		opts := onnxrt.SessionOptions{IntraOpThreads: plan.IntraOpThreads, NoSpinning: plan.Workers > 1}
+		gpu, provider := -1, ProviderCPU
+		if plan.Device == CUDA {
+			gpu, provider = plan.GPUs[i], ProviderCUDA
+			opts.CUDA = &onnxrt.CUDAOptions{DeviceID: gpu, Settings: cfg.CUDA.Settings()}
+			if tensorRT {
+				opts.TensorRT, provider = true, ProviderTensorRT
+			}
+		}
+		return startWorker(i, gpu, provider, func() (*onnxrt.Session, error) {
+			return rt.NewSession(m.Path, inputs, m.Outputs, opts)
+		}, log)
 	}
 
 	var first *worker
+	cores := runtime.GOMAXPROCS(0)
 	switch cfg.Device {
 	case CUDA, Auto:
-		plan := PlanCUDA(cfg, 1)
-		w, err := startWorker(0, open(plan), log)
+		plan, err := PlanCUDA(cfg)
 		if err == nil {
-			p.plan, first = plan, w
-			break
-		}
-		if lib, ok := rt.ProviderLibrary("cuda"); !ok {
-			err = fmt.Errorf("this ONNX Runtime %s has no CUDA provider (%s is missing); use a GPU build of it: %w", rt.Version, lib, err)
+			if first, err = start(plan, 0); err == nil {
+				p.plan = plan
+				break
+			}
+			err = diagnose(rt, err)
 		}
 		if cfg.Device == CUDA {
 			return nil, fmt.Errorf("--device cuda: cannot run on a GPU: %w", err)
 		}
-		log.Info("no usable GPU, running on the CPU", "reason", err.Error())
-		p.plan = PlanCPU(cfg, runtime.GOMAXPROCS(0))
+		log.Warn("no usable GPU, running on the CPU", "reason", err.Error())
+		p.plan = PlanCPU(cfg, cores)
+		p.plan.Fallback = err.Error()
 	default:
-		p.plan = PlanCPU(cfg, runtime.GOMAXPROCS(0))
+		p.plan = PlanCPU(cfg, cores)
 	}
 	if p.plan.Oversubscribed {
 		log.Warn("workers × intra-op threads exceed the cores; expect contention",
-			"workers", p.plan.Workers, "intra_op_threads", p.plan.IntraOpThreads, "cores", runtime.GOMAXPROCS(0))
+			"workers", p.plan.Workers, "intra_op_threads", p.plan.IntraOpThreads, "cores", cores)
 	}
 
 	p.idle = make(chan *worker, p.plan.Workers)
@@ -159,7 +191,7 @@ func Start(ctx context.Context, rt *onnxrt.Runtime, m Model, cfg Config, log *sl
 				return nil, err
 			}
 			var err error
-			if w, err = startWorker(i, open(p.plan), log); err != nil {
+			if w, err = start(p.plan, i); err != nil {
 				p.closeAll()
 				return nil, fmt.Errorf("loading worker %d of %d: %w", i+1, p.plan.Workers, err)
 			}
@@ -168,7 +200,7 @@ func Start(ctx context.Context, rt *onnxrt.Runtime, m Model, cfg Config, log *sl
 		p.idle <- w
 	}
 
-	if err := p.registerMetrics(reg); err != nil {
+	if err := p.registerMetrics(reg, cfg.Device); err != nil {
 		p.closeAll()
 		return nil, err
 	}
@@ -179,19 +211,42 @@ func Start(ctx context.Context, rt *onnxrt.Runtime, m Model, cfg Config, log *sl
 		log.Warn("warm-up failed: the first requests pay ONNX Runtime's initialization", "error", err.Error())
 	}
 	p.cost = cost
+	if p.plan.Device == CUDA && cfg.Memory != nil {
+		if p.deviceBytesPerRow, err = p.measureDeviceMemory(ctx, cfg.Memory); err != nil {
+			log.Warn("could not measure the GPU memory a row takes", "error", err.Error())
+		}
+	}
 	log.Info("workers loaded", "device", string(p.plan.Device), "workers", p.plan.Workers,
-		"intra_op_threads", p.plan.IntraOpThreads, "why", p.plan.Reason,
+		"intra_op_threads", p.plan.IntraOpThreads, "why", p.plan.Reason, "provider", p.workers[0].provider,
 		"call_fixed_cost", cost.Fixed.String(), "call_cost_per_row", cost.PerRow.String())
 	return p, nil
 }
 
-func (p *Pool) registerMetrics(reg prometheus.Registerer) error {
+func (p *Pool) registerMetrics(reg prometheus.Registerer, requested Device) error {
 	workers := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name:        "modelserve_workers",
 		Help:        "Workers loaded, each with its own ONNX Runtime session.",
 		ConstLabels: prometheus.Labels{"device": string(p.plan.Device)},
 	})
 	workers.Set(float64(len(p.workers)))
+	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "modelserve_worker_info",
+		Help: "The device and execution provider each worker runs on (always 1).",
+	}, []string{"worker", "device", "provider"})
+	for _, w := range p.workers {
+		device := "cpu"
+		if w.gpu >= 0 {
+			device = "cuda:" + strconv.Itoa(w.gpu)
+		}
+		info.WithLabelValues(strconv.Itoa(w.id), device, w.provider).Set(1)
+	}
+	placement := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "modelserve_device_info",
+		Help: "The device asked for, the one used, and why they differ (always 1).",
+		ConstLabels: prometheus.Labels{"requested": string(requested), "device": string(p.plan.Device),
+			"fallback_reason": p.plan.Fallback},
+	})
+	placement.Set(1)
 	p.busy = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "modelserve_workers_busy",
 		Help: "Workers running a batch right now.",
@@ -201,7 +256,7 @@ func (p *Pool) registerMetrics(reg prometheus.Registerer) error {
 		Help:    "Time ONNX Runtime takes to run one batch.",
 		Buckets: prometheus.ExponentialBuckets(50e-6, 2.5, 14),
 	})
-	for _, c := range []prometheus.Collector{workers, p.busy, p.runTime} {
+	for _, c := range []prometheus.Collector{workers, info, placement, p.busy, p.runTime} {
 		if err := reg.Register(c); err != nil {
 			return fmt.Errorf("registering worker metrics: %w", err)
 		}
@@ -225,6 +280,10 @@ func (p *Pool) Plan() Plan { return p.plan }
 
 // Cost is the measured cost of one call (zero if warm-up failed).
 func (p *Pool) Cost() Cost { return p.cost }
+
+// DeviceBytesPerRow is the GPU memory one row took at warm-up, 0 when it
+// was not measured (on the CPU, or without NVML).
+func (p *Pool) DeviceBytesPerRow() int64 { return p.deviceBytesPerRow }
 
 // Size is the number of workers.
 func (p *Pool) Size() int { return len(p.workers) }

@@ -97,3 +97,45 @@ func zeros(specs []model.Spec, rows int) ([]model.Tensor, error) {
 	}
 	return out, nil
 }
+
+// measureRows is the batch whose GPU memory warm-up measures.
+const measureRows = 64
+
+// measureDeviceMemory runs one batch of measureRows rows on the first
+// worker of each GPU and reads how much the GPU's used memory grew: the
+// activations ONNX Runtime's arena had to add for those rows. The largest
+// growth per row over the GPUs is the estimate; 0 when no GPU grew (the
+// arena already had room), and the caller falls back on its own.
+func (p *Pool) measureDeviceMemory(ctx context.Context, mem DeviceMemory) (int64, error) {
+	rows := measureRows
+	if p.batch > 0 {
+		rows = p.batch
+	}
+	batch, err := zeros(p.model.Inputs, rows)
+	if err != nil {
+		return 0, err
+	}
+	var perRow int64
+	seen := map[int]bool{}
+	for _, w := range p.workers {
+		if w.gpu < 0 || seen[w.gpu] {
+			continue
+		}
+		seen[w.gpu] = true
+		before, err := mem.MemoryUsed(ctx, w.gpu)
+		if err != nil {
+			return 0, err
+		}
+		if _, err := p.runOnce(ctx, w, batch, rows); err != nil {
+			return 0, fmt.Errorf("a %d-row batch on GPU %d: %w", rows, w.gpu, err)
+		}
+		after, err := mem.MemoryUsed(ctx, w.gpu)
+		if err != nil {
+			return 0, err
+		}
+		if after > before {
+			perRow = max(perRow, int64(after-before)/int64(rows))
+		}
+	}
+	return perRow, nil
+}

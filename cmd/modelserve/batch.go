@@ -74,6 +74,7 @@ error. On a terminal a progress line shows rows, rows/s and the time left.`,
 	f.IntVar(&o.maxBatchRows, "max-batch-rows", 0, fmt.Sprintf("most rows in one ONNX Runtime call (default: registry setting, else %d)", batchMaxBatchRows))
 	f.Var(&o.memoryBudget, "memory-budget", "bytes the chunks in flight may hold, e.g. 2Gi (default: --memory-fraction of the memory left once the model is loaded)")
 	f.Float64Var(&o.memoryFraction, "memory-fraction", 0.5, "share of the memory left after loading that becomes the budget")
+	o.gpuFlags(f)
 	for _, name := range []string{"model", "input", "output"} {
 		cmd.MarkFlagRequired(name)
 	}
@@ -145,10 +146,11 @@ func predictBatch(cmd *cobra.Command, g *globals, o *batchOptions) error {
 	o.maxQueueRows = plan.ChunkRows() * plan.InFlight()
 	o.maxBatchDelay = admission.BatchDelay{}
 	log = log.With("model", v.Name, "version", v.Version)
-	queue, pool, err := load(ctx, reg, v, &o.serveOptions, device, log, prometheus.NewRegistry())
+	queue, pool, stopGPU, err := load(ctx, reg, v, &o.serveOptions, device, log, prometheus.NewRegistry())
 	if err != nil {
 		return err
 	}
+	defer stopGPU()
 	defer pool.Close(context.Background())
 	defer queue.Close()
 

@@ -15,6 +15,7 @@ import (
 	"github.com/modelserve/modelserve/model"
 	"github.com/modelserve/modelserve/onnxrt"
 	"github.com/modelserve/modelserve/registry"
+	"github.com/modelserve/modelserve/workers"
 )
 
 func newRegistryCmd(g *globals) *cobra.Command {
@@ -56,7 +57,9 @@ only such input), or --features INPUT=a,b,c when there are several.`,
 			if req.Features, err = parseFeatures(features); err != nil {
 				return err
 			}
-			req.Settings = settings.apply(registry.Settings{})
+			if req.Settings, err = settings.apply(registry.Settings{}); err != nil {
+				return err
+			}
 			rt, err := onnxrt.Load("")
 			if err != nil {
 				return err
@@ -252,26 +255,49 @@ func printVersion(out io.Writer, v registry.Version) error {
 
 // settingsFlags are the serving settings a version can carry.
 type settingsFlags struct {
-	cmd           *cobra.Command
-	maxBatchRows  int
-	maxBatchDelay admission.BatchDelay
+	cmd               *cobra.Command
+	maxBatchRows      int
+	maxBatchDelay     admission.BatchDelay
+	deviceBytesPerRow byteSize
+	gpuMemLimit       byteSize
+	arenaStrategy     string
+	convAlgoSearch    string
 }
 
 func (s *settingsFlags) register(cmd *cobra.Command) {
 	s.cmd = cmd
-	cmd.Flags().IntVar(&s.maxBatchRows, "max-batch-rows", 0, "serve this version with at most this many rows per ONNX Runtime call")
-	cmd.Flags().Var((*batchDelayFlag)(&s.maxBatchDelay), "max-batch-delay", "serve this version waiting up to this long to fill a batch: auto or a duration")
+	f := cmd.Flags()
+	f.IntVar(&s.maxBatchRows, "max-batch-rows", 0, "serve this version with at most this many rows per ONNX Runtime call")
+	f.Var((*batchDelayFlag)(&s.maxBatchDelay), "max-batch-delay", "serve this version waiting up to this long to fill a batch: auto or a duration")
+	f.Var(&s.deviceBytesPerRow, "device-bytes-per-row", "on a GPU, the device memory one row takes, for admission (default: measured at load)")
+	f.Var(&s.gpuMemLimit, "gpu-mem-limit", "on a GPU, cap each session's memory arena, e.g. 8Gi")
+	f.StringVar(&s.arenaStrategy, "arena-extend-strategy", "", "on a GPU, how the arena grows: "+workers.SameAsRequested+" or "+workers.NextPowerOfTwo)
+	f.StringVar(&s.convAlgoSearch, "cudnn-conv-algo-search", "", "on a GPU, how cuDNN picks convolution algorithms: EXHAUSTIVE, HEURISTIC or DEFAULT")
 }
 
 // apply sets, over base, the settings given on the command line.
-func (s *settingsFlags) apply(base registry.Settings) registry.Settings {
-	if s.cmd.Flags().Changed("max-batch-rows") {
+func (s *settingsFlags) apply(base registry.Settings) (registry.Settings, error) {
+	f := s.cmd.Flags()
+	if f.Changed("max-batch-rows") {
 		base.MaxBatchRows = s.maxBatchRows
 	}
-	if s.cmd.Flags().Changed("max-batch-delay") {
+	if f.Changed("max-batch-delay") {
 		base.MaxBatchDelay = s.maxBatchDelay.String()
 	}
-	return base
+	if f.Changed("device-bytes-per-row") {
+		base.DeviceBytesPerRow = int64(s.deviceBytesPerRow)
+	}
+	if f.Changed("gpu-mem-limit") {
+		base.GPUMemLimit = int64(s.gpuMemLimit)
+	}
+	if f.Changed("arena-extend-strategy") {
+		base.ArenaExtendStrategy = s.arenaStrategy
+	}
+	if f.Changed("cudnn-conv-algo-search") {
+		base.ConvAlgoSearch = strings.ToUpper(s.convAlgoSearch)
+	}
+	err := workers.CUDAConfig{ArenaExtendStrategy: base.ArenaExtendStrategy, ConvAlgoSearch: base.ConvAlgoSearch}.Validate()
+	return base, err
 }
 
 // batchDelayFlag reads --max-batch-delay: auto or a duration.
@@ -300,7 +326,11 @@ func newSetCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if v, err = reg.SetSettings(v.Name, v.Version, settings.apply(v.Settings)); err != nil {
+			st, err := settings.apply(v.Settings)
+			if err != nil {
+				return err
+			}
+			if v, err = reg.SetSettings(v.Name, v.Version, st); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: %s\n", v.Ref(), describeSettings(v.Settings))
@@ -319,7 +349,20 @@ func describeSettings(st registry.Settings) string {
 	if st.MaxBatchDelay != "" {
 		delay = st.MaxBatchDelay
 	}
-	return "max batch rows " + rows + ", max batch delay " + delay
+	s := "max batch rows " + rows + ", max batch delay " + delay
+	if st.DeviceBytesPerRow > 0 {
+		s += ", device bytes per row " + humanBytes(st.DeviceBytesPerRow)
+	}
+	if st.GPUMemLimit > 0 {
+		s += ", GPU memory limit " + humanBytes(st.GPUMemLimit)
+	}
+	if st.ArenaExtendStrategy != "" {
+		s += ", arena " + st.ArenaExtendStrategy
+	}
+	if st.ConvAlgoSearch != "" {
+		s += ", cuDNN search " + st.ConvAlgoSearch
+	}
+	return s
 }
 
 // version opens the registry and finds NAME[:VERSION] in it.

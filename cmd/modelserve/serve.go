@@ -8,14 +8,18 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
+	"slices"
 	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/modelserve/modelserve/admission"
+	"github.com/modelserve/modelserve/gpu"
 	"github.com/modelserve/modelserve/onnxrt"
 	"github.com/modelserve/modelserve/registry"
 	"github.com/modelserve/modelserve/server"
@@ -51,6 +55,30 @@ type serveOptions struct {
 	contentMD5   bool
 
 	debugAddr string
+
+	// GPU
+	workersPerGPU       int
+	gpuMemLimit         byteSize
+	arenaStrategy       string
+	convAlgoSearch      string
+	copyInDefaultStream bool
+	tensorRT            bool
+	deviceBytesPerRow   byteSize
+	gpuMemoryMargin     float64
+	gpuSampleInterval   time.Duration
+}
+
+// gpuFlags adds the GPU flags serve and predict-batch share.
+func (o *serveOptions) gpuFlags(f *pflag.FlagSet) {
+	f.IntVar(&o.workersPerGPU, "workers-per-gpu", 1, "workers on each GPU, each with its own session (--workers sets the total instead)")
+	f.Var(&o.gpuMemLimit, "gpu-mem-limit", "cap each GPU session's memory arena, e.g. 8Gi (default: registry setting, else none)")
+	f.StringVar(&o.arenaStrategy, "arena-extend-strategy", "", "how a GPU session's arena grows: kSameAsRequested or kNextPowerOfTwo (default: registry setting, else kSameAsRequested)")
+	f.StringVar(&o.convAlgoSearch, "cudnn-conv-algo-search", "", "how cuDNN picks convolution algorithms: EXHAUSTIVE, HEURISTIC or DEFAULT (default: registry setting, else ONNX Runtime's)")
+	f.BoolVar(&o.copyInDefaultStream, "copy-in-default-stream", true, "copy inputs and outputs on the GPU's default stream (do_copy_in_default_stream)")
+	f.BoolVar(&o.tensorRT, "tensorrt", false, "put the TensorRT provider before CUDA when its library is there")
+	f.Var(&o.deviceBytesPerRow, "device-bytes-per-row", "the GPU memory one row takes, for admission (default: registry setting, else measured at load)")
+	f.Float64Var(&o.gpuMemoryMargin, "gpu-memory-margin", 0.1, "share of each GPU's memory admission leaves free")
+	f.DurationVar(&o.gpuSampleInterval, "gpu-sample-interval", gpu.DefaultSampleInterval, "how often GPUs are sampled for metrics and admission")
 }
 
 func newServeCmd(g *globals) *cobra.Command {
@@ -104,6 +132,7 @@ Every flag can also be set as MODELSERVE_<FLAG>, e.g. MODELSERVE_WORKERS=4.`,
 	f.Var(&o.resultMemory, "result-memory", "memory for kept answers, oldest evicted first (default: a quarter of the memory budget)")
 	f.BoolVar(&o.contentMD5, "content-md5", false, "add a Content-MD5 header to answers")
 	f.StringVar(&o.debugAddr, "debug-addr", "", "serve Go's profiler (/debug/pprof) on this address, e.g. 127.0.0.1:6060 (off by default)")
+	o.gpuFlags(f)
 	cmd.MarkFlagRequired("model")
 	return cmd
 }
@@ -172,11 +201,12 @@ func serve(cmd *cobra.Command, g *globals, o *serveOptions, log *slog.Logger) er
 	}
 	log.Info("listening", "addr", ln.Addr().String(), "routes", srv.Routes())
 
-	queue, pool, err := load(ctx, reg, v, o, device, log, labelled)
+	queue, pool, stopGPU, err := load(ctx, reg, v, o, device, log, labelled)
 	if err != nil {
 		srv.Shutdown(context.Background())
 		return err
 	}
+	defer stopGPU()
 	srv.SetAdmitter(queue)
 	log.Info("ready")
 
@@ -216,43 +246,142 @@ func serveDebug(addr string, log *slog.Logger) (stop func(), err error) {
 	return func() { hs.Close() }, nil
 }
 
-// load checks the model file against its checksum, starts the workers and
-// puts the admission queue in front of them.
+// load checks the model file against its checksum, starts the workers
+// (on the GPUs NVML finds, unless told the CPU) and puts the admission
+// queue in front of them. release stops the GPU sampling.
 func load(ctx context.Context, reg *registry.Registry, v registry.Version, o *serveOptions, device workers.Device,
-	log *slog.Logger, metrics prometheus.Registerer) (*admission.Queue, *workers.Pool, error) {
+	log *slog.Logger, metrics prometheus.Registerer) (*admission.Queue, *workers.Pool, func(), error) {
 	start := time.Now()
 	if err := reg.Verify(ctx, v); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	rt, err := onnxrt.Load("")
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	log.Info("ONNX Runtime loaded", "ort_version", rt.Version, "library", rt.LibraryPath)
+	cfg := workers.Config{Workers: o.workers, IntraOpThreads: o.intraOp, Device: device, WorkersPerGPU: o.workersPerGPU,
+		CUDA: cudaConfig(o, v.Settings)}
+	var mon *gpu.Monitor
+	release := func() {}
+	if device != workers.CPU {
+		cfg.GPUs = gpu.Discover(gpu.NewNVML(), os.LookupEnv)
+		for _, note := range cfg.GPUs.Notes {
+			log.Info("GPUs", "note", note)
+		}
+		if len(cfg.GPUs.Devices) > 0 {
+			if mon, err = gpu.NewMonitor(gpu.NewNVML(), cfg.GPUs, log); err != nil {
+				log.Warn("cannot sample the GPUs; placement and admission go without their memory", "error", err.Error())
+				mon = nil
+			} else {
+				cfg.Memory = mon
+				release = func() { mon.Close() }
+				// A GPU without room for the margin gets no worker.
+				cfg.CUDA.MinFreeBytes = uint64(o.gpuMemoryMargin * float64(smallestGPU(cfg.GPUs)))
+			}
+		}
+	}
 	pool, err := workers.Start(ctx, rt, workers.Model{
 		Path:    v.ModelPath(),
 		Inputs:  v.Signature.Inputs,
 		Outputs: v.Signature.FetchedOutputs(),
-	}, workers.Config{Workers: o.workers, IntraOpThreads: o.intraOp, Device: device}, log, metrics)
+	}, cfg, log, metrics)
 	if err != nil {
-		return nil, nil, fmt.Errorf("loading %s: %w", v.Ref(), err)
+		release()
+		return nil, nil, nil, fmt.Errorf("loading %s: %w", v.Ref(), err)
 	}
-	cfg, err := admissionConfig(o, v, pool, log)
+	acfg, err := admissionConfig(o, v, pool, log)
+	if err == nil && mon != nil && pool.Plan().Device == workers.CUDA {
+		err = gpuAdmission(&acfg, o, v, pool, mon, metrics, log)
+	}
 	if err != nil {
 		pool.Close(ctx)
-		return nil, nil, err
+		release()
+		return nil, nil, nil, err
 	}
-	queue, err := admission.New(pool, cfg, metrics)
+	if mon != nil && pool.Plan().Device != workers.CUDA {
+		release()
+		release = func() {}
+	}
+	queue, err := admission.New(pool, acfg, metrics)
 	if err != nil {
 		pool.Close(ctx)
-		return nil, nil, err
+		release()
+		return nil, nil, nil, err
 	}
 	c := queue.Config()
 	log.Info("admission", "max_batch_rows", c.MaxBatchRows, "max_batch_delay", c.MaxBatchDelay.String(),
 		"max_queue", c.MaxQueuedRequests, "max_queue_rows", c.MaxQueuedRows, "max_queue_bytes", c.MaxQueuedBytes,
 		"memory_budget", c.MemoryBudget, "unbounded", c.Unbounded)
 	log.Info("model loaded", "seconds", time.Since(start).Seconds())
-	return queue, pool, nil
+	return queue, pool, release, nil
+}
+
+// cudaConfig takes the GPU session settings from the flags, else from the
+// version's settings.
+func cudaConfig(o *serveOptions, st registry.Settings) workers.CUDAConfig {
+	c := workers.CUDAConfig{MemLimit: int64(o.gpuMemLimit), ArenaExtendStrategy: o.arenaStrategy, ConvAlgoSearch: o.convAlgoSearch,
+		CopyInDefaultStream: &o.copyInDefaultStream, TensorRT: o.tensorRT}
+	if c.MemLimit == 0 {
+		c.MemLimit = st.GPUMemLimit
+	}
+	if c.ArenaExtendStrategy == "" {
+		c.ArenaExtendStrategy = st.ArenaExtendStrategy
+	}
+	if c.ConvAlgoSearch == "" {
+		c.ConvAlgoSearch = st.ConvAlgoSearch
+	}
+	return c
+}
+
+func smallestGPU(inv gpu.Inventory) uint64 {
+	var least uint64
+	for _, d := range inv.Devices {
+		if least == 0 || d.MemoryTotal < least {
+			least = d.MemoryTotal
+		}
+	}
+	return least
+}
+
+// gpuAdmission keeps in-flight rows within the GPUs' free memory: it
+// samples the GPUs on their own ticker, exports their metrics, and adds
+// their memory as an admission limit at the device bytes a row takes.
+func gpuAdmission(acfg *admission.Config, o *serveOptions, v registry.Version, pool *workers.Pool, mon *gpu.Monitor,
+	metrics prometheus.Registerer, log *slog.Logger) error {
+	hostRow := v.Signature.OutputRowBytes()
+	for _, in := range v.Signature.Inputs {
+		hostRow += in.RowBytes()
+	}
+	deviceRow, source := int64(o.deviceBytesPerRow), "--device-bytes-per-row"
+	if deviceRow == 0 && v.Settings.DeviceBytesPerRow > 0 {
+		deviceRow, source = v.Settings.DeviceBytesPerRow, "the version's settings"
+	}
+	if deviceRow == 0 {
+		deviceRow, source = pool.DeviceBytesPerRow(), "measured at load"
+	}
+	if deviceRow == 0 {
+		// The warm-up batch fit in the arena as it was: no growth to read.
+		deviceRow, source = 4*hostRow, "4× the row's input and output bytes (nothing to measure at load)"
+	}
+	var ordinals []int
+	for _, k := range pool.Plan().GPUs {
+		if !slices.Contains(ordinals, k) {
+			ordinals = append(ordinals, k)
+		}
+	}
+	limit, err := gpu.NewMemoryLimit(mon, ordinals, o.gpuMemoryMargin, deviceRow, hostRow)
+	if err != nil {
+		return err
+	}
+	acfg.Limits = append(acfg.Limits, limit)
+	if err := metrics.Register(mon); err != nil {
+		return fmt.Errorf("registering GPU metrics: %w", err)
+	}
+	mon.Start(o.gpuSampleInterval)
+	log.Info("GPU memory admission", "device_bytes_per_row", deviceRow, "source", source,
+		"rows_in_flight", limit.Rows(), "margin", o.gpuMemoryMargin)
+	return nil
 }
 
 // admissionConfig sizes the queue and the memory budget. It runs once the
