@@ -24,7 +24,7 @@ ARG VERSION=dev
 ARG DEVICE=cpu
 ARG ORT_VERSION=1.30.0
 RUN set -eu; mkdir -p /out/bin /out/lib; \
-    CGO_ENABLED=1 go build -trimpath -buildvcs=false -ldflags "-X main.version=${VERSION}" \
+    CGO_ENABLED=1 CGO_CFLAGS="-O2 -g -Wno-deprecated-declarations" go build -trimpath -buildvcs=false -ldflags "-X main.version=${VERSION}" \
       -o /out/bin/modelserve ./cmd/modelserve; \
     case "${DEVICE}" in \
       cpu)  cp "$(scripts/fetch-onnxruntime.sh)" /out/lib/ ;; \

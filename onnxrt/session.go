@@ -100,6 +100,17 @@ func appendCUDA(so *ort.SessionOptions, c CUDAOptions) error {
 	return nil
 }
 
+// ProbeCUDA checks, without a model, that the CUDA execution provider
+// loads for GPU device: its library and the CUDA libraries it needs.
+func (rt *Runtime) ProbeCUDA(device int) error {
+	so, err := ort.NewSessionOptions()
+	if err != nil {
+		return fmt.Errorf("creating session options: %w", err)
+	}
+	defer so.Destroy()
+	return appendCUDA(so, CUDAOptions{DeviceID: device})
+}
+
 func appendTensorRT(so *ort.SessionOptions, device int) error {
 	trt, err := ort.NewTensorRTProviderOptions()
 	if err != nil {

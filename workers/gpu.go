@@ -125,6 +125,29 @@ func PlanCUDA(cfg Config) (Plan, error) {
 	return p, nil
 }
 
+// Choose picks the device and plans the workers: the CPU when asked; else
+// the GPUs, if NVML sees one and open (a session, or a probe of the
+// provider) succeeds on the plan; else, for auto, the CPU with the reason
+// in Plan.Fallback, and for cuda that reason as the error.
+func Choose(cfg Config, cores int, rt *onnxrt.Runtime, open func(Plan) error) (Plan, error) {
+	if cfg.Device == CPU {
+		return PlanCPU(cfg, cores), nil
+	}
+	plan, err := PlanCUDA(cfg)
+	if err == nil {
+		if err = open(plan); err == nil {
+			return plan, nil
+		}
+		err = diagnose(rt, err)
+	}
+	if cfg.Device == CUDA {
+		return Plan{}, fmt.Errorf("--device cuda: cannot run on a GPU: %w", err)
+	}
+	p := PlanCPU(cfg, cores)
+	p.Fallback = err.Error()
+	return p, nil
+}
+
 // noGPU words why the inventory holds no GPU.
 func noGPU(inv gpu.Inventory) error {
 	if inv.Err != nil {

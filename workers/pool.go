@@ -158,25 +158,18 @@ func Start(ctx context.Context, rt *onnxrt.Runtime, m Model, cfg Config, log *sl
 
 	var first *worker
 	cores := runtime.GOMAXPROCS(0)
-	switch cfg.Device {
-	case CUDA, Auto:
-		plan, err := PlanCUDA(cfg)
-		if err == nil {
-			if first, err = start(plan, 0); err == nil {
-				p.plan = plan
-				break
-			}
-			err = diagnose(rt, err)
-		}
-		if cfg.Device == CUDA {
-			return nil, fmt.Errorf("--device cuda: cannot run on a GPU: %w", err)
-		}
-		log.Warn("no usable GPU, running on the CPU", "reason", err.Error())
-		p.plan = PlanCPU(cfg, cores)
-		p.plan.Fallback = err.Error()
-	default:
-		p.plan = PlanCPU(cfg, cores)
+	plan, err := Choose(cfg, cores, rt, func(plan Plan) (err error) {
+		// The real test of a GPU: worker 0's session opens on it.
+		first, err = start(plan, 0)
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
+	if plan.Fallback != "" {
+		log.Warn("no usable GPU, running on the CPU", "reason", plan.Fallback)
+	}
+	p.plan = plan
 	if p.plan.Oversubscribed {
 		log.Warn("workers × intra-op threads exceed the cores; expect contention",
 			"workers", p.plan.Workers, "intra_op_threads", p.plan.IntraOpThreads, "cores", cores)

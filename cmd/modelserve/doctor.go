@@ -1,0 +1,181 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/modelserve/modelserve/gpu"
+	"github.com/modelserve/modelserve/onnxrt"
+	"github.com/modelserve/modelserve/workers"
+)
+
+type doctorOptions struct {
+	device        string
+	workers       int
+	workersPerGPU int
+	intraOp       int
+}
+
+func newDoctorCmd() *cobra.Command {
+	o := &doctorOptions{}
+	cmd := &cobra.Command{
+		Use:   "doctor",
+		Short: "Print what a bug report needs: ONNX Runtime, NVIDIA driver, GPUs, CUDA libraries, the worker plan",
+		Long: `Print what a user needs before filing a bug: the ONNX Runtime found and its
+execution providers, NVML and the driver, the GPUs this process may use,
+the CUDA libraries the providers need (found or missing), and the worker
+plan serve would choose with the same --device and --workers flags.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return doctor(cmd.OutOrStdout(), o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.device, "device", "auto", "the --device serve would be given: auto, cpu or cuda")
+	f.IntVar(&o.workers, "workers", 0, "the --workers serve would be given")
+	f.IntVar(&o.workersPerGPU, "workers-per-gpu", 1, "the --workers-per-gpu serve would be given")
+	f.IntVar(&o.intraOp, "intra-op-threads", 0, "the --intra-op-threads serve would be given")
+	return cmd
+}
+
+func doctor(out io.Writer, o *doctorOptions) error {
+	device, err := workers.ParseDevice(o.device)
+	if err != nil {
+		return err
+	}
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	defer w.Flush()
+	line := func(k, format string, args ...any) { fmt.Fprintf(w, "  %s\t%s\n", k, fmt.Sprintf(format, args...)) }
+	fmt.Fprintf(w, "modelserve %s (%s %s/%s, %d CPUs)\n\nONNX Runtime\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.GOMAXPROCS(0))
+	rt, err := onnxrt.Load("")
+	if err != nil {
+		line("library", "none: %v", err)
+	} else {
+		line("library", "%s (%s; this modelserve is tested with %s, its GPU images with %s)", rt.LibraryPath, rt.Version, onnxrt.PinnedVersion, onnxrt.PinnedGPUVersion)
+		line("providers", "CPU: built in")
+		dir := filepath.Dir(rt.LibraryPath)
+		for _, p := range []string{"cuda", "tensorrt"} {
+			providerLine(line, dir, p)
+		}
+	}
+	if gpuDir := onnxrt.GPULibraryDir(); rt == nil || filepath.Dir(rt.LibraryPath) != gpuDir {
+		if _, err := os.Stat(filepath.Join(gpuDir, "libonnxruntime_providers_cuda.so")); err == nil {
+			line("GPU build", "%s (make ort-gpu; used by build --gpu and the cuda image)", gpuDir)
+			providerLine(line, gpuDir, "cuda")
+		}
+	}
+
+	fmt.Fprintln(w, "\nNVIDIA")
+	inv := gpu.Discover(gpu.NewNVML(), os.LookupEnv)
+	switch {
+	case inv.Driver.Version != "":
+		line("driver", "%s (NVML %s, supports CUDA up to %s)", inv.Driver.Version, inv.Driver.NVMLVersion, inv.Driver.CUDA())
+	default:
+		line("NVML", "%v", orNone(inv.Err))
+	}
+	for _, v := range []string{"CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES"} {
+		if value, ok := os.LookupEnv(v); ok {
+			line(v, "%q", value)
+		}
+	}
+	for _, n := range inv.Notes {
+		line("note", "%s", n)
+	}
+	var mon *gpu.Monitor
+	if len(inv.Devices) > 0 {
+		if mon, err = gpu.NewMonitor(gpu.NewNVML(), inv, slog.New(slog.DiscardHandler)); err != nil {
+			line("sampling", "failed: %v", err)
+		} else {
+			defer mon.Close()
+		}
+	}
+	if len(inv.Devices) == 0 && inv.Driver.Version != "" {
+		line("GPUs", "none: %v", orNone(inv.Err))
+	}
+	for _, d := range inv.Devices {
+		desc := fmt.Sprintf("%s, %s, %s", d.Name, d.UUID, humanBytes(int64(d.MemoryTotal)))
+		if mon != nil {
+			if s, up := mon.Latest(d.Ordinal); up {
+				desc += fmt.Sprintf(": %s used, %d%% busy, %.0f W of %.0f W, %d °C", humanBytes(int64(s.MemoryUsed)), s.Utilization,
+					float64(s.PowerMilliwatts)/1000, float64(s.PowerLimitMilliwatts)/1000, s.TemperatureCelsius)
+			} else {
+				desc += ": not answering"
+			}
+		}
+		line(fmt.Sprintf("GPU %d (cuda:%d)", d.Index, d.Ordinal), "%s", desc)
+	}
+
+	fmt.Fprintf(w, "\nWorker plan (serve --device %s)\n", device)
+	if rt == nil {
+		line("plan", "none: ONNX Runtime is missing")
+		return nil
+	}
+	cfg := workers.Config{Device: device, Workers: o.workers, WorkersPerGPU: o.workersPerGPU, IntraOpThreads: o.intraOp, GPUs: inv}
+	if mon != nil {
+		cfg.Memory = mon
+	}
+	plan, err := workers.Choose(cfg, runtime.GOMAXPROCS(0), rt, func(p workers.Plan) error { return rt.ProbeCUDA(p.GPUs[0]) })
+	if err != nil {
+		line("plan", "serve would fail at start: %v", err)
+		return nil
+	}
+	line("device", "%s", plan.Device)
+	if plan.Fallback != "" {
+		line("why not a GPU", "%s", plan.Fallback)
+	}
+	line("workers", "%d × %d intra-op thread(s): %s", plan.Workers, plan.IntraOpThreads, plan.Reason)
+	if len(plan.GPUs) > 0 {
+		line("GPUs per worker", "%v (CUDA numbers)", plan.GPUs)
+	}
+	return nil
+}
+
+// providerLine reports a provider library beside dir, and the libraries
+// it needs.
+func providerLine(line func(string, string, ...any), dir, provider string) {
+	name := map[string]string{"cuda": "CUDA", "tensorrt": "TensorRT"}[provider]
+	lib := filepath.Join(dir, "libonnxruntime_providers_"+provider+".so")
+	if _, err := os.Stat(lib); err != nil {
+		line("", "%s: missing (no %s)", name, filepath.Base(lib))
+		return
+	}
+	deps, err := onnxrt.ProviderDependencies(dir, provider)
+	if err != nil {
+		line("", "%s: %s, unreadable: %v", name, lib, err)
+		return
+	}
+	var found, missing []string
+	for _, d := range deps {
+		n := d.Name
+		if d.OnDemand {
+			n += " (on demand)"
+		}
+		if d.Path == "" {
+			missing = append(missing, n)
+		} else {
+			found = append(found, n)
+		}
+	}
+	line("", "%s: %s", name, lib)
+	if len(found) > 0 {
+		line("", "  needs, found: %s", strings.Join(found, ", "))
+	}
+	if len(missing) > 0 {
+		line("", "  needs, missing: %s", strings.Join(missing, ", "))
+	}
+}
+
+func orNone(err error) string {
+	if err == nil {
+		return "none"
+	}
+	return err.Error()
+}
