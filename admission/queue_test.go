@@ -17,6 +17,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/modelserve/modelserve/gpu"
+	"github.com/modelserve/modelserve/gpu/gputest"
 	"github.com/modelserve/modelserve/internal/testenv"
 	"github.com/modelserve/modelserve/model"
 	"github.com/modelserve/modelserve/workers"
@@ -530,5 +532,58 @@ func TestQueue_unboundedAdmitsEverything(t *testing.T) {
 		if err := <-a; err != nil {
 			t.Error(err)
 		}
+	}
+}
+
+// TestQueue_gpuMemoryBoundsTheRowsInFlight: the GPUs' free memory, through
+// gpu.MemoryLimit over a fake device layer, caps the rows admitted at once;
+// a GPU that disappears takes its room with it.
+func TestQueue_gpuMemoryBoundsTheRowsInFlight(t *testing.T) {
+	fake := gputest.New(1)
+	const deviceRow = 1 << 20
+	margin := 0.1
+	total := uint64(24 << 30)
+	fake.SetUsed(0, total-uint64(margin*float64(total))-100*deviceRow) // room for 100 rows
+	inv := gpu.Discover(fake, func(string) (string, bool) { return "", false })
+	mon, err := gpu.NewMonitor(fake, inv, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mon.Close()
+	const outRow = 1024
+	hostRow := int64(encoderInputs[0].RowBytes()) + outRow
+	limit, err := gpu.NewMemoryLimit(mon, []int{0}, margin, deviceRow, hostRow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if limit.Rows() != 100 {
+		t.Fatalf("room for %d rows, want 100", limit.Rows())
+	}
+	f := encoderQueue(t, Config{MemoryBudget: 1 << 30, OutputRowBytes: outRow, Limits: []Limit{limit}})
+	held := func(rows int) *Ticket {
+		t.Helper()
+		ticket, err := f.Admit(0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ticket.Run(context.Background(), ids(rows)); err != nil {
+			t.Fatal(err)
+		}
+		return ticket // its rows stay in flight until Done
+	}
+	a := held(60)
+	if _, err := f.run(context.Background(), ids(50)); !isRejection(err, ErrOverloaded, ReasonMemory) {
+		t.Errorf("60 + 50 rows with room for 100: %v", err)
+	}
+	b := held(40)
+	a.Done()
+	b.Done()
+	if _, err := f.run(context.Background(), ids(101)); !isRejection(err, ErrTooLarge, ReasonMemory) {
+		t.Errorf("101 rows with room for 100: %v", err)
+	}
+	fake.SetGone(0, true)
+	mon.Sample()
+	if _, err := f.Admit(0); !isRejection(err, ErrOverloaded, ReasonMemory) {
+		t.Errorf("with the GPU gone: %v", err)
 	}
 }
