@@ -11,7 +11,9 @@
 //   - overload: three times the sustainable request rate offered to the
 //     encoder, with admission on and off;
 //   - image: modelserve build on the encoder against a registry on
-//     loopback: first push, unchanged rebuild, new model version.
+//     loopback: first push, unchanged rebuild, new model version;
+//   - batch: predict-batch over Parquet files of the DLRM's rows against
+//     raw ONNX Runtime, and its peak memory for ten times the rows.
 //
 // Every server is a real modelserve process; the load comes over HTTP.
 package main
@@ -45,7 +47,7 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 8*time.Second, "measuring window of each closed-loop cell")
 	flag.DurationVar(&o.overload, "overload", 30*time.Second, "how long the overload is offered")
 	flag.IntVar(&o.overloadRows, "overload-rows", 64, "rows per request in the overload section")
-	flag.StringVar(&o.only, "only", "wire,json,batching,overload,image", "sections to run")
+	flag.StringVar(&o.only, "only", "wire,json,batching,overload,image,batch", "sections to run")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -70,6 +72,7 @@ func run(o options) error {
 		{"batching", batchingSection},
 		{"overload", overloadSection},
 		{"image", imageSection},
+		{"batch", batchSection},
 	}
 	want := strings.Split(o.only, ",")
 	host, _ := os.Hostname()

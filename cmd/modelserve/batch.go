@@ -65,7 +65,8 @@ error. On a terminal a progress line shows rows, rows/s and the time left.`,
 	f.StringVar(&o.inputFormat, "input-format", "", "csv, jsonl or parquet, when the input's extension does not say")
 	f.StringVar(&o.outputFormat, "output-format", "", "csv, jsonl or parquet, when the output's extension does not say")
 	f.StringVar(&o.idColumn, "id-column", "", "input column of row ids to carry to the output (default: number the rows from 0)")
-	f.IntVar(&o.chunkRows, "chunk-rows", batchjob.DefaultChunkRows, "rows run as one request and kept as one part; a resume keeps the interrupted run's")
+	f.IntVar(&o.chunkRows, "chunk-rows", 0, fmt.Sprintf("rows run as one request and kept as one part (default: %d, fewer for rows wider than %d bytes); a resume keeps the interrupted run's",
+		batchjob.DefaultChunkRows, batchjob.ChunkBytes/batchjob.DefaultChunkRows))
 	f.BoolVar(&o.resume, "resume", false, "finish an interrupted run from the chunks it left")
 	f.BoolVar(&o.overwrite, "overwrite", false, "replace the output and discard an interrupted run")
 	f.IntVar(&o.workers, "workers", 0, "workers, each with its own session (default: as serve)")
@@ -120,7 +121,9 @@ func predictBatch(cmd *cobra.Command, g *globals, o *batchOptions) error {
 			return fmt.Errorf("%s has no function %q; its functions are %s", v.Ref(), o.function, strings.Join(names, ", "))
 		}
 	}
-	job.InFlight = 3
+	// Enough chunks in flight that the workers never wait on reading or
+	// writing; each is at most about batchjob.ChunkBytes.
+	job.InFlight = 6
 	plan, err := batchjob.Prepare(job)
 	if err != nil {
 		return err

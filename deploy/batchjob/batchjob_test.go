@@ -583,3 +583,25 @@ func TestResolveRowShape(t *testing.T) {
 		}
 	}
 }
+
+func TestChunkRowsFor_keepsChunksNearTheirBytes(t *testing.T) {
+	spec := func(dt model.DType, shape ...int64) model.Spec {
+		return model.Spec{Name: "x", DType: dt, Shape: append(model.Shape{-1}, shape...)}
+	}
+	tests := []struct {
+		name string
+		in   model.Spec
+		want int
+	}{
+		{"narrow rows take the default", spec(model.Float32, 4), DefaultChunkRows},
+		{"4 KiB rows", spec(model.Float32, 1024), ChunkBytes / (4096 + 4)},
+		{"images take the floor", spec(model.Float32, 3, 224, 224), MinChunkRows},
+	}
+	for _, tt := range tests {
+		sig := model.Signature{Inputs: []model.Spec{tt.in}, Outputs: []model.Spec{{Name: "y", DType: model.Float32, Shape: model.Shape{-1}}},
+			Functions: []model.Function{{Name: "predict", Outputs: []string{"y"}}}}
+		if got := ChunkRowsFor(sig); got != tt.want {
+			t.Errorf("%s: %d rows, want %d", tt.name, got, tt.want)
+		}
+	}
+}

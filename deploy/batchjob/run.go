@@ -35,7 +35,8 @@ type Job struct {
 	// IDColumn names the input column of row ids to carry to the output;
 	// empty, rows are numbered from 0 in a column named "row".
 	IDColumn string
-	// ChunkRows is the rows run as one request and written as one part.
+	// ChunkRows is the rows run as one request and written as one part;
+	// 0 takes ChunkRowsFor the model.
 	ChunkRows int
 	// InFlight is how many chunks are read, run or written at once.
 	InFlight int
@@ -49,8 +50,23 @@ type Job struct {
 	Terminal bool
 }
 
-// DefaultChunkRows is the chunk size when Job.ChunkRows is 0.
-const DefaultChunkRows = 10000
+// Chunk sizes when Job.ChunkRows is 0: DefaultChunkRows rows, fewer for
+// wide rows, so that a chunk's inputs and outputs stay near ChunkBytes,
+// but never fewer than MinChunkRows.
+const (
+	DefaultChunkRows = 10000
+	MinChunkRows     = 100
+	ChunkBytes       = 16 << 20
+)
+
+// ChunkRowsFor is the default chunk size for a model's rows.
+func ChunkRowsFor(sig model.Signature) int {
+	row := sig.OutputRowBytes()
+	for _, in := range sig.Inputs {
+		row += in.RowBytes()
+	}
+	return int(min(DefaultChunkRows, max(MinChunkRows, ChunkBytes/max(row, 1))))
+}
 
 // Admitter is admission's queue in front of the workers.
 type Admitter interface {
@@ -106,7 +122,7 @@ func Prepare(job Job) (*Plan, error) {
 		return nil, errors.New("--resume and --overwrite contradict each other: give one")
 	}
 	if job.ChunkRows == 0 {
-		job.ChunkRows = DefaultChunkRows
+		job.ChunkRows = ChunkRowsFor(job.Signature)
 	}
 	if job.ChunkRows < 0 {
 		return nil, fmt.Errorf("--chunk-rows %d: give a positive number", job.ChunkRows)
