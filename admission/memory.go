@@ -136,6 +136,26 @@ func ResidentBytes() (int64, error) {
 	return pages * int64(os.Getpagesize()), nil
 }
 
+// PeakResidentBytes is the most memory this process has held resident
+// (VmHWM). Unlike getrusage's maximum, it starts afresh at exec, so a
+// child does not inherit its parent's peak.
+func PeakResidentBytes() (int64, error) {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("unexpected VmHWM line %q", line)
+			}
+			return kb << 10, nil
+		}
+	}
+	return 0, fmt.Errorf("no VmHWM in /proc/self/status")
+}
+
 // DefaultBudget is the share of the memory still free once the model is
 // loaded (limit minus resident) that requests in flight may hold: the rest
 // is headroom for ONNX Runtime's working memory, the Go heap and buffers.

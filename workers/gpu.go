@@ -144,7 +144,7 @@ func Choose(cfg Config, cores int, rt *onnxrt.Runtime, open func(Plan) error) (P
 		return Plan{}, fmt.Errorf("--device cuda: cannot run on a GPU: %w", err)
 	}
 	p := PlanCPU(cfg, cores)
-	p.Fallback = err.Error()
+	p.Fallback, p.GPUSeen = err.Error(), len(cfg.GPUs.Devices) > 0
 	return p, nil
 }
 

@@ -56,8 +56,10 @@ type Plan struct {
 	// GPUs lists, per worker, the CUDA number of the GPU it runs on (CUDA
 	// plans only).
 	GPUs []int
-	// Fallback says why a plan that could have used a GPU does not.
+	// Fallback says why a plan that could have used a GPU does not;
+	// GPUSeen, that NVML found one all the same (so the fallback is news).
 	Fallback string
+	GPUSeen  bool
 }
 
 // ReferenceWorkers is the reference system's CPU default, 2×vCPU+1: right

@@ -166,8 +166,12 @@ func Start(ctx context.Context, rt *onnxrt.Runtime, m Model, cfg Config, log *sl
 	if err != nil {
 		return nil, err
 	}
-	if plan.Fallback != "" {
+	switch {
+	case plan.Fallback != "" && plan.GPUSeen:
+		// A GPU is there and cannot be used: that is news.
 		log.Warn("no usable GPU, running on the CPU", "reason", plan.Fallback)
+	case plan.Fallback != "":
+		log.Info("no GPU, running on the CPU", "reason", plan.Fallback)
 	}
 	p.plan = plan
 	if p.plan.Oversubscribed {

@@ -162,7 +162,11 @@ func predictBatch(cmd *cobra.Command, g *globals, o *batchOptions) error {
 		return err
 	}
 	rate := float64(res.Ran) / res.Elapsed.Seconds()
-	fmt.Fprintf(out, "wrote %d rows to %s in %s (%.0f rows/s)", res.Rows, o.output, res.Elapsed.Round(time.Millisecond), rate)
+	fmt.Fprintf(out, "wrote %d rows to %s in %s (%.0f rows/s", res.Rows, o.output, res.Elapsed.Round(time.Millisecond), rate)
+	if peak, err := admission.PeakResidentBytes(); err == nil {
+		fmt.Fprintf(out, ", peak memory %s", humanBytes(peak))
+	}
+	fmt.Fprint(out, ")")
 	if res.Resumed > 0 {
 		fmt.Fprintf(out, "; %d of %d chunks were done by the interrupted run", res.Resumed, res.Chunks)
 	}

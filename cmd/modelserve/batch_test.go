@@ -3,10 +3,10 @@ package main
 import (
 	"bytes"
 	"os"
-	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -73,9 +73,20 @@ func readLabels(t *testing.T, path string) (ids []int64, labels []int64) {
 	return ids, labels
 }
 
-// maxRSS is a finished process's peak resident memory in bytes.
-func maxRSS(cmd *exec.Cmd) int64 {
-	return cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss << 10
+var peakRE = regexp.MustCompile(`peak memory ([0-9.]+) (KiB|MiB|GiB)`)
+
+// peakMemory reads the peak resident memory predict-batch reports: its own
+// VmHWM, which, unlike the rusage a parent reads, does not start at the
+// parent's peak.
+func peakMemory(t *testing.T, out string) int64 {
+	t.Helper()
+	m := peakRE.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no peak memory in %q", out)
+	}
+	v, _ := strconv.ParseFloat(m[1], 64)
+	shift := map[string]int{"KiB": 10, "MiB": 20, "GiB": 30}[m[2]]
+	return int64(v * float64(int64(1)<<shift))
 }
 
 // TestPredictBatch_millionRowsFlatMemoryAndResume is the acceptance test:
@@ -90,21 +101,18 @@ func TestPredictBatch_millionRowsFlatMemoryAndResume(t *testing.T) {
 	writeIrisParquet(t, small, 100_000)
 	writeIrisParquet(t, big, 1_000_000)
 
-	run := func(in, out string, extra ...string) *exec.Cmd {
+	run := func(in, out string) string {
 		t.Helper()
-		cmd := c.command(append([]string{"predict-batch", "--model", "iris", "--input", in, "--output", out,
-			"--id-column", "id", "--log-level", "warn"}, extra...)...)
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		if err := cmd.Run(); err != nil {
-			t.Fatalf("predict-batch %s: %v\n%s", in, err, stderr.String())
+		stdout, stderr, err := c.run("predict-batch", "--model", "iris", "--input", in, "--output", out, "--id-column", "id", "--log-level", "warn")
+		if err != nil {
+			t.Fatalf("predict-batch %s: %v\n%s", in, err, stderr)
 		}
-		return cmd
+		return stdout
 	}
-	smallRun := run(small, filepath.Join(dir, "small-out.parquet"))
+	smallOut := run(small, filepath.Join(dir, "small-out.parquet"))
 	clean := filepath.Join(dir, "clean.parquet")
-	bigRun := run(big, clean)
-	smallRSS, bigRSS := maxRSS(smallRun), maxRSS(bigRun)
+	bigOut := run(big, clean)
+	smallRSS, bigRSS := peakMemory(t, smallOut), peakMemory(t, bigOut)
 	t.Logf("peak RSS: 100,000 rows %d MiB, 1,000,000 rows %d MiB", smallRSS>>20, bigRSS>>20)
 	// Ten times the rows may not cost more than a few MiB: holding the
 	// extra 900,000 rows' inputs and outputs alone would take 36 MiB.
