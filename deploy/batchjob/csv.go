@@ -50,7 +50,7 @@ func openCSV(path string) (*csvSource, error) {
 
 func (s *csvSource) columns() []string { return s.header }
 
-func (s *csvSource) bind(b *binding) {
+func (s *csvSource) bind(b *binding) error {
 	for i, name := range s.header {
 		if t, ok := b.targets[name]; ok {
 			s.slots = append(s.slots, csvSlot{field: i, t: t})
@@ -59,6 +59,7 @@ func (s *csvSource) bind(b *binding) {
 			s.idAt = i
 		}
 	}
+	return nil
 }
 
 func (s *csvSource) read(c *chunk) error {

@@ -106,13 +106,14 @@ type jsonlSlot struct {
 	t   target
 }
 
-func (s *jsonlSource) bind(b *binding) {
+func (s *jsonlSource) bind(b *binding) error {
 	s.b = b
 	for _, k := range s.keys {
 		if t, ok := b.targets[k]; ok {
 			s.slots = append(s.slots, jsonlSlot{key: k, t: t})
 		}
 	}
+	return nil
 }
 
 func (s *jsonlSource) line1() ([]byte, error) {

@@ -154,7 +154,7 @@ func Prepare(job Job) (*Plan, error) {
 	}
 	p.src = src
 	if p.b, err = bind(job.Signature, job.Function, src.columns(), job.IDColumn); err == nil {
-		err = bindSource(src, p.b)
+		err = src.bind(p.b)
 	}
 	if err != nil {
 		src.Close()
@@ -361,18 +361,6 @@ func open(path string, f Format, idColumn string) (source, parquet.Node, error) 
 		return s, nil, nil
 	}
 	return nil, nil, fmt.Errorf("unknown input format %q", f)
-}
-
-func bindSource(src source, b *binding) error {
-	switch s := src.(type) {
-	case *csvSource:
-		s.bind(b)
-	case *jsonlSource:
-		s.bind(b)
-	case *parquetSource:
-		return s.bind(b)
-	}
-	return nil
 }
 
 func newSink(f Format, l *layout, idNode parquet.Node) (sink, error) {

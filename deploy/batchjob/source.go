@@ -15,6 +15,8 @@ import (
 type source interface {
 	// columns are the file's column names, in the file's order.
 	columns() []string
+	// bind learns which columns fill which inputs.
+	bind(b *binding) error
 	// read fills c up to its capacity; io.EOF once no row is left.
 	read(c *chunk) error
 	// skip passes over up to n rows without converting them, returning how
