@@ -195,7 +195,7 @@ func TestBuild_gpuImageFallsBackToTheCPU(t *testing.T) {
 	}
 	ctr.checkIris()
 	ctr.stop()
-	for _, want := range []string{"no usable GPU", "ort_version=" + onnxrt.PinnedGPUVersion, "device=cpu"} {
+	for _, want := range []string{"no GPU, running on the CPU", `reason="no NVML`, "ort_version=" + onnxrt.PinnedGPUVersion, "device=cpu"} {
 		if !strings.Contains(ctr.logs.String(), want) {
 			t.Errorf("the GPU image's log lacks %q:\n%s", want, ctr.logs)
 		}

@@ -276,7 +276,7 @@ func TestDockerfile_gpuVariant(t *testing.T) {
 	c.logIris()
 	exec.Command("chmod", "-R", "a+rX", c.registry).Run()
 	logs := p.serveIris(t, "localhost/modelserve-test/runtime:cuda", "-v", c.registry+":/opt/modelserve/registry:ro", "-e", "MODELSERVE_MODEL=iris")
-	for _, want := range []string{"ort_version=" + onnxrt.PinnedGPUVersion, "no usable GPU", "device=cpu"} {
+	for _, want := range []string{"ort_version=" + onnxrt.PinnedGPUVersion, "no GPU, running on the CPU", `reason="no NVML`, "device=cpu"} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("the CUDA image's log lacks %q:\n%s", want, logs)
 		}
