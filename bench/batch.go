@@ -7,14 +7,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"runtime"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/parquet-go/parquet-go"
 
+	"github.com/modelserve/modelserve/deploy/batchjob"
 	"github.com/modelserve/modelserve/workers"
 )
 
@@ -66,9 +65,9 @@ func batchSection(e *env) (string, error) {
 		}
 		elapsed := time.Since(start)
 		// Its own VmHWM: a child's rusage would start at this process's peak.
-		peak, err := reportedPeak(stdout.String())
-		if err != nil {
-			return "", err
+		peak, ok := batchjob.PeakFromSummary(stdout.String())
+		if !ok {
+			return "", fmt.Errorf("predict-batch reported no peak memory: %q", stdout.String())
 		}
 		rss = append(rss, peak)
 		rate := float64(n) / elapsed.Seconds()
@@ -76,19 +75,6 @@ func batchSection(e *env) (string, error) {
 	}
 	fmt.Fprintf(&b, "\nRaw ONNX Runtime: %.0f rows/s. Ten times the rows took %.2f× the peak memory.\n", raw, float64(rss[1])/float64(rss[0]))
 	return b.String(), nil
-}
-
-var peakRE = regexp.MustCompile(`peak memory ([0-9.]+) (KiB|MiB|GiB)`)
-
-// reportedPeak reads the peak memory predict-batch reports.
-func reportedPeak(out string) (int64, error) {
-	m := peakRE.FindStringSubmatch(out)
-	if m == nil {
-		return 0, fmt.Errorf("predict-batch reported no peak memory: %q", out)
-	}
-	v, err := strconv.ParseFloat(m[1], 64)
-	shift := map[string]int{"KiB": 10, "MiB": 20, "GiB": 30}[m[2]]
-	return int64(v * float64(int64(1)<<shift)), err
 }
 
 // writeDLRM writes n rows of random features.

@@ -47,9 +47,6 @@ func NewMonitor(b Backend, inv Inventory, log *slog.Logger) (*Monitor, error) {
 	return m, nil
 }
 
-// Devices are the devices the monitor watches.
-func (m *Monitor) Devices() []Device { return m.devices }
-
 // Sample reads every device now.
 func (m *Monitor) Sample() {
 	samples := make([]Sample, len(m.devices))

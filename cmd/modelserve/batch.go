@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
@@ -161,15 +160,6 @@ func predictBatch(cmd *cobra.Command, g *globals, o *batchOptions) error {
 	if err != nil {
 		return err
 	}
-	rate := float64(res.Ran) / res.Elapsed.Seconds()
-	fmt.Fprintf(out, "wrote %d rows to %s in %s (%.0f rows/s", res.Rows, o.output, res.Elapsed.Round(time.Millisecond), rate)
-	if peak, err := admission.PeakResidentBytes(); err == nil {
-		fmt.Fprintf(out, ", peak memory %s", humanBytes(peak))
-	}
-	fmt.Fprint(out, ")")
-	if res.Resumed > 0 {
-		fmt.Fprintf(out, "; %d of %d chunks were done by the interrupted run", res.Resumed, res.Chunks)
-	}
-	fmt.Fprintln(out)
+	fmt.Fprintln(out, res.Summary(o.output))
 	return nil
 }

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
-	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -73,20 +71,14 @@ func readLabels(t *testing.T, path string) (ids []int64, labels []int64) {
 	return ids, labels
 }
 
-var peakRE = regexp.MustCompile(`peak memory ([0-9.]+) (KiB|MiB|GiB)`)
-
-// peakMemory reads the peak resident memory predict-batch reports: its own
-// VmHWM, which, unlike the rusage a parent reads, does not start at the
-// parent's peak.
+// peakMemory reads the peak resident memory predict-batch reports.
 func peakMemory(t *testing.T, out string) int64 {
 	t.Helper()
-	m := peakRE.FindStringSubmatch(out)
-	if m == nil {
+	peak, ok := batchjob.PeakFromSummary(out)
+	if !ok {
 		t.Fatalf("no peak memory in %q", out)
 	}
-	v, _ := strconv.ParseFloat(m[1], 64)
-	shift := map[string]int{"KiB": 10, "MiB": 20, "GiB": 30}[m[2]]
-	return int64(v * float64(int64(1)<<shift))
+	return peak
 }
 
 // TestPredictBatch_millionRowsFlatMemoryAndResume is the acceptance test:

@@ -362,6 +362,20 @@ func TestRun_arraysAndTypes(t *testing.T) {
 	}
 }
 
+// TestRun_rowsOfAChunkShareAShape: an input with an open dimension takes
+// the first row's length for the chunk; a row of another length is named.
+func TestRun_rowsOfAChunkShareAShape(t *testing.T) {
+	e := newEngine(t, "sequence", func(s model.Signature) model.Signature { return s })
+	dir := t.TempDir()
+	input := filepath.Join(dir, "in.csv")
+	writeFile(t, input, "tokens\n\"[1,0,3]\"\n\"[0,4]\"\n")
+	_, err := e.try(context.Background(), Job{Input: input, Output: filepath.Join(dir, "out.csv")}, e.queue)
+	want := `input row 1, column "tokens": an array of shape [2] where this chunk's earlier rows have [3]`
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("error %v\nwant %q", err, want)
+	}
+}
+
 // TestRun_parquetListsInAndOut: a list column fills a vector input, and
 // array outputs come back as lists, nested as the output is.
 func TestRun_parquetListsInAndOut(t *testing.T) {

@@ -33,7 +33,8 @@ func newChunk(b *binding, capRows int) *chunk {
 }
 
 // reset readies the chunk for chunk number index. Tensors are allocated
-// afresh: the previous ones may still be read by a part being written.
+// afresh: when a run is canceled, pieces of the previous use may still be
+// running in a worker, reading them.
 func (c *chunk) reset(index int, first int64) {
 	c.index, c.first, c.rows = index, first, 0
 	c.ids = c.ids[:0]
@@ -53,15 +54,9 @@ func (c *chunk) rowErr(r int, column string, err error) error {
 	return e
 }
 
-// ensure allocates input i's tensor with the given row shape, or checks
-// that the shape matches the one its first row gave.
-func (c *chunk) ensure(i int, rowShape model.Shape) error {
-	if c.inputs[i].Data != nil {
-		if got := c.inputs[i].Shape[1:]; !slices.Equal(got, rowShape) {
-			return fmt.Errorf("an array of shape %s where this chunk's earlier rows have %s; rows run together must share a shape", rowShape, got)
-		}
-		return nil
-	}
+// alloc allocates input i's tensor with the given row shape, the first
+// time a row reaches the input.
+func (c *chunk) alloc(i int, rowShape model.Shape) error {
 	t, err := model.NewTensor(c.b.sig.Inputs[i].DType, append(model.Shape{int64(c.cap)}, rowShape...))
 	if err != nil {
 		return fmt.Errorf("input %q: %w", c.b.sig.Inputs[i].Name, err)
@@ -72,10 +67,13 @@ func (c *chunk) ensure(i int, rowShape model.Shape) error {
 }
 
 // scalar returns where row r's value of a scalar or feature target goes.
+// Such an input's row shape is the signature's, fixed.
 func (c *chunk) scalar(t target, r int) (*column, int, error) {
 	i := t.input
-	if err := c.ensure(i, c.b.rowShapes[i]); err != nil {
-		return nil, 0, err
+	if c.inputs[i].Data == nil {
+		if err := c.alloc(i, c.b.rowShapes[i]); err != nil {
+			return nil, 0, err
+		}
 	}
 	if t.feature >= 0 {
 		return &c.cols[i], r*c.inputs[i].RowElements() + t.feature, nil
@@ -87,17 +85,34 @@ func (c *chunk) scalar(t target, r int) (*column, int, error) {
 }
 
 // array returns where row r's array value of a whole-input target goes,
-// given the array's shape (nested, or flat with its length).
+// given the array's nested shape. The first row fixes the shape of the
+// chunk's rows; later ones must have it.
 func (c *chunk) array(t target, r int, shape model.Shape) (*column, int, error) {
 	i := t.input
+	if in := c.inputs[i]; in.Data != nil && slices.Equal(in.Shape[1:], shape) {
+		return &c.cols[i], r * in.RowElements(), nil
+	}
 	rowShape, err := resolveRowShape(c.b.rowShapes[i], shape)
 	if err != nil {
 		return nil, 0, err
 	}
-	if err := c.ensure(i, rowShape); err != nil {
+	if in := c.inputs[i]; in.Data != nil {
+		if !slices.Equal(in.Shape[1:], rowShape) {
+			return nil, 0, fmt.Errorf("an array of shape %s where this chunk's earlier rows have %s; rows run together must share a shape", rowShape, in.Shape[1:])
+		}
+	} else if err := c.alloc(i, rowShape); err != nil {
 		return nil, 0, err
 	}
 	return &c.cols[i], r * c.inputs[i].RowElements(), nil
+}
+
+// flat is array for a flat list of n elements (a Parquet list), which fills
+// the row in order.
+func (c *chunk) flat(t target, r, n int) (*column, int, error) {
+	if in := c.inputs[t.input]; in.Data != nil && in.RowElements() == n {
+		return &c.cols[t.input], r * n, nil
+	}
+	return c.array(t, r, model.Shape{int64(n)})
 }
 
 // isArray reports whether a whole-input target takes an array per row.

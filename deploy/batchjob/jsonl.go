@@ -116,7 +116,9 @@ func (s *jsonlSource) bind(b *binding) error {
 	return nil
 }
 
-func (s *jsonlSource) line1() ([]byte, error) {
+// nextObject is the next row's line: the first, read ahead for its keys,
+// then the rest.
+func (s *jsonlSource) nextObject() ([]byte, error) {
 	if s.first != nil {
 		line := s.first
 		s.first = nil
@@ -127,7 +129,7 @@ func (s *jsonlSource) line1() ([]byte, error) {
 
 func (s *jsonlSource) read(c *chunk) error {
 	for !c.full() {
-		line, err := s.line1()
+		line, err := s.nextObject()
 		if errors.Is(err, io.EOF) {
 			break
 		}
@@ -161,7 +163,7 @@ func (s *jsonlSource) read(c *chunk) error {
 
 func (s *jsonlSource) skip(n int) (int, error) {
 	for k := range n {
-		if _, err := s.line1(); err != nil {
+		if _, err := s.nextObject(); err != nil {
 			if errors.Is(err, io.EOF) {
 				return k, nil
 			}

@@ -223,7 +223,7 @@ func (s *parquetSource) fillList(c *chunk, sl *parquetSlot, r int) error {
 		}
 		return sl.set(col, at, sl.elems[0])
 	}
-	col, base, err := c.array(sl.t, r, []int64{int64(len(sl.elems))})
+	col, base, err := c.flat(sl.t, r, len(sl.elems))
 	if err != nil {
 		return err
 	}

@@ -9,7 +9,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -82,6 +84,38 @@ type Result struct {
 	// Complete: the output was already whole; nothing ran.
 	Complete bool
 	Elapsed  time.Duration
+	// PeakBytes is the most memory the process held resident, 0 when
+	// unknown.
+	PeakBytes int64
+}
+
+// Summary is the line a run ends with: rows, time, rate, peak memory, and
+// what an interrupted run had done.
+func (r Result) Summary(output string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "wrote %d rows to %s in %s (%.0f rows/s", r.Rows, output, r.Elapsed.Round(time.Millisecond), float64(r.Ran)/r.Elapsed.Seconds())
+	if r.PeakBytes > 0 {
+		fmt.Fprintf(&b, ", peak memory %.1f MiB", float64(r.PeakBytes)/(1<<20))
+	}
+	b.WriteString(")")
+	if r.Resumed > 0 {
+		fmt.Fprintf(&b, "; %d of %d chunks were done by the interrupted run", r.Resumed, r.Chunks)
+	}
+	return b.String()
+}
+
+var peakRE = regexp.MustCompile(`peak memory ([0-9.]+) MiB`)
+
+// PeakFromSummary reads the peak memory back from a Summary line, for
+// tools that run predict-batch as a process: the process's own peak, which
+// a parent's rusage would not give (it starts at the parent's).
+func PeakFromSummary(summary string) (int64, bool) {
+	m := peakRE.FindStringSubmatch(summary)
+	if m == nil {
+		return 0, false
+	}
+	mib, err := strconv.ParseFloat(m[1], 64)
+	return int64(mib * (1 << 20)), err == nil
 }
 
 // manifest identifies a run, so that a resume continues the same one.
@@ -211,6 +245,9 @@ func (p *Plan) Run(ctx context.Context, q Admitter) (Result, error) {
 	res, err := r.all(ctx)
 	r.progress.finish()
 	res.Elapsed = time.Since(start)
+	if peak, perr := admission.PeakResidentBytes(); perr == nil {
+		res.PeakBytes = peak
+	}
 	return res, err
 }
 

@@ -265,13 +265,16 @@ func (s *parquetSink) writer(w io.Writer) *parquet.GenericWriter[any] {
 
 func (s *parquetSink) writePart(w io.Writer, c *chunk, outs []model.Tensor) error {
 	pw := s.writer(w)
-	rows := make([]parquet.Row, 0, 256)
+	// The writer copies what WriteRows is given, so the rows' values are
+	// reused from one batch of rows to the next.
+	rows := make([]parquet.Row, 256)
+	n := 0
 	values := make([]valueOf, len(s.l.pick))
 	for k, i := range s.l.pick {
 		values[k] = parquetValues(outs[i])
 	}
 	for r := range c.rows {
-		row := parquet.Row{s.id(rowID(c, r))}
+		row := append(rows[n][:0], s.id(rowID(c, r)))
 		for k, i := range s.l.pick {
 			t := outs[i]
 			if s.l.scalar[k] {
@@ -280,14 +283,15 @@ func (s *parquetSink) writePart(w io.Writer, c *chunk, outs []model.Tensor) erro
 			}
 			row = appendList(row, values[k], t.Shape[1:], r*t.RowElements(), 1+k)
 		}
-		if rows = append(rows, row); len(rows) == cap(rows) {
+		rows[n] = row
+		if n++; n == len(rows) {
 			if _, err := pw.WriteRows(rows); err != nil {
 				return err
 			}
-			rows = rows[:0]
+			n = 0
 		}
 	}
-	if _, err := pw.WriteRows(rows); err != nil {
+	if _, err := pw.WriteRows(rows[:n]); err != nil {
 		return err
 	}
 	return pw.Close()
@@ -342,27 +346,37 @@ func parquetValues(t model.Tensor) valueOf {
 // element starts, its definition level how deep the lists go (an empty
 // list stops short).
 func appendList(row parquet.Row, value valueOf, shape model.Shape, at, column int) parquet.Row {
-	depth := len(shape)
-	var walk func(dim, rep int)
-	walk = func(dim, rep int) {
-		if dim == depth {
-			row = append(row, value(at).Level(rep, depth, column))
-			at++
-			return
-		}
-		if shape[dim] == 0 {
-			row = append(row, parquet.NullValue().Level(rep, dim, column))
-			return
-		}
-		for j := range int(shape[dim]) {
-			if j > 0 {
-				rep = dim + 1
-			}
-			walk(dim+1, rep)
-		}
+	l := list{row: row, value: value, shape: shape, at: at, column: column}
+	l.walk(0, 0)
+	return l.row
+}
+
+// list is appendList's walk over one row's nested array.
+type list struct {
+	row    parquet.Row
+	value  valueOf
+	shape  model.Shape
+	at     int
+	column int
+}
+
+func (l *list) walk(dim, rep int) {
+	depth := len(l.shape)
+	if dim == depth {
+		l.row = append(l.row, l.value(l.at).Level(rep, depth, l.column))
+		l.at++
+		return
 	}
-	walk(0, 0)
-	return row
+	if l.shape[dim] == 0 {
+		l.row = append(l.row, parquet.NullValue().Level(rep, dim, l.column))
+		return
+	}
+	for j := range int(l.shape[dim]) {
+		if j > 0 {
+			rep = dim + 1
+		}
+		l.walk(dim+1, rep)
+	}
 }
 
 func (s *parquetSink) assemble(w io.Writer, parts []string) error {

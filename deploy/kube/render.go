@@ -81,7 +81,7 @@ func Render(s *spec.Spec, o Options) (*Rendered, error) {
 			return nil, fmt.Errorf("--namespace %q: %s", o.Namespace, strings.Join(errs, "; "))
 		}
 	}
-	r := &renderer{o: o, s: s, out: &Rendered{}}
+	r := &renderer{o: o, s: s, out: &Rendered{}, metricsPort: metricsPort(s)}
 	pod, err := r.pod()
 	if err != nil {
 		return nil, err
@@ -199,6 +199,25 @@ func (r *renderer) place(p *corev1.PodSpec, gpus int64) error {
 	return nil
 }
 
+// metricsPort is the port of the first modelserve container's metrics:
+// its readiness probe's, else the port its environment sets, else the
+// default; 0 when no container is modelserve.
+func metricsPort(s *spec.Spec) int {
+	for _, c := range s.Containers {
+		if !isModelserve(c) {
+			continue
+		}
+		if c.ReadinessProbe != nil {
+			return c.ReadinessProbe.Port
+		}
+		if v, err := strconv.Atoi(c.Env["MODELSERVE_PORT"]); err == nil {
+			return v
+		}
+		return spec.ModelPort
+	}
+	return 0
+}
+
 // isModelserve tells a modelserve container, whose metrics are scraped.
 func isModelserve(c spec.Container) bool {
 	return c.Name == spec.ModelContainer || c.Env[spec.ModelEnv] != "" ||
@@ -217,15 +236,6 @@ func (r *renderer) container(c spec.Container) (corev1.Container, error) {
 	}
 	if p := c.ReadinessProbe; p != nil {
 		kc.ReadinessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: p.Path, Port: intstr.FromInt32(int32(p.Port))}}}
-	}
-	if isModelserve(c) && r.metricsPort == 0 {
-		r.metricsPort = spec.ModelPort
-		if v, err := strconv.Atoi(c.Env["MODELSERVE_PORT"]); err == nil {
-			r.metricsPort = v
-		}
-		if c.ReadinessProbe != nil {
-			r.metricsPort = c.ReadinessProbe.Port
-		}
 	}
 	if c.Resources != nil {
 		var err error

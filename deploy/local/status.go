@@ -4,10 +4,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/modelserve/modelserve/internal/atomicfile"
 )
 
 // Status is what modelserve service status shows, written by the running
@@ -84,11 +87,10 @@ func writeStatus(dir string, s *Status) error {
 	if err != nil {
 		return err
 	}
-	tmp := filepath.Join(dir, statusFile+".tmp")
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+	return atomicfile.Write(filepath.Join(dir, statusFile), 0o644, func(w io.Writer) error {
+		_, err := w.Write(b)
 		return err
-	}
-	return os.Rename(tmp, filepath.Join(dir, statusFile))
+	})
 }
 
 // ReadStatus reads a service's status from another process.
