@@ -28,6 +28,7 @@ serve: build example
 ## then the throughput runs the race detector would slow tenfold. The
 ## image tests build offline, from the modules and libraries fetched here.
 test: ort ort-gpu
+	@scripts/check-tracked.sh
 	@scripts/deps.sh test
 	$(GO) mod download
 	$(GO) vet ./...
