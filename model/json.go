@@ -126,3 +126,38 @@ func AppendJSONString(dst []byte, s string) []byte {
 	dst = append(dst, s[start:]...)
 	return append(dst, '"')
 }
+
+// MaxNesting bounds how deeply the arrays and objects (or YAML's sequences
+// and mappings) that a caller or a file supplies may nest. Deeper input is
+// refused, never recursed into; a tensor's values nest no deeper than its
+// shape, which is far below this.
+const MaxNesting = 64
+
+// Nesting measures, without recursion, how deeply the arrays and objects
+// of JSON text nest, up to limit+1: past that it stops, and at is the byte
+// where it went past. Strings are passed over whole; nothing else is
+// checked, so the text must still be parsed.
+func Nesting(b []byte, limit int) (depth, at int) {
+	level := 0
+	for i := 0; i < len(b); i++ {
+		switch b[i] {
+		case '"':
+			for i++; i < len(b) && b[i] != '"'; i++ {
+				if b[i] == '\\' {
+					i++
+				}
+			}
+		case '[', '{':
+			level++
+			if level > depth {
+				depth = level
+				if depth > limit {
+					return depth, i
+				}
+			}
+		case ']', '}':
+			level--
+		}
+	}
+	return depth, -1
+}

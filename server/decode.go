@@ -374,7 +374,11 @@ func (d *decoding) rows(s *scanner) error {
 		}
 		if s.kind() == kindObject {
 			probe := *s
-			if probe.skip() == nil && probe.peek() == ']' {
+			err := probe.skip()
+			if deep := (*DepthError)(nil); errors.As(err, &deep) {
+				return atRow(id, err)
+			}
+			if err == nil && probe.peek() == ']' {
 				if err := d.wideRow(s, r, id); err != nil {
 					return err
 				}

@@ -258,6 +258,12 @@ func TestDecode_dataframeAndBodyErrors(t *testing.T) {
 		{"trailing garbage", `{"data": [[0, 1, 2, 3, 4]]} x`, -1, "", "not valid JSON"},
 		{"not an object", `[1, 2]`, -1, "", "must be a JSON object"},
 		{"cut short in a row", `{"data": [[0, 1, 2`, 0, "", "not valid JSON"},
+		{"deep in an unknown key", `{"x": ` + nested(maxDepth+1) + `, "data": [[0, 1, 2, 3, 4]]}`, -1, "", "more than 64 levels deep (at byte 70)"},
+		{"deep in params", `{"data": [[0, 1, 2, 3, 4]], "params": {"a": ` + nested(maxDepth+1) + `}}`, -1, "", "more than 64 levels deep"},
+		{"deep in a wide row", `{"data": [[0, 1, 2, 3, 4], [1, {"sepal_length": ` + nested(maxDepth+1) + `}]]}`, 1, "", "more than 64 levels deep"},
+		{"deep in a record", `{"dataframe_records": [{"features": ` + nested(maxDepth+1) + `}]}`, -1, "", "more than 64 levels deep"},
+		{"deep in split data", `{"dataframe_split": {"columns": ["features"], "data": [[` + nested(maxDepth+1) + `]]}}`, -1, "", "more than 64 levels deep"},
+		{"deep in a vector", `{"data": [[0, ` + nested(maxDepth+1) + `]]}`, 0, "features", "got an array"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -319,3 +325,6 @@ func TestDecode_quotedNamesMatchExactly(t *testing.T) {
 		}
 	}
 }
+
+// nested is n arrays, each inside the last.
+func nested(n int) string { return strings.Repeat("[", n) + strings.Repeat("]", n) }

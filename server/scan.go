@@ -8,6 +8,8 @@ import (
 	"unicode/utf16"
 	"unicode/utf8"
 	"unsafe"
+
+	"github.com/modelserve/modelserve/model"
 )
 
 // scanner reads JSON from a byte slice one token at a time, without
@@ -239,58 +241,99 @@ func (s *scanner) literal() (string, error) {
 	return "", s.errSyntax("a value")
 }
 
-// skip passes over one value of any kind.
+// maxDepth bounds how deeply the arrays and objects of a value the
+// decoder passes over may nest. It is a caller's choice of body, so the
+// scanner never recurses on it: skip keeps its place in a bit stack of
+// this many levels (it must fit in 64 bits).
+const maxDepth = model.MaxNesting
+
+// DepthError is a body nested past maxDepth: where it happened and how
+// deep the limit is.
+type DepthError struct{ At int }
+
+func (e *DepthError) Error() string {
+	return fmt.Sprintf("the body nests arrays and objects more than %d levels deep (at byte %d)", maxDepth, e.At)
+}
+
+// skip passes over one value of any kind, without recursion: bit d of
+// objects says whether the container at depth d is an object.
 func (s *scanner) skip() error {
-	switch s.kind() {
-	case kindString:
-		_, err := s.str()
-		return err
-	case kindNumber:
-		_, err := s.number()
-		return err
-	case kindNull, kindBool:
-		_, err := s.literal()
-		return err
-	case kindArray:
-		s.i++
-		if s.consume(']') {
-			return nil
-		}
-		for {
-			if err := s.skip(); err != nil {
-				return err
-			}
-			if s.consume(']') {
-				return nil
-			}
-			if err := s.expect(','); err != nil {
-				return err
-			}
-		}
-	case kindObject:
-		s.i++
-		if s.consume('}') {
-			return nil
-		}
-		for {
+	var objects uint64
+	depth := 0
+	for {
+		// The scanner stands on a value.
+		switch s.kind() {
+		case kindString:
 			if _, err := s.str(); err != nil {
 				return err
 			}
-			if err := s.expect(':'); err != nil {
+		case kindNumber:
+			if _, err := s.number(); err != nil {
 				return err
 			}
-			if err := s.skip(); err != nil {
+		case kindNull, kindBool:
+			if _, err := s.literal(); err != nil {
 				return err
 			}
-			if s.consume('}') {
+		case kindArray, kindObject:
+			if depth == maxDepth {
+				return &DepthError{At: s.i}
+			}
+			open, closer := s.b[s.i], byte(']')
+			s.i++
+			if open == '{' {
+				objects |= 1 << depth
+				closer = '}'
+			} else {
+				objects &^= 1 << depth
+			}
+			depth++
+			if !s.consume(closer) {
+				if open == '{' {
+					if err := s.key(); err != nil {
+						return err
+					}
+				}
+				continue
+			}
+			depth--
+		default:
+			return s.errSyntax("a value")
+		}
+		// A value ended: close what ends with it, or go on to the next
+		// element or member.
+		for {
+			if depth == 0 {
 				return nil
+			}
+			inObject := objects>>(depth-1)&1 == 1
+			closer := byte(']')
+			if inObject {
+				closer = '}'
+			}
+			if s.consume(closer) {
+				depth--
+				continue
 			}
 			if err := s.expect(','); err != nil {
 				return err
 			}
+			if inObject {
+				if err := s.key(); err != nil {
+					return err
+				}
+			}
+			break
 		}
 	}
-	return s.errSyntax("a value")
+}
+
+// key reads an object's key and its colon.
+func (s *scanner) key() error {
+	if _, err := s.str(); err != nil {
+		return err
+	}
+	return s.expect(':')
 }
 
 // raw returns the text of the next value.

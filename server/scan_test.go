@@ -4,6 +4,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -89,5 +90,40 @@ func TestScannerStr_unescapes(t *testing.T) {
 		if _, err := s.str(); err == nil {
 			t.Errorf("str(%q) accepted bad input", bad)
 		}
+	}
+}
+
+func TestScannerSkip_boundsDepthWithoutRecursion(t *testing.T) {
+	nest := func(n int) string { return strings.Repeat("[", n) + strings.Repeat("]", n) }
+	objs := func(n int) string { return strings.Repeat(`{"a":`, n) + "1" + strings.Repeat("}", n) }
+	tests := []struct {
+		name    string
+		in      string
+		wantErr string
+	}{
+		{"flat values", `[1, "a", true, null, {"k": [2, {}]}, []]`, ""},
+		{"arrays at the limit", nest(maxDepth), ""},
+		{"objects at the limit", objs(maxDepth), ""},
+		{"arrays past the limit", nest(maxDepth + 1), "more than 64 levels deep (at byte 64)"},
+		{"objects past the limit", objs(maxDepth + 1), "more than 64 levels deep (at byte 320)"},
+		{"thirty million levels", nest(30_000_000), "more than 64 levels deep"},
+		{"mixed, unclosed", `[{"a": [1, {"b": ]}]`, "not valid JSON"},
+		{"object without colon", `{"a" 1}`, "not valid JSON"},
+		{"array closed by brace", `[1, 2}`, "not valid JSON"},
+		{"cut short", `[[1, [2`, "not valid JSON"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := scanner{b: []byte(tt.in)}
+			err := s.skip()
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Fatalf("skip: %v", err)
+			case tt.wantErr == "" && s.i != len(tt.in):
+				t.Fatalf("skip stopped at byte %d of %d", s.i, len(tt.in))
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Fatalf("skip = %v, want an error with %q", err, tt.wantErr)
+			}
+		})
 	}
 }

@@ -451,6 +451,11 @@ func TestRun_errorsNameTheRowAndColumn(t *testing.T) {
 			`input "features" comes both as the column "features" and as feature columns`},
 		{"a short array", "in.csv", "features\n\"[1,2,3,4]\"\n\"[1,2,3]\"\n",
 			`input row 1, column "features": an array of shape [3] where [4] belongs`},
+		{"a cell nested past the input's shape", "in.csv", "features\n\"[[[[1,2,3,4]]]]\"\n",
+			`input row 0, column "features": the arrays nest deeper than the input's shape [4]`},
+		{"a line nested past the limit", "in.jsonl", `{"id": 1, "sepal_length": 1, "sepal_width": 1, "petal_length": 1, "petal_width": 1}` + "\n" +
+			`{"id": 2, "x": ` + strings.Repeat("[", 100_000) + strings.Repeat("]", 100_000) + `, "sepal_length": 1}` + "\n",
+			`input row 1: line 2 nests arrays and objects more than 64 levels deep (at byte 78)`},
 		{"no id column", "in.csv", "sepal_length,sepal_width,petal_length,petal_width\n1,1,1,1\n",
 			`the id column "id" is not in the input; its columns are sepal_length, sepal_width, petal_length, petal_width`},
 	}

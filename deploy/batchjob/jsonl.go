@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/modelserve/modelserve/model"
 )
 
 // jsonlSource reads JSON Lines: one object per line, keys naming columns.
@@ -138,6 +140,9 @@ func (s *jsonlSource) read(c *chunk) error {
 		}
 		r := c.rows
 		clear(s.fields)
+		if depth, at := model.Nesting(line, model.MaxNesting); depth > model.MaxNesting {
+			return c.rowErr(r, "", fmt.Errorf("line %d nests arrays and objects more than %d levels deep (at byte %d)", s.line, model.MaxNesting, at))
+		}
 		if err := json.Unmarshal(line, &s.fields); err != nil {
 			return c.rowErr(r, "", fmt.Errorf("line %d is not a JSON object: %w", s.line, err))
 		}

@@ -45,24 +45,45 @@ func openParquet(path string) (*parquetSource, error) {
 	if err != nil {
 		return nil, err
 	}
-	pf, err := parquet.OpenFile(f, size, parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true))
+	if err := checkParquet(f, size); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s is not a Parquet file modelserve can read: %w", path, err)
+	}
+	s := &parquetSource{f: f, buf: make([]parquet.Row, 256), idCol: -1}
+	err = func() (err error) {
+		defer malformed(&err)
+		s.file, err = parquet.OpenFile(f, size, parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true))
+		if err != nil {
+			return err
+		}
+		s.groups = s.file.RowGroups()
+		index := map[string]int{}
+		for _, field := range s.file.Schema().Fields() {
+			index[field.Name()] = len(s.names)
+			s.names = append(s.names, field.Name())
+			s.leaves = append(s.leaves, 0)
+		}
+		for _, path := range s.file.Schema().Columns() {
+			i := index[path[0]]
+			s.fieldOf = append(s.fieldOf, i)
+			s.leaves[i]++
+		}
+		return nil
+	}()
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("%s is not a Parquet file: %w", path, err)
 	}
-	s := &parquetSource{f: f, file: pf, groups: pf.RowGroups(), buf: make([]parquet.Row, 256), idCol: -1}
-	index := map[string]int{}
-	for _, field := range pf.Schema().Fields() {
-		index[field.Name()] = len(s.names)
-		s.names = append(s.names, field.Name())
-		s.leaves = append(s.leaves, 0)
-	}
-	for _, path := range pf.Schema().Columns() {
-		i := index[path[0]]
-		s.fieldOf = append(s.fieldOf, i)
-		s.leaves[i]++
-	}
 	return s, nil
+}
+
+// malformed is deferred around calls into parquet-go, which is not
+// hardened against hostile files: a panic on malformed data becomes the
+// error that stops the run.
+func malformed(err *error) {
+	if p := recover(); p != nil {
+		*err = fmt.Errorf("the Parquet reader failed on malformed data: %v", p)
+	}
 }
 
 func (s *parquetSource) columns() []string { return s.names }
@@ -121,7 +142,8 @@ func levels(schema *parquet.Schema, path []string) (elemDef, maxDef int, repeate
 	return elemDef, maxDef, repeated
 }
 
-func (s *parquetSource) read(c *chunk) error {
+func (s *parquetSource) read(c *chunk) (err error) {
+	defer malformed(&err)
 	for !c.full() {
 		if s.rows == nil {
 			if s.g >= len(s.groups) {
@@ -263,7 +285,8 @@ func (sl *parquetSlot) set(col *column, at int, v parquet.Value) error {
 	return fmt.Errorf("a Parquet %s value, which modelserve does not read", v.Kind())
 }
 
-func (s *parquetSource) skip(n int) (int, error) {
+func (s *parquetSource) skip(n int) (_ int, err error) {
+	defer malformed(&err)
 	total := s.file.NumRows()
 	to := min(s.pos+int64(n), total)
 	skipped := int(to - s.pos)

@@ -42,6 +42,12 @@ func fillJSON(c *chunk, t target, r int, raw []byte) error {
 	if len(raw) == 0 || raw[0] != '[' {
 		return fmt.Errorf("expected an array (shape %s), got %s", c.b.rowShapes[t.input], describe(raw))
 	}
+	// Nested no deeper than the input's shape: the walks below recurse.
+	if rank := len(c.b.rowShapes[t.input]); rank < model.MaxNesting {
+		if depth, _ := model.Nesting(raw, rank); depth > rank {
+			return fmt.Errorf("the arrays nest deeper than the input's shape %s", c.b.rowShapes[t.input])
+		}
+	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
 	var v any

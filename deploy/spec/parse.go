@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/modelserve/modelserve/model"
 )
 
 // A Problem is one finding in a spec, with the line it is on.
@@ -64,9 +66,16 @@ type Parsed struct {
 // Parse reads and validates a spec. A spec with problems gives Errors that
 // list all of them, each with its line.
 func Parse(file string, data []byte) (*Parsed, error) {
+	if len(data) > MaxBytes {
+		return nil, Errors{{File: file, Msg: fmt.Sprintf("the file is %d bytes; a spec may be at most %d", len(data), MaxBytes)}}
+	}
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
 		return nil, Errors{{File: file, Msg: fmt.Sprintf("not YAML: %v", strings.TrimPrefix(err.Error(), "yaml: "))}}
+	}
+	if p := checkSize(&root); p != nil {
+		p.File = file
+		return nil, Errors{p}
 	}
 	d := &decoder{file: file}
 	s := d.file0(&root)
@@ -79,6 +88,76 @@ func Parse(file string, data []byte) (*Parsed, error) {
 	}
 	slices.SortStableFunc(d.warnings, func(a, b *Problem) int { return a.Line - b.Line })
 	return &Parsed{Spec: s, Warnings: d.warnings}, nil
+}
+
+// Limits on what a spec file may hold. A spec is a few dozen lines; these
+// bound what a hostile one can cost (YAML's aliases can make a small file
+// stand for a huge tree).
+const (
+	MaxBytes = 1 << 20
+	// MaxDepth bounds how deeply mappings and sequences nest.
+	MaxDepth = model.MaxNesting
+	// MaxNodes bounds the nodes the file stands for with every alias
+	// expanded.
+	MaxNodes = 100_000
+)
+
+// checkSize bounds the tree with its aliases expanded, without recursion.
+// First its size, visiting each node once (a node's size is known once its
+// children's are; an alias takes its anchor's), then, the expanded tree
+// being small, its depth from the top, to name the line that goes too deep.
+func checkSize(root *yaml.Node) *Problem {
+	expand := func(n *yaml.Node) []*yaml.Node {
+		if n.Kind == yaml.AliasNode && n.Alias != nil {
+			return []*yaml.Node{n.Alias}
+		}
+		return n.Content
+	}
+	sizes := map[*yaml.Node]int{}
+	stack := []*yaml.Node{root}
+	for len(stack) > 0 {
+		n := stack[len(stack)-1]
+		if _, ok := sizes[n]; ok {
+			stack = stack[:len(stack)-1]
+			continue
+		}
+		size, pending := 1, false
+		for _, c := range expand(n) {
+			if cs, ok := sizes[c]; ok {
+				size += cs
+			} else {
+				stack = append(stack, c)
+				pending = true
+			}
+		}
+		if pending {
+			continue
+		}
+		if size > MaxNodes {
+			return &Problem{Line: n.Line, Column: n.Column, Msg: fmt.Sprintf("the spec stands for more than %d values once its aliases are expanded", MaxNodes)}
+		}
+		sizes[n] = size
+		stack = stack[:len(stack)-1]
+	}
+	type at struct {
+		n     *yaml.Node
+		depth int
+	}
+	walk := []at{{root, 0}}
+	for len(walk) > 0 {
+		w := walk[len(walk)-1]
+		walk = walk[:len(walk)-1]
+		depth := w.depth
+		if w.n.Kind == yaml.MappingNode || w.n.Kind == yaml.SequenceNode {
+			if depth++; depth > MaxDepth {
+				return &Problem{Line: w.n.Line, Column: w.n.Column, Msg: fmt.Sprintf("mappings and sequences nest more than %d levels deep", MaxDepth)}
+			}
+		}
+		for _, c := range expand(w.n) {
+			walk = append(walk, at{c, depth})
+		}
+	}
+	return nil
 }
 
 type decoder struct {

@@ -2,6 +2,7 @@ package spec
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -77,6 +78,12 @@ func TestParse_rules(t *testing.T) {
 		{rule: "name lowercase", bad: "spec:\n  containers:\n  - name: Main\n    image: i\n", good: ok, line: 3, want: "lowercase"},
 		{rule: "name no underscore", bad: "spec:\n  containers:\n  - name: my_app\n    image: i\n", good: "spec:\n  containers:\n  - name: my-app\n    image: i\n", line: 3, want: "lowercase"},
 		{rule: "name starts with a letter", bad: "spec:\n  containers:\n  - name: 1app\n    image: i\n", good: "spec:\n  containers:\n  - name: app1\n    image: i\n", line: 3, want: "start with a letter"},
+		{rule: "nesting at most 64 levels",
+			bad:  ok + "    env:\n      A: " + strings.Repeat("[", MaxDepth) + strings.Repeat("]", MaxDepth) + "\n",
+			good: ok, line: 6, want: "more than 64 levels deep"},
+		{rule: "aliases expand to a bounded tree", bad: aliasBomb(6) + ok, good: ok, line: 5, want: "more than 100000 values"},
+		{rule: "at most a megabyte", bad: ok + "#" + strings.Repeat("x", MaxBytes) + "\n", good: ok + "#" + strings.Repeat("x", 1000) + "\n",
+			want: "a spec may be at most 1048576"},
 		{rule: "name ends with letter or digit", bad: "spec:\n  containers:\n  - name: app-\n    image: i\n", good: "spec:\n  containers:\n  - name: app-2\n    image: i\n", line: 3, want: "end with a letter or digit"},
 		{rule: "endpoint name rule", bad: ok + "  endpoints:\n  - name: Api\n    port: 80\n", good: ok + "  endpoints:\n  - name: api\n    port: 80\n", line: 6, want: "lowercase"},
 		{rule: "volume name rule", bad: ok + "  volumes:\n  - name: -v\n    source: local\n", good: ok + "  volumes:\n  - name: v\n    source: local\n", line: 6, want: "start with a letter"},
@@ -308,4 +315,15 @@ func TestParse_normalizes(t *testing.T) {
 	if len(p.Warnings) != 3 {
 		t.Errorf("warnings: %v", p.Warnings)
 	}
+}
+
+// aliasBomb is a small spec whose aliases stand for 10^levels values
+// (YAML's "billion laughs").
+func aliasBomb(levels int) string {
+	var b strings.Builder
+	b.WriteString("x0: &a0 [v, v, v, v, v, v, v, v, v, v]\n")
+	for i := 1; i < levels; i++ {
+		fmt.Fprintf(&b, "x%d: &a%d [%s]\n", i, i, strings.TrimSuffix(strings.Repeat(fmt.Sprintf("*a%d, ", i-1), 10), ", "))
+	}
+	return b.String()
 }
