@@ -5,6 +5,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/modelserve/modelserve/internal/faults"
+	"github.com/modelserve/modelserve/internal/panics"
 	"github.com/modelserve/modelserve/model"
 )
 
@@ -182,7 +184,7 @@ func (q *Queue) drainLocked() {
 }
 
 // execute runs one batch; the function it returns hands each piece its
-// own rows of the outputs.
+// own rows of the outputs (or the batch's error).
 func (q *Queue) execute(batch []*piece) (answer func()) {
 	start := time.Now()
 	rows := 0
@@ -191,38 +193,56 @@ func (q *Queue) execute(batch []*piece) (answer func()) {
 		rows += p.rows
 	}
 	q.m.batchRows.Observe(float64(rows))
-	var outs []model.Tensor
-	inputs, err := joinInputs(batch)
-	if err == nil {
-		ctx, release := batchContext(batch)
-		outs, err = q.runner.Run(ctx, inputs)
-		release()
-	}
+	outs, err := q.run(batch)
 	if err == nil {
 		q.learn(rows, time.Since(start), outs)
 	}
 	return func() {
-		at := 0
-		for _, p := range batch {
-			var mine []model.Tensor
-			if err == nil {
-				mine = make([]model.Tensor, len(outs))
-				for i, o := range outs {
-					mine[i] = o.SliceRows(at, at+p.rows)
-				}
+		for i, p := range batch {
+			if err != nil {
+				p.req.complete(p.index, nil, err)
+			} else {
+				p.req.complete(p.index, outs[i], nil)
 			}
-			at += p.rows
-			p.req.complete(p.index, mine, err)
 		}
 	}
 }
 
+// run joins a batch's inputs, runs them, and splits the outputs per piece;
+// a panic on the way fails the batch, not the process.
+func (q *Queue) run(batch []*piece) (mine [][]model.Tensor, err error) {
+	mine = make([][]model.Tensor, len(batch))
+	defer q.cfg.Panics.Catch(panics.Admission, &err)
+	inputs, err := joinInputs(batch)
+	if err != nil {
+		return mine, err
+	}
+	ctx, release := batchContext(batch)
+	defer release()
+	faults.Inject(batch[0].req.ctx, panics.Admission)
+	outs, err := q.runner.Run(ctx, inputs)
+	if err != nil {
+		return mine, err
+	}
+	at := 0
+	for k, p := range batch {
+		mine[k] = make([]model.Tensor, len(outs))
+		for i, o := range outs {
+			mine[k][i] = o.SliceRows(at, at+p.rows)
+		}
+		at += p.rows
+	}
+	return mine, nil
+}
+
 // learn updates the measured speed and output size per row, which the
 // deadline check and the memory estimate use.
-func (q *Queue) learn(rows int, elapsed time.Duration, outs []model.Tensor) {
+func (q *Queue) learn(rows int, elapsed time.Duration, pieces [][]model.Tensor) {
 	var outBytes int64
-	for _, o := range outs {
-		outBytes += int64(o.Bytes())
+	for _, outs := range pieces {
+		for _, o := range outs {
+			outBytes += int64(o.Bytes())
+		}
 	}
 	speed := float64(rows) / max(elapsed.Seconds(), 1e-9)
 	q.mu.Lock()

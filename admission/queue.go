@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/modelserve/modelserve/internal/panics"
 	"github.com/modelserve/modelserve/model"
 )
 
@@ -88,6 +89,9 @@ type Config struct {
 	// Unbounded admits everything (for comparison only): nothing is
 	// rejected and the queue grows without limit.
 	Unbounded bool
+	// Panics counts a panic while a batch is joined, run or split; the
+	// batch's requests fail with it and the dispatcher goes on.
+	Panics *panics.Recorder
 }
 
 // Defaults.

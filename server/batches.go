@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/modelserve/modelserve/admission"
+	"github.com/modelserve/modelserve/internal/panics"
 )
 
 // batches remembers the gateway's batches by function, query id and batch
@@ -69,6 +70,8 @@ type answer struct {
 	retryAfter bool
 	reason     string
 	rows       int
+	// panic is set when the answer is a recovered panic's 500.
+	panic *panics.Error
 }
 
 // storable answers are given again to a retry: successes and the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"strings"
@@ -13,6 +14,8 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/modelserve/modelserve/admission"
+	"github.com/modelserve/modelserve/internal/faults"
+	"github.com/modelserve/modelserve/internal/panics"
 	"github.com/modelserve/modelserve/model"
 )
 
@@ -29,6 +32,21 @@ func (s *Server) predict(r *route) fiber.Handler {
 		s.respond(c, r, g, ans, how, start)
 		return nil
 	}
+}
+
+// guard runs before every route: a panic that escaped everything else
+// (one while answering, in a probe, in /metrics) answers 500 and the
+// server goes on.
+func (s *Server) guard(c *fiber.Ctx) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			p := s.cfg.Panics.Recovered(panics.Handler, v)
+			c.Response().Reset()
+			s.writePanic(c, p)
+			err = nil
+		}
+	}()
+	return c.Next()
 }
 
 // poll answers GET on a function's route with a batch id: an async batch
@@ -65,8 +83,25 @@ func (s *Server) poll(r *route) fiber.Handler {
 var running = answer{status: http.StatusAccepted, body: []byte(`{"status":"running"}`)}
 
 // handle turns a request into its answer; how says how a gateway batch was
-// answered (computed, async, joined, replayed).
-func (s *Server) handle(c *fiber.Ctx, r *route, g gateway) (answer, string) {
+// answered (computed, async, joined, replayed). A panic fails this request
+// alone: the admission ticket it held is given back, and a gateway batch
+// it had begun is finished with the failure, so its retries run afresh.
+func (s *Server) handle(c *fiber.Ctx, r *route, g gateway) (ans answer, how string) {
+	var ticket *admission.Ticket // held here until handed to a batch
+	var begun *entry             // a batch begun here and not yet handed off
+	defer func() {
+		v := recover()
+		if v == nil {
+			return
+		}
+		ans, how = s.failure(s.cfg.Panics.Recovered(panics.Handler, v), 0), ""
+		switch {
+		case begun != nil:
+			s.batches.finish(begun, ans, ticket)
+		case ticket != nil:
+			ticket.Done()
+		}
+	}()
 	ref := s.pred.Load()
 	if ref == nil {
 		return s.failure(errNotReady, 0), ""
@@ -79,6 +114,7 @@ func (s *Server) handle(c *fiber.Ctx, r *route, g gateway) (answer, string) {
 		return s.failure(err, 0), ""
 	}
 	defer cancel()
+	faults.Inject(ctx, panics.Handler)
 
 	key := batchKey(r.fn.Path(), g)
 	if key != "" {
@@ -91,7 +127,7 @@ func (s *Server) handle(c *fiber.Ctx, r *route, g gateway) (answer, string) {
 	}
 	// Admission sees the body's size before the body is even decompressed.
 	raw := int64(len(c.Request().Body()))
-	ticket, err := ref.Admit(raw)
+	ticket, err = ref.Admit(raw)
 	if err != nil {
 		return s.failure(err, 0), ""
 	}
@@ -105,7 +141,7 @@ func (s *Server) handle(c *fiber.Ctx, r *route, g gateway) (answer, string) {
 	}
 	if key == "" {
 		defer ticket.Done()
-		b, err := r.dec.decode(body, decodeOptions{nullAsNaN: r.fn.NullAsNaN})
+		b, err := s.decode(ctx, r, body)
 		if err != nil {
 			return s.failure(err, 0), ""
 		}
@@ -119,15 +155,18 @@ func (s *Server) handle(c *fiber.Ctx, r *route, g gateway) (answer, string) {
 	e, fresh := s.batches.begin(key, s.batches.hash(body), 0)
 	if !fresh {
 		ticket.Done() // another attempt got there first
+		ticket = nil
 		return s.retry(ctx, c, e)
 	}
+	begun = e
 	// Decode here: the body belongs to the connection and is reused once
 	// this handler returns, while the batch may outlive it (for a retry or
 	// a poll). The decoded batch owns its memory.
-	b, err := r.dec.decode(body, decodeOptions{nullAsNaN: r.fn.NullAsNaN})
+	b, err := s.decode(ctx, r, body)
 	if err != nil {
 		ans := s.failure(err, 0)
 		s.batches.finish(e, ans, ticket)
+		begun, ticket = nil, nil
 		return ans, "computed"
 	}
 	async := s.cfg.Async.Always || s.cfg.Async.After > 0 && ref.Estimate(len(b.rowIDs)) > s.cfg.Async.After
@@ -144,24 +183,41 @@ func (s *Server) handle(c *fiber.Ctx, r *route, g gateway) (answer, string) {
 		cancel()
 		ans := s.failure(err, 0)
 		s.batches.finish(e, ans, ticket)
+		begun, ticket = nil, nil
 		return ans, "computed"
 	}
-	s.batches.run(e, cancel, ticket, func() answer {
+	held := ticket
+	begun, ticket = nil, nil // the batch holds them now
+	s.batches.run(e, cancel, held, func() (ans answer) {
+		defer func() {
+			if v := recover(); v != nil {
+				ans = s.failure(s.cfg.Panics.Recovered(panics.Batch, v), 0)
+			}
+		}()
 		outs, err := pending.Wait()
 		if err != nil {
 			return s.failure(err, 0)
 		}
+		faults.Inject(ctx, panics.Batch)
 		return s.encodeAnswer(r, b, outs)
 	})
 	if async {
 		s.batches.async.Inc()
 		return running, "async"
 	}
-	ans, err := s.batches.wait(ctx, e)
+	ans, err = s.batches.wait(ctx, e)
 	if err != nil {
 		return s.failure(err, 0), "computed"
 	}
 	return ans, "computed"
+}
+
+// decode reads a request body into its batch; a panic in the decoder
+// (which reads what any caller sends) fails this request alone.
+func (s *Server) decode(ctx context.Context, r *route, body []byte) (b *batch, err error) {
+	defer s.cfg.Panics.Catch(panics.Decode, &err)
+	faults.Inject(ctx, panics.Decode)
+	return r.dec.decode(body, decodeOptions{nullAsNaN: r.fn.NullAsNaN})
 }
 
 // retry answers a batch id already known: conflicting, joined or replayed.
@@ -206,6 +262,8 @@ func (s *Server) failure(err error, status int) answer {
 	msg := "Prediction failed: " + err.Error()
 	ans := answer{status: http.StatusInternalServerError}
 	switch {
+	case errors.As(err, &ans.panic):
+		// Worded in respond, which knows the request's id.
 	case errors.As(err, &in):
 		ans.status, msg = http.StatusBadRequest, "Input data malformed: "+in.Error()
 	case errors.As(err, &rejected):
@@ -245,14 +303,18 @@ func (s *Server) respond(c *fiber.Ctx, r *route, g gateway, ans answer, how stri
 	if ans.reason != "" {
 		c.Set(ReasonHeader, ans.reason)
 	}
-	s.writeBody(c, ans.status, fiber.MIMEApplicationJSON, ans.body)
+	if ans.panic != nil {
+		s.writePanic(c, ans.panic)
+	} else {
+		s.writeBody(c, ans.status, fiber.MIMEApplicationJSON, ans.body)
+	}
 	elapsed := time.Since(start)
 	s.requests.WithLabelValues(r.fn.Name, outcome(ans.status)).Inc()
 	s.duration.WithLabelValues(r.fn.Name).Observe(elapsed.Seconds())
 	if ans.status == http.StatusOK && how != "replayed" && how != "polled" {
 		s.rows.WithLabelValues(r.fn.Name).Add(float64(ans.rows))
 	}
-	if ans.status >= 500 && ans.status != http.StatusServiceUnavailable {
+	if ans.status >= 500 && ans.status != http.StatusServiceUnavailable && ans.panic == nil {
 		s.cfg.Log.Warn("prediction failed", append(g.attrs(), "function", r.fn.Name, "status", ans.status, "error", string(ans.body))...)
 	} else if ans.status == http.StatusTooManyRequests {
 		s.cfg.Log.Debug("request refused", append(g.attrs(), "function", r.fn.Name, "reason", ans.reason)...)
@@ -262,6 +324,36 @@ func (s *Server) respond(c *fiber.Ctx, r *route, g gateway, ans answer, how stri
 			"how", how, "ms", float64(elapsed.Microseconds())/1000)...)
 	}
 }
+
+// writePanic answers 500 for a recovered panic, with an id that finds the
+// log line holding its stack (logged once, by the first request to report
+// it).
+func (s *Server) writePanic(c *fiber.Ctx, p *panics.Error) {
+	id := requestID(c)
+	c.Set(RequestIDHeader, id)
+	writeJSONError(c, http.StatusInternalServerError, "Internal error: the server failed on this request (request id "+id+
+		") and goes on serving; the failure is logged under that id")
+	attrs := []any{"request_id", id, "where", p.Where, "panic", fmt.Sprint(p.Value), "path", c.Path()}
+	if p.FirstReport() {
+		attrs = append(attrs, "stack", string(p.Stack))
+	}
+	s.cfg.Log.Error("panic recovered", attrs...)
+}
+
+// RequestIDHeader carries a request's id: the caller's own, when it sent a
+// sane one, else one made here.
+const RequestIDHeader = "X-Request-Id"
+
+// requestID is the caller's X-Request-Id if it is at most 128 letters,
+// digits and ._:- characters, else a new random one.
+func requestID(c *fiber.Ctx) string {
+	if id := c.Get(RequestIDHeader); id != "" && len(id) <= 128 && strings.Trim(id, idChars) == "" {
+		return id
+	}
+	return strconv.FormatUint(rand.Uint64(), 16)
+}
+
+const idChars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:-"
 
 // requestContext gives the request its deadline and ends early if the
 // caller hangs up.
@@ -274,7 +366,7 @@ func (s *Server) requestContext(c *fiber.Ctx) (context.Context, func(), error) {
 		}
 		timeout = min(d, s.cfg.MaxRequestTimeout)
 	}
-	ctx, cancel := context.WithTimeout(c.UserContext(), timeout)
+	ctx, cancel := context.WithTimeout(faults.With(c.UserContext(), c.Get(faults.Header)), timeout)
 	unwatch := s.hangups.watch(c.Context().Conn(), cancel)
 	return ctx, func() {
 		unwatch()

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/modelserve/modelserve/admission"
+	"github.com/modelserve/modelserve/internal/panics"
 	"github.com/modelserve/modelserve/model"
 )
 
@@ -54,6 +55,9 @@ type Config struct {
 	ResultBytes int64
 	// ContentMD5 adds a Content-MD5 header to answers.
 	ContentMD5 bool
+	// Panics counts the panics the handlers recover; each fails its
+	// request with 500 and the server goes on.
+	Panics *panics.Recorder
 }
 
 // TimeoutHeader lets a caller set its request's deadline: seconds ("2.5")
@@ -145,6 +149,7 @@ func New(cfg Config) (*Server, error) {
 		ErrorHandler:          s.fiberError,
 		IdleTimeout:           2 * time.Minute,
 	})
+	s.app.Use(s.guard)
 	dec := newDecoder(cfg.Signature)
 	fetched := cfg.Signature.FetchedOutputs()
 	for _, fn := range cfg.Signature.Functions {

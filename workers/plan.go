@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/modelserve/modelserve/gpu"
+	"github.com/modelserve/modelserve/internal/panics"
 )
 
 // Device is where sessions run.
@@ -41,6 +42,9 @@ type Config struct {
 	Memory DeviceMemory
 	// CUDA tunes the CUDA execution provider.
 	CUDA CUDAConfig
+	// Panics counts a panic in a worker's call; the call fails with it
+	// and the worker goes on.
+	Panics *panics.Recorder
 }
 
 // Plan is the layout a pool runs with, and why.

@@ -10,6 +10,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/modelserve/modelserve/internal/faults"
+	"github.com/modelserve/modelserve/internal/panics"
 	"github.com/modelserve/modelserve/model"
 	"github.com/modelserve/modelserve/onnxrt"
 )
@@ -73,7 +75,7 @@ type jobResult struct {
 
 // startWorker starts a worker whose session open creates; it returns once
 // the session is open, or with the reason it is not.
-func startWorker(id, gpu int, provider string, open func() (*onnxrt.Session, error), log *slog.Logger) (*worker, error) {
+func startWorker(id, gpu int, provider string, open func() (*onnxrt.Session, error), rec *panics.Recorder, log *slog.Logger) (*worker, error) {
 	w := &worker{id: id, gpu: gpu, provider: provider, jobs: make(chan job), done: make(chan struct{})}
 	opened := make(chan error, 1)
 	go func() {
@@ -91,7 +93,7 @@ func startWorker(id, gpu int, provider string, open func() (*onnxrt.Session, err
 		}
 		defer sess.Close()
 		for j := range w.jobs {
-			outs, err := sess.Run(j.ctx, j.inputs)
+			outs, err := runJob(sess, j, rec)
 			j.reply <- jobResult{outs, err}
 		}
 	}()
@@ -100,6 +102,14 @@ func startWorker(id, gpu int, provider string, open func() (*onnxrt.Session, err
 		return nil, err
 	}
 	return w, nil
+}
+
+// runJob runs one job on the worker's session; a panic fails the job,
+// and the worker goes on with the next.
+func runJob(sess *onnxrt.Session, j job, rec *panics.Recorder) (outs []model.Tensor, err error) {
+	defer rec.Catch(panics.Worker, &err)
+	faults.Inject(j.ctx, panics.Worker)
+	return sess.Run(j.ctx, j.inputs)
 }
 
 // run hands a job to the worker's thread and waits for it: ctx ends a run
@@ -153,7 +163,7 @@ func Start(ctx context.Context, rt *onnxrt.Runtime, m Model, cfg Config, log *sl
 		}
 		return startWorker(i, gpu, provider, func() (*onnxrt.Session, error) {
 			return rt.NewSession(m.Path, inputs, m.Outputs, opts)
-		}, log)
+		}, cfg.Panics, log)
 	}
 
 	var first *worker

@@ -148,7 +148,7 @@ func predictBatch(cmd *cobra.Command, g *globals, o *batchOptions) error {
 	o.maxQueueRows = plan.ChunkRows() * plan.InFlight()
 	o.maxBatchDelay = admission.BatchDelay{}
 	log = log.With("model", v.Name, "version", v.Version)
-	queue, pool, stopGPU, err := load(ctx, reg, v, &o.serveOptions, device, log, prometheus.NewRegistry())
+	queue, pool, stopGPU, err := load(ctx, reg, v, &o.serveOptions, device, log, prometheus.NewRegistry(), nil)
 	if err != nil {
 		return err
 	}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/modelserve/modelserve/admission"
 	"github.com/modelserve/modelserve/gpu"
+	"github.com/modelserve/modelserve/internal/panics"
 	"github.com/modelserve/modelserve/onnxrt"
 	"github.com/modelserve/modelserve/registry"
 	"github.com/modelserve/modelserve/server"
@@ -166,6 +167,10 @@ func serve(cmd *cobra.Command, g *globals, o *serveOptions, log *slog.Logger) er
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	labelled := prometheus.WrapRegistererWith(prometheus.Labels{"model": v.Name, "version": v.Version}, metrics)
+	recorder, err := panics.New(labelled)
+	if err != nil {
+		return err
+	}
 
 	srv, err := server.New(server.Config{
 		Signature:         v.Signature,
@@ -179,6 +184,7 @@ func serve(cmd *cobra.Command, g *globals, o *serveOptions, log *slog.Logger) er
 		ResultTTL:         o.resultTTL,
 		ResultBytes:       int64(o.resultMemory),
 		ContentMD5:        o.contentMD5,
+		Panics:            recorder,
 	})
 	if err != nil {
 		return fmt.Errorf("serving %s: %w", v.Ref(), err)
@@ -201,7 +207,7 @@ func serve(cmd *cobra.Command, g *globals, o *serveOptions, log *slog.Logger) er
 	}
 	log.Info("listening", "addr", ln.Addr().String(), "routes", srv.Routes())
 
-	queue, pool, stopGPU, err := load(ctx, reg, v, o, device, log, labelled)
+	queue, pool, stopGPU, err := load(ctx, reg, v, o, device, log, labelled, recorder)
 	if err != nil {
 		srv.Shutdown(context.Background())
 		return err
@@ -248,9 +254,10 @@ func serveDebug(addr string, log *slog.Logger) (stop func(), err error) {
 
 // load checks the model file against its checksum, starts the workers
 // (on the GPUs NVML finds, unless told the CPU) and puts the admission
-// queue in front of them. release stops the GPU sampling.
+// queue in front of them. release stops the GPU sampling. A panic in a
+// worker or a dispatcher fails its batch and is counted in rec.
 func load(ctx context.Context, reg *registry.Registry, v registry.Version, o *serveOptions, device workers.Device,
-	log *slog.Logger, metrics prometheus.Registerer) (*admission.Queue, *workers.Pool, func(), error) {
+	log *slog.Logger, metrics prometheus.Registerer, rec *panics.Recorder) (*admission.Queue, *workers.Pool, func(), error) {
 	start := time.Now()
 	if err := reg.Verify(ctx, v); err != nil {
 		return nil, nil, nil, err
@@ -261,7 +268,7 @@ func load(ctx context.Context, reg *registry.Registry, v registry.Version, o *se
 	}
 	log.Info("ONNX Runtime loaded", "ort_version", rt.Version, "library", rt.LibraryPath)
 	cfg := workers.Config{Workers: o.workers, IntraOpThreads: o.intraOp, Device: device, WorkersPerGPU: o.workersPerGPU,
-		CUDA: cudaConfig(o, v.Settings)}
+		CUDA: cudaConfig(o, v.Settings), Panics: rec}
 	var mon *gpu.Monitor
 	release := func() {}
 	if device != workers.CPU {
@@ -291,6 +298,7 @@ func load(ctx context.Context, reg *registry.Registry, v registry.Version, o *se
 		return nil, nil, nil, fmt.Errorf("loading %s: %w", v.Ref(), err)
 	}
 	acfg, err := admissionConfig(o, v, pool, log)
+	acfg.Panics = rec
 	if err == nil && mon != nil && pool.Plan().Device == workers.CUDA {
 		err = gpuAdmission(&acfg, o, v, pool, mon, metrics, log)
 	}
