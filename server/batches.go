@@ -7,6 +7,7 @@ import (
 	"hash/maphash"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -36,6 +37,10 @@ type batches struct {
 	evicted *prometheus.CounterVec
 	retries *prometheus.CounterVec
 	async   prometheus.Counter
+
+	// running counts the batches finishing in the background, for a
+	// drain to wait for.
+	running atomic.Int64
 
 	stop chan struct{}
 	once sync.Once
@@ -226,7 +231,9 @@ func (bs *batches) run(e *entry, cancel context.CancelFunc, ticket *admission.Ti
 	bs.mu.Lock()
 	e.cancel = cancel
 	bs.mu.Unlock()
+	bs.running.Add(1)
 	go func() {
+		defer bs.running.Add(-1)
 		defer cancel()
 		bs.finish(e, compute(), ticket)
 	}()

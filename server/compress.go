@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/md5"
 	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -25,13 +26,20 @@ var errUnsupportedEncoding = errors.New("unsupported content encoding")
 var errBodyTooLarge = errors.New("request body too large")
 
 // requestBody returns the body as sent, decoded from its Content-Encoding
-// (gzip or deflate; identity when absent), never more than limit bytes: a
-// small compressed body cannot expand into a large one unchecked.
-func requestBody(c *fiber.Ctx, limit int) ([]byte, error) {
+// (gzip or deflate; identity when absent). What a compressed body inflates
+// to is bounded three ways: never more than limit bytes; never more than
+// maxRatio times its compressed size once past a megabyte (no real table
+// compresses that well; a bomb does); and every buffer is charged to grow
+// (admission's memory budget) before it is allocated. A bomb of any size
+// therefore costs at most limit bytes, and only while the budget has them.
+func requestBody(c *fiber.Ctx, limit, maxRatio int, grow func(int64) error) ([]byte, error) {
 	// Not c.Body(): fiber would decompress it, without any limit.
 	raw := c.Request().Body()
 	enc := strings.ToLower(strings.TrimSpace(c.Get(fiber.HeaderContentEncoding)))
 	var r io.Reader
+	// first is the size the first buffer gets: the exact one when the
+	// body says it (and it is believable), so that no copy is needed.
+	first := min(int64(limit)+1, max(64<<10, 8*int64(len(raw))))
 	switch enc {
 	case "", "identity":
 		return raw, nil
@@ -39,6 +47,12 @@ func requestBody(c *fiber.Ctx, limit int) ([]byte, error) {
 		zr, err := gzip.NewReader(bytes.NewReader(raw))
 		if err != nil {
 			return nil, inputErr(-1, "", "the body is not valid gzip: %v", err)
+		}
+		// The trailer holds the (last member's) size mod 4 GiB.
+		if size := int64(binary.LittleEndian.Uint32(raw[len(raw)-4:])); size > int64(limit) {
+			return nil, fmt.Errorf("%w: it declares %d bytes uncompressed, more than %d", errBodyTooLarge, size, limit)
+		} else if size > 0 {
+			first = size + 1
 		}
 		r = zr
 	case "deflate":
@@ -52,14 +66,51 @@ func requestBody(c *fiber.Ctx, limit int) ([]byte, error) {
 	default:
 		return nil, fmt.Errorf("%w %q: send gzip, deflate or none", errUnsupportedEncoding, enc)
 	}
-	out, err := io.ReadAll(io.LimitReader(r, int64(limit)+1))
-	if err != nil {
-		return nil, inputErr(-1, "", "the body is not valid %s: %v", enc, err)
+	if maxRatio > 0 {
+		first = min(first, max(inflateFloor, int64(maxRatio)*int64(len(raw))))
 	}
-	if len(out) > limit {
-		return nil, fmt.Errorf("%w: it decompresses to more than %d bytes", errBodyTooLarge, limit)
+	return inflate(r, enc, first, int64(limit), maxRatio, len(raw), grow)
+}
+
+// inflateFloor is the size below which no ratio is refused: a small body
+// may compress as well as it likes.
+const inflateFloor = 1 << 20
+
+// inflate reads r into buffers charged to grow before they exist: the first
+// of size first, then twice as large each (up to 16 MiB), never more in all
+// than limit+1 bytes, nor, once past inflateFloor, more than maxRatio times
+// compressed. Several buffers are joined into one at the end.
+func inflate(r io.Reader, enc string, first, limit int64, maxRatio, compressed int, grow func(int64) error) ([]byte, error) {
+	var parts [][]byte
+	total, size := int64(0), first
+	for {
+		size = min(size, limit+1-total)
+		if err := grow(size); err != nil {
+			return nil, err
+		}
+		buf := make([]byte, size)
+		n, err := io.ReadFull(r, buf)
+		total += int64(n)
+		parts = append(parts, buf[:n])
+		switch {
+		case total > limit:
+			return nil, fmt.Errorf("%w: it decompresses to more than %d bytes", errBodyTooLarge, limit)
+		case maxRatio > 0 && total > inflateFloor && total > int64(maxRatio)*int64(compressed):
+			return nil, fmt.Errorf("%w: its %d bytes decompress to more than %d times as many; that is a decompression bomb, not a table",
+				errBodyTooLarge, compressed, maxRatio)
+		case err == io.EOF || err == io.ErrUnexpectedEOF:
+			if len(parts) == 1 {
+				return parts[0], nil
+			}
+			if err := grow(total); err != nil {
+				return nil, err
+			}
+			return bytes.Join(parts, nil), nil
+		case err != nil:
+			return nil, inputErr(-1, "", "the body is not valid %s: %v", enc, err)
+		}
+		size = min(2*size, 16<<20)
 	}
-	return out, nil
 }
 
 // minCompress is the smallest body worth compressing.

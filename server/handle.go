@@ -102,6 +102,12 @@ func (s *Server) handle(c *fiber.Ctx, r *route, g gateway) (ans answer, how stri
 			ticket.Done()
 		}
 	}()
+	// Counted in active (by predict) before this check, so that a drain
+	// either waits for this request or this request sees the drain.
+	if s.draining.Load() {
+		c.Context().SetConnectionClose()
+		return s.failure(errDraining, 0), ""
+	}
 	ref := s.pred.Load()
 	if ref == nil {
 		return s.failure(errNotReady, 0), ""
@@ -120,23 +126,13 @@ func (s *Server) handle(c *fiber.Ctx, r *route, g gateway) (ans answer, how stri
 	if key != "" {
 		if e := s.batches.get(key); e != nil {
 			if !s.batches.failedAsync(e) {
-				return s.retry(ctx, c, e)
+				return s.retry(ctx, c, ref, e)
 			}
 			s.batches.forget(e) // its poll told the gateway to send it again
 		}
 	}
-	// Admission sees the body's size before the body is even decompressed.
-	raw := int64(len(c.Request().Body()))
-	ticket, err = ref.Admit(raw)
+	ticket, body, err := s.readBody(c, ref)
 	if err != nil {
-		return s.failure(err, 0), ""
-	}
-	body, err := requestBody(c, s.cfg.MaxBodyBytes)
-	if err == nil && int64(len(body)) > raw {
-		err = ticket.Grow(int64(len(body)) - raw)
-	}
-	if err != nil {
-		ticket.Done()
 		return s.failure(err, statusForBodyError(err)), ""
 	}
 	if key == "" {
@@ -156,7 +152,7 @@ func (s *Server) handle(c *fiber.Ctx, r *route, g gateway) (ans answer, how stri
 	if !fresh {
 		ticket.Done() // another attempt got there first
 		ticket = nil
-		return s.retry(ctx, c, e)
+		return s.retry(ctx, c, ref, e)
 	}
 	begun = e
 	// Decode here: the body belongs to the connection and is reused once
@@ -220,11 +216,37 @@ func (s *Server) decode(ctx context.Context, r *route, body []byte) (b *batch, e
 	return r.dec.decode(body, decodeOptions{nullAsNaN: r.fn.NullAsNaN})
 }
 
-// retry answers a batch id already known: conflicting, joined or replayed.
-func (s *Server) retry(ctx context.Context, c *fiber.Ctx, e *entry) (answer, string) {
-	body, err := requestBody(c, s.cfg.MaxBodyBytes)
+// readBody admits a request and reads its body: the bytes as sent count
+// against the memory budget before anything else, and so does each buffer
+// a compressed body inflates into.
+func (s *Server) readBody(c *fiber.Ctx, ref Admitter) (*admission.Ticket, []byte, error) {
+	raw := int64(len(c.Request().Body()))
+	ticket, err := ref.Admit(raw)
 	if err != nil {
-		return s.failure(err, statusForBodyError(err)), ""
+		return nil, nil, err
+	}
+	body, err := requestBody(c, s.cfg.MaxBodyBytes, s.cfg.MaxInflateRatio, ticket.Grow)
+	if err != nil {
+		ticket.Done()
+		return nil, nil, err
+	}
+	if int64(len(body)) != raw {
+		ticket.Resize(raw + int64(len(body))) // the buffers it grew in are gone
+	}
+	return ticket, body, nil
+}
+
+// retry answers a batch id already known: conflicting, joined or replayed.
+func (s *Server) retry(ctx context.Context, c *fiber.Ctx, ref Admitter, e *entry) (answer, string) {
+	body := c.Request().Body()
+	if len(c.Request().Header.ContentEncoding()) > 0 {
+		// Inflated only to compare, within the memory budget.
+		ticket, inflated, err := s.readBody(c, ref)
+		if err != nil {
+			return s.failure(err, statusForBodyError(err)), ""
+		}
+		ticket.Done()
+		body = inflated
 	}
 	if s.batches.hash(body) != e.hash {
 		return answer{status: http.StatusConflict, body: errorBody("Batch id reused: this batch id was sent with a different body; a retry must send the same rows")}, "conflict"
@@ -275,7 +297,7 @@ func (s *Server) failure(err error, status int) answer {
 		// The gateway slows down and retries on 429: the one signal for
 		// "not now".
 		ans.status, msg, ans.retryAfter = http.StatusTooManyRequests, "Too many requests", true
-	case errors.Is(err, errNotReady), errors.Is(err, admission.ErrClosed):
+	case errors.Is(err, errNotReady), errors.Is(err, errDraining), errors.Is(err, admission.ErrClosed):
 		ans.status, msg, ans.retryAfter = http.StatusServiceUnavailable, "Service unavailable: "+err.Error(), true
 	case errors.Is(err, context.DeadlineExceeded):
 		ans.status, msg = http.StatusGatewayTimeout, "Prediction timed out: the request's deadline passed before it ran to the end"

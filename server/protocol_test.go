@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -397,7 +398,13 @@ func TestCompression_badBodies(t *testing.T) {
 	}{
 		{"gzip", []byte("not gzip"), 400, "not valid gzip"},
 		{"br", []byte(irisRows), 415, "unsupported content encoding"},
-		{"gzip", bomb, 413, "decompresses to more than"},
+		{"gzip", bomb, 413, "declares 2097164 bytes uncompressed, more than 1048576"},
+		// A second member after the bomb: the trailer then tells only of
+		// the last one.
+		{"gzip", append(bomb, gzipped(t, " ")...), 413, "decompresses to more than 1048576 bytes"},
+		{"deflate", deflated(t, `{"data": [`+strings.Repeat(" ", 2<<20)+`]}`), 413, "decompresses to more than 1048576 bytes"},
+		// A trailer that lies is a broken body.
+		{"gzip", append(gzipped(t, irisRows)[:len(gzipped(t, irisRows))-4], 1, 0, 0, 0), 400, "not valid gzip"},
 	}
 	for _, tt := range tests {
 		req := httptest.NewRequest("POST", "/predict", bytes.NewReader(tt.body))
@@ -406,6 +413,47 @@ func TestCompression_badBodies(t *testing.T) {
 			t.Errorf("%s body = %d %s, want %d", tt.encoding, code, body, tt.code)
 		}
 	}
+}
+
+// TestCompression_bombsAreRefusedByTheirRatio: past a megabyte, a body
+// that inflates more than 256 times its size is refused before the body
+// limit is reached.
+func TestCompression_bombsAreRefusedByTheirRatio(t *testing.T) {
+	f, ready := newFixtureWith(t, "iris", irisFunctions, fixtureOptions{server: func(c *Config) { c.MaxBodyBytes = 64 << 20 }})
+	ready()
+	spaces := `{"data": [` + strings.Repeat(" ", 32<<20) + `[0, 1, 2, 3, 4]]}`
+	// Two members, so that the trailer's size (of the last) does not tell.
+	bomb := append(gzipped(t, spaces), gzipped(t, " ")...)
+	req := httptest.NewRequest("POST", "/predict", bytes.NewReader(bomb))
+	req.Header.Set("Content-Encoding", "gzip")
+	code, _, body := f.send(t, req)
+	if code != 413 || !bytes.Contains(body, []byte("more than 256 times as many")) {
+		t.Errorf("a %d-byte bomb = %d %s", len(bomb), code, body)
+	}
+	// A real table of zeros, with long names, is far below the ratio.
+	var rows strings.Builder
+	rows.WriteString(`{"data": [`)
+	for i := range 20000 {
+		if i > 0 {
+			rows.WriteString(",")
+		}
+		fmt.Fprintf(&rows, `[%d, {"features_0": 0, "features_1": 0, "features_2": 0, "features_3": 0}]`, i)
+	}
+	rows.WriteString("]}")
+	req = httptest.NewRequest("POST", "/predict", bytes.NewReader(gzipped(t, rows.String())))
+	req.Header.Set("Content-Encoding", "gzip")
+	if code, _, body := f.send(t, req); code != 200 {
+		t.Errorf("a table of zeros, gzipped = %d %.200s", code, body)
+	}
+}
+
+func deflated(t *testing.T, s string) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	w := zlib.NewWriter(&b)
+	w.Write([]byte(s))
+	w.Close()
+	return b.Bytes()
 }
 
 func TestResponseEncoding(t *testing.T) {

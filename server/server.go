@@ -18,6 +18,7 @@ import (
 	"github.com/gofiber/fiber/v2/middleware/adaptor"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/valyala/fasthttp"
 
 	"github.com/modelserve/modelserve/admission"
 	"github.com/modelserve/modelserve/internal/panics"
@@ -36,9 +37,12 @@ type Admitter interface {
 // Config describes the model a server serves and where it reports.
 type Config struct {
 	Signature model.Signature
-	// MaxBodyBytes bounds a request body; larger ones get 413.
-	MaxBodyBytes int
-	Log          *slog.Logger
+	// MaxBodyBytes bounds a request body, also once decompressed; larger
+	// ones get 413. MaxInflateRatio refuses (413) a compressed body that
+	// inflates past a megabyte and more than this many times its size.
+	MaxBodyBytes    int
+	MaxInflateRatio int
+	Log             *slog.Logger
 	// Gatherer is exposed on /metrics; Registerer takes the server's own
 	// metrics (the caller labels them with the model and version).
 	Gatherer   prometheus.Gatherer
@@ -58,6 +62,67 @@ type Config struct {
 	// Panics counts the panics the handlers recover; each fails its
 	// request with 500 and the server goes on.
 	Panics *panics.Recorder
+	// Conn bounds what one connection may hold of the server.
+	Conn ConnLimits
+}
+
+// ConnLimits bound what a connection can take from the server: a client
+// that sends slowly or not at all is cut off, a flood of connections is
+// refused. Zero fields take the defaults.
+type ConnLimits struct {
+	// HeaderTimeout is how long a client has to send a request's headers,
+	// from the request's first byte (from connecting, for a connection's
+	// first request); a later one gets 408.
+	HeaderTimeout time.Duration
+	// MinBodyRate is the slowest a request may arrive, in bytes a second,
+	// once HeaderTimeout has passed since its first byte: a body trickled
+	// slower is cut with 408.
+	MinBodyRate int64
+	// IdleTimeout closes a kept-alive connection with no request.
+	IdleTimeout time.Duration
+	// WriteTimeout bounds writing one answer to a client that reads slowly.
+	WriteTimeout time.Duration
+	// MaxHeaderBytes bounds a request's headers (431 above).
+	MaxHeaderBytes int
+	// MaxConnections bounds the open connections; one more is answered 503
+	// and closed.
+	MaxConnections int
+}
+
+// Defaults for ConnLimits.
+const (
+	DefaultHeaderTimeout  = 10 * time.Second
+	DefaultMinBodyRate    = 4 << 10
+	DefaultIdleTimeout    = 2 * time.Minute
+	DefaultWriteTimeout   = time.Minute
+	DefaultMaxHeaderBytes = 16 << 10
+	DefaultMaxConnections = 10_000
+)
+
+func (l *ConnLimits) defaults() {
+	set := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	set(&l.HeaderTimeout, DefaultHeaderTimeout)
+	set(&l.IdleTimeout, DefaultIdleTimeout)
+	set(&l.WriteTimeout, DefaultWriteTimeout)
+	if l.MinBodyRate <= 0 {
+		l.MinBodyRate = DefaultMinBodyRate
+	}
+	if l.MaxHeaderBytes <= 0 {
+		l.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	if l.MaxConnections <= 0 {
+		l.MaxConnections = DefaultMaxConnections
+	}
+}
+
+// allowance is how long a request of n bytes (after its headers) may
+// take to arrive at the minimum rate.
+func (l *ConnLimits) allowance(n int64) time.Duration {
+	return l.HeaderTimeout + time.Duration(float64(n)/float64(l.MinBodyRate)*float64(time.Second))
 }
 
 // TimeoutHeader lets a caller set its request's deadline: seconds ("2.5")
@@ -66,7 +131,11 @@ const TimeoutHeader = "X-Request-Timeout"
 
 // Defaults for Config.
 const (
-	DefaultMaxBodyBytes      = 64 << 20
+	DefaultMaxBodyBytes = 64 << 20
+	// DefaultMaxInflateRatio is well above what real tables compress to
+	// (numbers about 4×, a table of zeros with long column names about
+	// 150×) and below what a bomb does (deflate reaches 1032×).
+	DefaultMaxInflateRatio   = 256
 	DefaultRequestTimeout    = time.Minute
 	DefaultMaxRequestTimeout = 10 * time.Minute
 	// DefaultResultTTL keeps answers as long as the gateway's protocol
@@ -89,6 +158,8 @@ type Server struct {
 	// close what keep-alive holds open.
 	conns  *connTracker
 	active atomic.Int64
+	// draining turns new requests away while those in progress finish.
+	draining atomic.Bool
 
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
@@ -105,7 +176,10 @@ type route struct {
 	enc *encoder
 }
 
-var errNotReady = errors.New("the model is still loading")
+var (
+	errNotReady = errors.New("the model is still loading")
+	errDraining = errors.New("the server is shutting down; send the request to another instance")
+)
 
 // ReasonHeader names the limit a rejected request hit (queue_full, memory,
 // deadline), for the caller's logs; the body stays the gateway's format.
@@ -118,6 +192,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.MaxInflateRatio <= 0 {
+		cfg.MaxInflateRatio = DefaultMaxInflateRatio
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
@@ -134,7 +211,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.ResultBytes <= 0 {
 		cfg.ResultBytes = DefaultResultBytes
 	}
-	s := &Server{cfg: cfg, routes: map[string]*route{}, hangups: newDisconnects(50 * time.Millisecond), conns: &connTracker{conns: map[net.Conn]struct{}{}}}
+	cfg.Conn.defaults()
+	s := &Server{cfg: cfg, routes: map[string]*route{}, hangups: newDisconnects(50 * time.Millisecond),
+		conns: &connTracker{conns: map[net.Conn]struct{}{}, limits: cfg.Conn}}
 	if err := s.registerMetrics(); err != nil {
 		return nil, err
 	}
@@ -147,8 +226,23 @@ func New(cfg Config) (*Server, error) {
 		BodyLimit:             cfg.MaxBodyBytes,
 		DisableStartupMessage: true,
 		ErrorHandler:          s.fiberError,
-		IdleTimeout:           2 * time.Minute,
+		// fasthttp's read timeout runs from a request's first byte: the
+		// headers must come within it. The body then gets the time its
+		// length takes at the minimum rate, which each read also checks
+		// (pacedConn), so a trickle is cut long before that.
+		ReadTimeout:    cfg.Conn.HeaderTimeout,
+		IdleTimeout:    cfg.Conn.IdleTimeout,
+		WriteTimeout:   cfg.Conn.WriteTimeout,
+		ReadBufferSize: cfg.Conn.MaxHeaderBytes,
+		Concurrency:    cfg.Conn.MaxConnections,
 	})
+	s.app.Server().HeaderReceived = func(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
+		n := int64(h.ContentLength())
+		if n < 0 { // chunked: as long as the longest body
+			n = int64(cfg.MaxBodyBytes)
+		}
+		return fasthttp.RequestConfig{ReadTimeout: cfg.Conn.allowance(n)}
+	}
 	s.app.Use(s.guard)
 	dec := newDecoder(cfg.Signature)
 	fetched := cfg.Signature.FetchedOutputs()
@@ -220,22 +314,27 @@ func (s *Server) Serve(ln net.Listener) error {
 	return s.app.Listener(s.conns.wrap(ln))
 }
 
-// Shutdown stops accepting connections, waits for the requests in
-// progress (or ctx), then closes the connections clients keep alive: a
-// drain must not wait for idle callers.
+// Shutdown drains the server: from now on every new request is answered
+// 503 at once (with Connection: close, so clients go elsewhere), while the
+// requests already in progress, background gateway batches included, run
+// to the end (or until ctx ends). Only then does it stop listening and
+// close the connections clients keep alive: a drain must not wait for
+// idle callers, nor refuse connections a load balancer still sends.
 func (s *Server) Shutdown(ctx context.Context) error {
 	defer s.hangups.close()
 	defer s.batches.close()
-	done := make(chan error, 1)
-	go func() { done <- s.app.ShutdownWithContext(ctx) }()
+	s.draining.Store(true)
+	s.ready.Set(0)
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
-	for s.active.Load() > 0 && ctx.Err() == nil {
+	for (s.active.Load() > 0 || s.batches.running.Load() > 0) && ctx.Err() == nil {
 		select {
 		case <-tick.C:
 		case <-ctx.Done():
 		}
 	}
+	done := make(chan error, 1)
+	go func() { done <- s.app.ShutdownWithContext(ctx) }()
 	s.conns.closeAll()
 	return <-done
 }
@@ -257,6 +356,9 @@ func writeJSONError(c *fiber.Ctx, status int, msg string) {
 
 func (s *Server) health(c *fiber.Ctx) error {
 	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
+	if s.draining.Load() {
+		return c.Status(http.StatusServiceUnavailable).SendString(`{"status":"shutting down"}`)
+	}
 	if s.pred.Load() == nil {
 		return c.Status(http.StatusServiceUnavailable).SendString(`{"status":"not ready"}`)
 	}
@@ -291,8 +393,14 @@ func (s *Server) fiberError(c *fiber.Ctx, err error) error {
 		status = fe.Code
 	}
 	msg := err.Error()
-	if status == http.StatusRequestEntityTooLarge {
+	switch status {
+	case http.StatusRequestEntityTooLarge:
 		msg = "the request body is larger than " + strconv.Itoa(s.cfg.MaxBodyBytes) + " bytes; send fewer rows per batch"
+	case http.StatusRequestHeaderFieldsTooLarge:
+		msg = "the request's headers are larger than " + strconv.Itoa(s.cfg.Conn.MaxHeaderBytes) + " bytes"
+	case http.StatusRequestTimeout:
+		msg = fmt.Sprintf("the request arrived too slowly: headers must come within %s, and the body at %d bytes a second or faster",
+			s.cfg.Conn.HeaderTimeout, s.cfg.Conn.MinBodyRate)
 	}
 	writeJSONError(c, status, msg)
 	return nil
@@ -300,8 +408,9 @@ func (s *Server) fiberError(c *fiber.Ctx, err error) error {
 
 // connTracker remembers the connections a listener accepted.
 type connTracker struct {
-	mu    sync.Mutex
-	conns map[net.Conn]struct{}
+	limits ConnLimits
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
 }
 
 func (t *connTracker) wrap(ln net.Listener) net.Listener { return &trackedListener{Listener: ln, t: t} }
@@ -331,11 +440,61 @@ func (l *trackedListener) Accept() (net.Conn, error) {
 }
 
 // trackedConn forgets itself when closed; it keeps the socket reachable
-// (SyscallConn) for the hang-up watcher.
+// (SyscallConn) for the hang-up watcher. It also paces the requests it
+// carries: from a request's first byte until its answer is written, every
+// read must come by the time the bytes so far allow at the minimum rate,
+// after HeaderTimeout's grace. fasthttp sets its own deadlines too (the
+// headers', the idle one); the earlier of the two applies. One goroutine
+// (the connection's) reads and writes, so the fields need no lock.
 type trackedConn struct {
 	net.Conn
 	t    *connTracker
 	once sync.Once
+
+	outer   time.Time // fasthttp's read deadline
+	started time.Time // a request's first byte; zero between requests
+	read    int64     // bytes read since
+	paced   bool      // the socket's deadline is ours, not outer
+}
+
+func (c *trackedConn) Read(p []byte) (int, error) {
+	if !c.started.IsZero() {
+		due := c.started.Add(c.t.limits.allowance(c.read))
+		if c.outer.IsZero() || due.Before(c.outer) {
+			c.Conn.SetReadDeadline(due)
+			c.paced = true
+		}
+	}
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		if c.started.IsZero() {
+			c.started, c.read = time.Now(), 0
+		}
+		c.read += int64(n)
+	}
+	return n, err
+}
+
+// Write ends the request the connection carried: the answer is going out.
+func (c *trackedConn) Write(p []byte) (int, error) {
+	if !c.started.IsZero() {
+		c.started = time.Time{}
+		if c.paced {
+			c.Conn.SetReadDeadline(c.outer)
+			c.paced = false
+		}
+	}
+	return c.Conn.Write(p)
+}
+
+func (c *trackedConn) SetReadDeadline(t time.Time) error {
+	c.outer, c.paced = t, false
+	return c.Conn.SetReadDeadline(t)
+}
+
+func (c *trackedConn) SetDeadline(t time.Time) error {
+	c.outer, c.paced = t, false
+	return c.Conn.SetDeadline(t)
 }
 
 func (c *trackedConn) Close() error {

@@ -42,6 +42,8 @@ func TestMain(m *testing.M) {
 type cli struct {
 	t        *testing.T
 	registry string
+	// bin is the executable to run, when not the one TestMain built.
+	bin string
 }
 
 func newCLI(t *testing.T) cli {
@@ -49,7 +51,11 @@ func newCLI(t *testing.T) cli {
 }
 
 func (c cli) command(args ...string) *exec.Cmd {
-	cmd := exec.Command(binary, append([]string{"--registry", c.registry}, args...)...)
+	bin := binary
+	if c.bin != "" {
+		bin = c.bin
+	}
+	cmd := exec.Command(bin, append([]string{"--registry", c.registry}, args...)...)
 	cmd.Env = os.Environ()
 	return cmd
 }

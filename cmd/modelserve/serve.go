@@ -35,7 +35,16 @@ type serveOptions struct {
 	intraOp      int
 	device       string
 	maxBodyBytes byteSize
+	inflateRatio int
 	drain        time.Duration
+
+	// connections
+	headerTimeout  time.Duration
+	minBodyRate    byteSize
+	idleTimeout    time.Duration
+	writeTimeout   time.Duration
+	maxHeaderBytes byteSize
+	maxConnections int
 
 	// admission
 	maxQueue          int
@@ -83,7 +92,8 @@ func (o *serveOptions) gpuFlags(f *pflag.FlagSet) {
 }
 
 func newServeCmd(g *globals) *cobra.Command {
-	o := &serveOptions{maxBodyBytes: server.DefaultMaxBodyBytes, maxBatchDelay: admission.AutoDelay}
+	o := &serveOptions{maxBodyBytes: server.DefaultMaxBodyBytes, maxBatchDelay: admission.AutoDelay,
+		minBodyRate: server.DefaultMinBodyRate, maxHeaderBytes: server.DefaultMaxHeaderBytes}
 	cmd := &cobra.Command{
 		Use:   "serve --model NAME[:VERSION]",
 		Short: "Serve a registered model over HTTP",
@@ -115,8 +125,15 @@ Every flag can also be set as MODELSERVE_<FLAG>, e.g. MODELSERVE_WORKERS=4.`,
 	f.IntVar(&o.workers, "workers", 0, "workers, each with its own session (default: one per core on CPU, one per GPU)")
 	f.IntVar(&o.intraOp, "intra-op-threads", 0, "threads per session (default: cores divided among the workers)")
 	f.StringVar(&o.device, "device", "auto", "auto, cpu or cuda")
-	f.Var(&o.maxBodyBytes, "max-body-bytes", "largest request body accepted (413 above)")
+	f.Var(&o.maxBodyBytes, "max-body-bytes", "largest request body accepted, also once decompressed (413 above)")
+	f.IntVar(&o.inflateRatio, "max-inflate-ratio", server.DefaultMaxInflateRatio, "refuse (413) a compressed body that inflates past 1MiB and more than this many times its size")
 	f.DurationVar(&o.drain, "drain-timeout", 30*time.Second, "how long a shutdown waits for requests in progress")
+	f.DurationVar(&o.headerTimeout, "header-timeout", server.DefaultHeaderTimeout, "time a client has to send a request's headers (408 after)")
+	f.Var(&o.minBodyRate, "min-body-rate", "slowest a request may arrive, in bytes a second, once --header-timeout has passed (408 below)")
+	f.DurationVar(&o.idleTimeout, "idle-timeout", server.DefaultIdleTimeout, "how long a kept-alive connection may wait for its next request")
+	f.DurationVar(&o.writeTimeout, "write-timeout", server.DefaultWriteTimeout, "time to write one answer to a client")
+	f.Var(&o.maxHeaderBytes, "max-header-bytes", "largest request headers accepted (431 above)")
+	f.IntVar(&o.maxConnections, "max-connections", server.DefaultMaxConnections, "most open connections (503 and closed above)")
 
 	f.IntVar(&o.maxQueue, "max-queue", admission.DefaultMaxQueued, "requests that may wait for a worker")
 	f.IntVar(&o.maxQueueRows, "max-queue-rows", 0, "rows that may wait for a worker (default: about 100ms of work at the cost measured at load, at least a full batch per worker)")
@@ -175,6 +192,7 @@ func serve(cmd *cobra.Command, g *globals, o *serveOptions, log *slog.Logger) er
 	srv, err := server.New(server.Config{
 		Signature:         v.Signature,
 		MaxBodyBytes:      int(o.maxBodyBytes),
+		MaxInflateRatio:   o.inflateRatio,
 		Log:               log,
 		Gatherer:          metrics,
 		Registerer:        labelled,
@@ -185,6 +203,8 @@ func serve(cmd *cobra.Command, g *globals, o *serveOptions, log *slog.Logger) er
 		ResultBytes:       int64(o.resultMemory),
 		ContentMD5:        o.contentMD5,
 		Panics:            recorder,
+		Conn: server.ConnLimits{HeaderTimeout: o.headerTimeout, MinBodyRate: int64(o.minBodyRate), IdleTimeout: o.idleTimeout,
+			WriteTimeout: o.writeTimeout, MaxHeaderBytes: int(o.maxHeaderBytes), MaxConnections: o.maxConnections},
 	})
 	if err != nil {
 		return fmt.Errorf("serving %s: %w", v.Ref(), err)
@@ -224,7 +244,6 @@ func serve(cmd *cobra.Command, g *globals, o *serveOptions, log *slog.Logger) er
 		pool.Close(context.Background())
 		return fmt.Errorf("server stopped: %w", err)
 	}
-	srv.SetAdmitter(nil)
 	drainCtx, cancel := context.WithTimeout(context.Background(), o.drain)
 	defer cancel()
 	errs := []error{srv.Shutdown(drainCtx)}
