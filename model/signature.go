@@ -221,7 +221,7 @@ func (s Signature) Validate() error {
 	}
 	seen := map[string]bool{}
 	for _, f := range s.Functions {
-		if err := ValidateFunctionName(f.Name); err != nil {
+		if err := CheckName(FunctionName, f.Name); err != nil {
 			return err
 		}
 		if seen[f.Path()] {
@@ -280,21 +280,6 @@ func IsUnquotedIdentifier(name string) bool {
 		}
 	}
 	return true
-}
-
-// ValidateFunctionName accepts SQL-friendly identifiers: a letter, then
-// letters, digits or underscores.
-func ValidateFunctionName(name string) error {
-	if name == "" {
-		return fmt.Errorf("a function needs a name")
-	}
-	for i, r := range name {
-		letter := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z'
-		if !letter && (i == 0 || !(r == '_' || r >= '0' && r <= '9')) {
-			return fmt.Errorf("function name %q must start with a letter and hold only letters, digits and underscores", name)
-		}
-	}
-	return nil
 }
 
 func (s Signature) inputIndex(name string) int {

@@ -82,6 +82,9 @@ func Open(root string, inspect Inspector) (*Registry, error) {
 		return r, nil
 	}
 	for _, d := range []string{modelsDir, stagingDir} {
+		if err := r.confined(d); err != nil {
+			return nil, err
+		}
 		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
 			return nil, fmt.Errorf("opening registry %s: %w", root, err)
 		}
@@ -112,16 +115,19 @@ type LogRequest struct {
 // same bytes under an existing version again is a no-op that returns the
 // existing version; different bytes are refused with ErrExists.
 func (r *Registry) Log(ctx context.Context, req LogRequest) (Version, error) {
-	if err := ValidateName("model name", req.Name); err != nil {
+	if err := model.CheckName(model.ModelName, req.Name); err != nil {
 		return Version{}, err
 	}
-	if err := ValidateName("version", req.Version); err != nil {
+	if err := model.CheckName(model.VersionName, req.Version); err != nil {
 		return Version{}, err
 	}
 	if r.inspect == nil {
 		return Version{}, fmt.Errorf("this registry was opened read-only")
 	}
 	final := r.versionDir(req.Name, req.Version)
+	if err := r.confined(modelsDir, req.Name, req.Version); err != nil {
+		return Version{}, err
+	}
 	if _, err := os.Stat(final); err == nil {
 		return r.sameOrExists(ctx, req)
 	}
@@ -265,6 +271,9 @@ func onlyFeatureMatrix(sig model.Signature) (string, error) {
 
 // List returns every version, by name and then version order.
 func (r *Registry) List() ([]Version, error) {
+	if err := r.confined(modelsDir); err != nil {
+		return nil, err
+	}
 	names, err := readDirNames(filepath.Join(r.root, modelsDir))
 	if err != nil {
 		return nil, err
@@ -282,6 +291,9 @@ func (r *Registry) List() ([]Version, error) {
 
 // versions lists one model's versions, oldest first.
 func (r *Registry) versions(name string) ([]Version, error) {
+	if err := r.confined(modelsDir, name); err != nil {
+		return nil, err
+	}
 	dirs, err := readDirNames(filepath.Join(r.root, modelsDir, name))
 	if err != nil {
 		return nil, err
@@ -289,7 +301,7 @@ func (r *Registry) versions(name string) ([]Version, error) {
 	slices.SortFunc(dirs, compareVersions)
 	out := make([]Version, 0, len(dirs))
 	for _, d := range dirs {
-		v, err := readManifest(r.versionDir(name, d))
+		v, err := r.readManifest(name, d)
 		if err != nil {
 			return nil, err
 		}
@@ -301,7 +313,7 @@ func (r *Registry) versions(name string) ([]Version, error) {
 // Get returns a version; an empty version means the latest (in natural
 // version order: 10 after 9).
 func (r *Registry) Get(name, version string) (Version, error) {
-	if err := ValidateName("model name", name); err != nil {
+	if err := model.CheckName(model.ModelName, name); err != nil {
 		return Version{}, err
 	}
 	if version == "" {
@@ -314,10 +326,10 @@ func (r *Registry) Get(name, version string) (Version, error) {
 		}
 		return vs[len(vs)-1], nil
 	}
-	if err := ValidateName("version", version); err != nil {
+	if err := model.CheckName(model.VersionName, version); err != nil {
 		return Version{}, err
 	}
-	v, err := readManifest(r.versionDir(name, version))
+	v, err := r.readManifest(name, version)
 	if errors.Is(err, fs.ErrNotExist) {
 		return Version{}, fmt.Errorf("model %s:%s: %w in registry %s", name, version, ErrNotFound, r.root)
 	}
@@ -345,6 +357,9 @@ func (r *Registry) SetSettings(name, version string, s Settings) (Version, error
 func (r *Registry) Delete(name, version string) error {
 	v, err := r.Get(name, version)
 	if err != nil {
+		return err
+	}
+	if err := r.confined(modelsDir, v.Name, v.Version, lockFile); err != nil {
 		return err
 	}
 	lock, err := openLock(v.Dir)
@@ -383,6 +398,9 @@ func (r *Registry) Delete(name, version string) error {
 // process ends: Delete refuses it meanwhile. The mark is a shared lock on
 // the version's lock file, so the kernel drops it if the service dies.
 func (r *Registry) Acquire(v Version) (release func() error, err error) {
+	if err := r.confined(modelsDir, v.Name, v.Version, lockFile); err != nil {
+		return nil, err
+	}
 	f, err := openLock(v.Dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("model %s: %w in registry %s", v.Ref(), ErrNotFound, r.root)
@@ -423,6 +441,9 @@ func openLock(dir string) (*os.File, error) {
 // Verify recomputes the model file's sha256 and compares it with the one
 // recorded when it was logged.
 func (r *Registry) Verify(ctx context.Context, v Version) error {
+	if err := r.confined(modelsDir, v.Name, v.Version, v.File); err != nil {
+		return err
+	}
 	size, sum, err := hashFile(ctx, v.ModelPath())
 	if err != nil {
 		return fmt.Errorf("verifying %s: %w", v.Ref(), err)
@@ -452,7 +473,11 @@ func (r *Registry) sweepStaging() {
 	}
 }
 
-func readManifest(dir string) (Version, error) {
+func (r *Registry) readManifest(name, version string) (Version, error) {
+	if err := r.confined(modelsDir, name, version, manifestFile); err != nil {
+		return Version{}, err
+	}
+	dir := r.versionDir(name, version)
 	b, err := os.ReadFile(filepath.Join(dir, manifestFile))
 	if err != nil {
 		return Version{}, err
@@ -461,8 +486,39 @@ func readManifest(dir string) (Version, error) {
 	if err := json.Unmarshal(b, &v); err != nil {
 		return Version{}, fmt.Errorf("reading %s: %w", filepath.Join(dir, manifestFile), err)
 	}
+	// The manifest names the model's file: one name in this folder.
+	if v.Name != name || v.Version != version || v.File != filepath.Base(v.File) || strings.HasPrefix(v.File, ".") {
+		return Version{}, fmt.Errorf("%s does not describe %s:%s in this folder (it says %s:%s, file %q)",
+			filepath.Join(dir, manifestFile), name, version, v.Name, v.Version, v.File)
+	}
 	v.Dir = dir
 	return v, nil
+}
+
+// confined refuses a path under the root (given by its parts) that passes
+// through a symbolic link. The registry makes none; one put there by hand
+// could lead its reads, locks and deletes outside the root. Parts that do
+// not exist yet are fine. (Someone who can write the registry while a
+// command runs could still swap a folder for a link between this check
+// and its use; the check keeps out links already there.)
+func (r *Registry) confined(parts ...string) error {
+	p := r.root
+	for _, part := range parts {
+		p = filepath.Join(p, part)
+		fi, err := os.Lstat(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("reading registry: %w", err)
+		}
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			target, _ := os.Readlink(p)
+			return fmt.Errorf("registry %s: %s is a symbolic link (to %s); the registry follows none, so that nothing in it leads outside it",
+				r.root, p, target)
+		}
+	}
+	return nil
 }
 
 // writeManifest writes v's manifest whole, through a temporary file and a
@@ -558,7 +614,10 @@ func readDirNames(dir string) ([]string, error) {
 	}
 	var names []string
 	for _, e := range entries {
-		if e.IsDir() && !strings.HasPrefix(e.Name(), ".") {
+		// Links are not folders here (DirEntry does not follow them), and a
+		// folder whose name no command could have made is not the
+		// registry's.
+		if e.IsDir() && model.CheckName(model.ModelName, e.Name()) == nil {
 			names = append(names, e.Name())
 		}
 	}

@@ -301,3 +301,90 @@ func TestParseRef(t *testing.T) {
 		}
 	}
 }
+
+// TestRegistry_followsNoLinkOutOfItsRoot: links put into a registry by
+// hand (a model folder, a version, a model file) are refused by every
+// command, and Delete removes nothing outside the root.
+func TestRegistry_followsNoLinkOutOfItsRoot(t *testing.T) {
+	outside := t.TempDir()
+	tests := []struct {
+		name string
+		link func(t *testing.T, root string) // turns part of root into a link to outside
+	}{
+		{"a model folder", func(t *testing.T, root string) {
+			moveAndLink(t, filepath.Join(root, "models", "iris"), filepath.Join(outside, "iris"))
+		}},
+		{"a version folder", func(t *testing.T, root string) {
+			moveAndLink(t, filepath.Join(root, "models", "iris", "1"), filepath.Join(outside, "1"))
+		}},
+		{"the models folder", func(t *testing.T, root string) {
+			moveAndLink(t, filepath.Join(root, "models"), filepath.Join(outside, "models"))
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			os.RemoveAll(outside)
+			os.MkdirAll(outside, 0o755)
+			reg := openTemp(t)
+			v := logIris(t, reg, "1")
+			tt.link(t, reg.Root())
+			const want = "is a symbolic link"
+			if _, err := reg.Get("iris", "1"); err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("Get = %v", err)
+			}
+			// A linked version is not listed at all.
+			if _, err := reg.Get("iris", ""); err == nil || !strings.Contains(err.Error(), want) && !errors.Is(err, ErrNotFound) {
+				t.Errorf("Get latest = %v", err)
+			}
+			if err := reg.Verify(context.Background(), v); err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("Verify = %v", err)
+			}
+			if _, err := reg.Acquire(v); err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("Acquire = %v", err)
+			}
+			if err := reg.Delete("iris", "1"); err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("Delete = %v", err)
+			}
+			if _, err := reg.Log(context.Background(), LogRequest{Name: "iris", Version: "1", File: testenv.Model(t, "iris")}); err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("Log through a link = %v", err)
+			}
+			var files int
+			filepath.Walk(outside, func(string, os.FileInfo, error) error { files++; return nil })
+			if files < 3 {
+				t.Errorf("the files outside the registry are gone (%d left)", files)
+			}
+		})
+	}
+	t.Run("a model file", func(t *testing.T) {
+		reg := openTemp(t)
+		v := logIris(t, reg, "1")
+		secret := filepath.Join(outside, "secret")
+		os.WriteFile(secret, []byte("not yours"), 0o600)
+		os.Remove(v.ModelPath())
+		os.Symlink(secret, v.ModelPath())
+		if err := reg.Verify(context.Background(), v); err == nil || !strings.Contains(err.Error(), "is a symbolic link") {
+			t.Errorf("Verify = %v", err)
+		}
+	})
+	t.Run("a manifest naming another file", func(t *testing.T) {
+		reg := openTemp(t)
+		v := logIris(t, reg, "1")
+		path := filepath.Join(v.Dir, "manifest.json")
+		b, _ := os.ReadFile(path)
+		os.Chmod(path, 0o644)
+		os.WriteFile(path, []byte(strings.Replace(string(b), `"model.onnx"`, `"../../../../etc/passwd"`, 1)), 0o644)
+		if _, err := reg.Get("iris", "1"); err == nil || !strings.Contains(err.Error(), "does not describe") {
+			t.Errorf("Get = %v", err)
+		}
+	})
+}
+
+func moveAndLink(t *testing.T, path, to string) {
+	t.Helper()
+	if err := os.Rename(path, to); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(to, path); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -86,33 +86,15 @@ func (v Version) ModelPath() string { return v.Dir + "/" + v.File }
 // ParseRef splits NAME[:VERSION]; the version is empty when absent.
 func ParseRef(ref string) (name, version string, err error) {
 	name, version, _ = strings.Cut(ref, ":")
-	if err := ValidateName("model name", name); err != nil {
+	if err := model.CheckName(model.ModelName, name); err != nil {
 		return "", "", err
 	}
 	if version != "" {
-		if err := ValidateName("version", version); err != nil {
+		if err := model.CheckName(model.VersionName, version); err != nil {
 			return "", "", err
 		}
 	}
 	return name, version, nil
-}
-
-// ValidateName accepts names that are safe as one path element and in a
-// reference: a letter or digit, then letters, digits, '.', '_' or '-'.
-func ValidateName(what, s string) error {
-	if s == "" {
-		return fmt.Errorf("%s is empty", what)
-	}
-	if len(s) > 128 {
-		return fmt.Errorf("%s %q is longer than 128 characters", what, s)
-	}
-	for i, r := range s {
-		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9'
-		if !ok && (i == 0 || !(r == '.' || r == '_' || r == '-')) {
-			return fmt.Errorf("%s %q must start with a letter or digit and hold only letters, digits, '.', '_' and '-'", what, s)
-		}
-	}
-	return nil
 }
 
 // compareVersions orders versions naturally: digit runs compare as numbers,

@@ -578,3 +578,57 @@ func metric(t *testing.T, s *service, name string) float64 {
 	}
 	return total
 }
+
+// TestCLI_namesAndPathsStayInTheirRoots: nothing typed on a command line or
+// written in a spec makes modelserve read or write outside the registry,
+// the state directory or a volume.
+func TestCLI_namesAndPathsStayInTheirRoots(t *testing.T) {
+	c := newCLI(t)
+	c.logIris()
+	stateDir, outside := t.TempDir(), t.TempDir()
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"a model name that climbs", []string{"registry", "log", "--name", "../../x", "--version", "1", "--file", testenv.Model(t, "iris")}, "must start with a letter or digit"},
+		{"a version with a slash", []string{"registry", "show", "iris:1/../../../x"}, "hold only letters"},
+		{"a service name that climbs", []string{"service", "status", "../../etc", "--state-dir", stateDir}, `service name "../../etc" must be lowercase`},
+		{"a service name with a shell in it", []string{"service", "logs", "$(touch " + outside + "/owned)", "main", "--state-dir", stateDir}, `service name "$(touch`},
+		{"a function name that is a path", []string{"registry", "log", "--name", "m", "--version", "1", "--file", testenv.Model(t, "iris"), "--function", "../x=label"}, "function name"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, errOut, err := c.run(tt.args...)
+			if err == nil || !strings.Contains(errOut, tt.want) {
+				t.Errorf("modelserve %s: %v %s", strings.Join(tt.args, " "), err, errOut)
+			}
+		})
+	}
+	t.Run("a stage folder that climbs", func(t *testing.T) {
+		job := filepath.Join(t.TempDir(), "climb.yaml")
+		os.WriteFile(job, []byte("spec:\n  containers:\n  - name: main\n    image: /db/schema/repo/modelserve:1\n    volumeMounts:\n    - name: v\n      mountPath: /in\n  volumes:\n  - name: v\n    source: \"@st/../../etc\"\n"), 0o644)
+		_, errOut, err := c.run("job", "run", "--spec", job, "--state-dir", stateDir, "--stage", "st="+t.TempDir())
+		if err == nil || !strings.Contains(errOut, `a stage folder is a path down into the stage, without ".."`) {
+			t.Errorf("job run: %v %s", err, errOut)
+		}
+	})
+	t.Run("a registry folder linked outside", func(t *testing.T) {
+		models := filepath.Join(c.registry, "models", "iris")
+		if err := os.Rename(models, filepath.Join(outside, "iris")); err != nil {
+			t.Fatal(err)
+		}
+		os.Symlink(filepath.Join(outside, "iris"), models)
+		for _, args := range [][]string{{"registry", "show", "iris:1"}, {"registry", "delete", "iris:1"}, {"serve", "--model", "iris:1"}} {
+			if _, errOut, err := c.run(args...); err == nil || !strings.Contains(errOut, "is a symbolic link") {
+				t.Errorf("modelserve %s: %v %s", strings.Join(args, " "), err, errOut)
+			}
+		}
+		if _, err := os.Stat(filepath.Join(outside, "iris", "1", "model.onnx")); err != nil {
+			t.Errorf("the files the link pointed at: %v", err)
+		}
+	})
+	if entries, _ := os.ReadDir(outside); len(entries) != 1 {
+		t.Errorf("something was written outside: %v", entries)
+	}
+}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/modelserve/modelserve/build"
 	"github.com/modelserve/modelserve/deploy/local"
+	"github.com/modelserve/modelserve/model"
 )
 
 func newServiceCmd(g *globals) *cobra.Command {
@@ -125,9 +125,6 @@ then the containers stop. modelserve service status NAME shows the service
 from another terminal, and modelserve service logs NAME CONTAINER its logs.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkServiceName(args[0]); err != nil {
-				return err
-			}
 			lo, err := o.options(cmd, g, args[0])
 			if err != nil {
 				return err
@@ -166,19 +163,6 @@ func hasEndpoint(o local.Options, name string) bool {
 		}
 	}
 	return false
-}
-
-// checkServiceName keeps names usable as directory and pod names.
-func checkServiceName(n string) error {
-	for _, r := range n {
-		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
-			return fmt.Errorf("service name %q: use lowercase letters, digits, - and _", n)
-		}
-	}
-	if n == "" {
-		return errors.New("a service needs a name")
-	}
-	return nil
 }
 
 func newServiceStatusCmd(g *globals) *cobra.Command {
@@ -304,10 +288,7 @@ runs them; none is restarted. The logs stay in the run's directory under
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if jobName == "" {
-				jobName = strings.TrimSuffix(filepath.Base(o.spec), filepath.Ext(o.spec))
-			}
-			if err := checkServiceName(jobName); err != nil {
-				return err
+				jobName = model.LabelFrom(strings.TrimSuffix(filepath.Base(o.spec), filepath.Ext(o.spec)))
 			}
 			lo, err := o.options(cmd, g, jobName)
 			if err != nil {

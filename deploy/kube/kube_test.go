@@ -255,7 +255,7 @@ func TestRender_refusals(t *testing.T) {
 		o    Options
 		want string
 	}{
-		{"a name Kubernetes refuses", gpu, Options{Name: "My_Service"}, `--name "My_Service"`},
+		{"a name Kubernetes refuses", gpu, Options{Name: "My_Service"}, `--name: service name "My_Service" must be lowercase letters`},
 		{"more GPUs than a node has", gpu, Options{Name: "m", ComputePool: "my_gpu_pool", Pools: pools}, "asks for 2 GPUs, but a GPU_NV_S node of pool my_gpu_pool has 1"},
 		{"a pool without a pools file", gpu, Options{Name: "m", ComputePool: "my_gpu_pool"}, "--compute-pool needs --compute-pools FILE"},
 		{"an unknown pool", gpu, Options{Name: "m", ComputePool: "tiny", Pools: pools}, `no compute pool or instance family "tiny"`},

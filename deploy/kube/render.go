@@ -22,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/modelserve/modelserve/deploy/spec"
+	"github.com/modelserve/modelserve/model"
 )
 
 // Options say how a spec becomes manifests.
@@ -73,8 +74,12 @@ type Rendered struct {
 
 // Render turns a validated spec into manifests.
 func Render(s *spec.Spec, o Options) (*Rendered, error) {
-	if errs := validation.IsDNS1123Label(o.Name); len(errs) > 0 {
-		return nil, fmt.Errorf("--name %q: %s", o.Name, strings.Join(errs, "; "))
+	kind := model.ServiceName
+	if o.Job {
+		kind = model.JobName
+	}
+	if err := model.CheckName(kind, o.Name); err != nil {
+		return nil, fmt.Errorf("--name: %w", err)
 	}
 	if o.Namespace != "" {
 		if errs := validation.IsDNS1123Label(o.Namespace); len(errs) > 0 {

@@ -107,29 +107,40 @@ func containerPort(c spec.Container) (int, error) {
 // machine's directories, for containers that run as local processes.
 type translator map[string]string
 
-func (t translator) path(s string) string {
+func (t translator) path(s string) (string, error) {
 	// --flag=/mount/path
 	if k, v, ok := strings.Cut(s, "="); ok && strings.HasPrefix(v, "/") {
-		return k + "=" + t.path(v)
+		p, err := t.path(v)
+		return k + "=" + p, err
 	}
 	mounts := slices.Collect(maps.Keys(t))
 	// Longest first: /data/models wins over /data.
 	slices.SortFunc(mounts, func(a, b string) int { return len(b) - len(a) })
 	for _, m := range mounts {
 		if s == m {
-			return t[m]
+			return t[m], nil
 		}
 		if rest, ok := strings.CutPrefix(s, strings.TrimSuffix(m, "/")+"/"); ok {
-			return filepath.Join(t[m], rest)
+			p := filepath.Join(t[m], rest)
+			if !within(t[m], p) {
+				return "", fmt.Errorf("%s climbs out of the volume mounted at %s", s, m)
+			}
+			return p, nil
 		}
 	}
-	return s
+	return s, nil
+}
+
+// within reports whether path (cleaned) lies in dir or is dir.
+func within(dir, path string) bool {
+	rel, err := filepath.Rel(dir, path)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
 }
 
 // modelserveArgv is the argument list of a local modelserve process: the
 // container's command and args, with serve's address moved to this
 // machine's port for the instance.
-func modelserveArgv(self, registry string, c spec.Container, model string, port int, t translator) []string {
+func modelserveArgv(self, registry string, c spec.Container, model string, port int, t translator) ([]string, error) {
 	args := slices.Clone(c.Args)
 	if len(c.Command) > 1 {
 		args = append(slices.Clone(c.Command[1:]), args...)
@@ -138,7 +149,10 @@ func modelserveArgv(self, registry string, c spec.Container, model string, port 
 		args = append([]string{"serve"}, args...) // the image's CMD
 	}
 	for i := range args {
-		args[i] = t.path(args[i])
+		var err error
+		if args[i], err = t.path(args[i]); err != nil {
+			return nil, fmt.Errorf("container %s: %w", c.Name, err)
+		}
 	}
 	argv := append([]string{self}, args...)
 	if args[0] == "serve" {
@@ -148,5 +162,5 @@ func modelserveArgv(self, registry string, c spec.Container, model string, port 
 		// Later flags win: the instance's own port, on loopback.
 		argv = append(argv, "--host", "127.0.0.1", "--port", strconv.Itoa(port))
 	}
-	return append(argv, "--registry", registry)
+	return append(argv, "--registry", registry), nil
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/modelserve/modelserve/model"
 )
 
 // JobResult is how a job run ended and where its logs are.
@@ -19,6 +21,9 @@ type JobResult struct {
 // the run's directory. Ending ctx stops the containers.
 func RunJob(ctx context.Context, o Options) (*JobResult, error) {
 	o.defaults()
+	if err := model.CheckName(model.JobName, o.Name); err != nil {
+		return nil, err
+	}
 	o.Instances = 1
 	for _, ep := range o.Spec.Endpoints {
 		o.Log.Warn("a job serves no traffic; its endpoint is ignored", "endpoint", ep.Name)

@@ -20,9 +20,17 @@ func TestTranslator_mountPathsBecomeDirectories(t *testing.T) {
 		"--input=/data/x.csv": "--input=/here/data/x.csv",
 		"relative/data":       "relative/data",
 		"--flag=value":        "--flag=value",
+		"/data/a/../b":        "/here/data/b",
 	} {
-		if got := tr.path(in); got != want {
-			t.Errorf("path(%q) = %q, want %q", in, got, want)
+		if got, err := tr.path(in); got != want || err != nil {
+			t.Errorf("path(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	// A path that climbs out of its volume does not become a path on this
+	// machine outside it.
+	for _, in := range []string{"/data/../../etc/passwd", "--in=/data/models/../../../etc", "/secrets/.."} {
+		if got, err := tr.path(in); err == nil || !strings.Contains(err.Error(), "climbs out of the volume") {
+			t.Errorf("path(%q) = %q, %v; want refused", in, got, err)
 		}
 	}
 }
@@ -42,7 +50,11 @@ func TestModelserveArgv(t *testing.T) {
 		{"model in args", spec.Container{Args: []string{"serve", "--model=other:2"}},
 			"ms serve --model=other:2 --host 127.0.0.1 --port 4000 --registry /reg"},
 	} {
-		got := strings.Join(modelserveArgv("ms", "/reg", tc.c, "iris:1", 4000, tr), " ")
+		argv, err := modelserveArgv("ms", "/reg", tc.c, "iris:1", 4000, tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := strings.Join(argv, " ")
 		if got != tc.want {
 			t.Errorf("%s:\n got %s\nwant %s", tc.name, got, tc.want)
 		}
@@ -73,6 +85,7 @@ func TestParseSecret(t *testing.T) {
 	keysDir := filepath.Join(dir, "keys")
 	os.Mkdir(keysDir, 0o700)
 	os.WriteFile(filepath.Join(keysDir, "access_token"), []byte("tok\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "climbing.env"), []byte("../../escape=x\n"), 0o600)
 	env := map[string]string{"PW": "pw", "USER": "u"}
 	getenv := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
 	for _, tc := range []struct {
@@ -87,6 +100,9 @@ func TestParseSecret(t *testing.T) {
 		{arg: "c=env:NOPE", err: "$NOPE is not set"},
 		{arg: "c", err: "write NAME=FILE"},
 		{arg: "c=" + filepath.Join(dir, "missing"), err: "no such file"},
+		// A key becomes a file's name in the secret's folder.
+		{arg: "c=" + filepath.Join(dir, "climbing.env"), err: `secret key "../../escape" must start with a letter or digit`},
+		{arg: "c=env:a/b=PW", err: `secret key "a/b"`},
 	} {
 		_, keys, err := ParseSecret(tc.arg, getenv)
 		if tc.err != "" {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/modelserve/modelserve/deploy/spec"
+	"github.com/modelserve/modelserve/model"
 )
 
 // Options say how to run a spec here.
@@ -90,6 +91,9 @@ type run struct {
 // requests get 503, requests in flight finish, and the containers stop.
 func Up(ctx context.Context, o Options) error {
 	o.defaults()
+	if err := model.CheckName(model.ServiceName, o.Name); err != nil {
+		return err
+	}
 	r, unlock, err := prepare(ctx, o, ServiceDir(o.StateDir, o.Name), true)
 	if err != nil {
 		return err
@@ -340,11 +344,16 @@ func (r *run) plan(ctx context.Context, i int, restart bool) (*instance, error) 
 			mounts[sc.DirectoryPath] = d
 		}
 		if p.native {
+			var err error
 			for k, v := range env {
-				env[k] = mounts.path(v)
+				if env[k], err = mounts.path(v); err != nil {
+					return nil, fmt.Errorf("container %s: %s: %w", c.Name, k, err)
+				}
 			}
 			pr.port = in.ports[p.port]
-			pr.argv = modelserveArgv(o.Self, o.Registry, c, p.model, pr.port, mounts)
+			if pr.argv, err = modelserveArgv(o.Self, o.Registry, c, p.model, pr.port, mounts); err != nil {
+				return nil, err
+			}
 			pr.env = nativeEnv(o.Env, env)
 		} else {
 			pr.argv = podmanRun(o, in.pod, fmt.Sprintf("%s-%s", in.pod, c.Name), c, env, mounts)

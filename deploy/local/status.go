@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/modelserve/modelserve/internal/atomicfile"
+	"github.com/modelserve/modelserve/model"
 )
 
 // Status is what modelserve service status shows, written by the running
@@ -95,6 +96,9 @@ func writeStatus(dir string, s *Status) error {
 
 // ReadStatus reads a service's status from another process.
 func ReadStatus(stateDir, name string) (*Status, error) {
+	if err := model.CheckName(model.ServiceName, name); err != nil {
+		return nil, err
+	}
 	dir := ServiceDir(stateDir, name)
 	b, err := os.ReadFile(filepath.Join(dir, statusFile))
 	if errors.Is(err, os.ErrNotExist) {

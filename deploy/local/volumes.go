@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/modelserve/modelserve/deploy/spec"
+	"github.com/modelserve/modelserve/model"
 )
 
 // ParseStage reads --stage NAME=DIR: the directory that stands in for a
@@ -39,6 +40,9 @@ func stageDir(stages map[string]string, v spec.Volume) (string, error) {
 	for k, dir := range stages {
 		if strings.EqualFold(k, name) || strings.EqualFold(k, last) {
 			d := filepath.Join(dir, filepath.FromSlash(sub))
+			if !within(dir, d) {
+				return "", fmt.Errorf("volume %s: stage folder %s climbs out of the stage's directory %s", v.Name, sub, dir)
+			}
 			if fi, err := os.Stat(d); err != nil || !fi.IsDir() {
 				return "", fmt.Errorf("volume %s: stage folder %s is not a directory", v.Name, d)
 			}
@@ -72,7 +76,7 @@ func ParseSecret(arg string, getenv func(string) (string, bool)) (name string, k
 			}
 			keys[key] = val
 		}
-		return name, keys, nil
+		return checkKeys(name, keys)
 	}
 	fi, err := os.Stat(src)
 	if err != nil {
@@ -112,6 +116,17 @@ func ParseSecret(arg string, getenv func(string) (string, bool)) (name string, k
 	}
 	if len(keys) == 0 {
 		return "", nil, fmt.Errorf("--secret %s: %s holds no keys", name, src)
+	}
+	return checkKeys(name, keys)
+}
+
+// checkKeys accepts a secret's keys, each of which becomes a file's name
+// in the secret's folder.
+func checkKeys(name string, keys map[string]string) (string, map[string]string, error) {
+	for k := range keys {
+		if err := model.CheckName(model.KeyName, k); err != nil {
+			return "", nil, fmt.Errorf("--secret %s: %w", name, err)
+		}
 	}
 	return name, keys, nil
 }

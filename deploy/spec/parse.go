@@ -339,31 +339,16 @@ func (d *decoder) quantity(n *yaml.Node, path string) Quantity {
 	return q
 }
 
-var nameRE = regexp.MustCompile(`^[a-z]([-a-z0-9]*[a-z0-9])?$`)
-
 // name checks the reference's rule for container, endpoint and volume names.
 func (d *decoder) name(n *yaml.Node, path string) string {
 	s := d.str(n, path)
 	if s == "" {
 		return s
 	}
-	if err := CheckName(s); err != nil {
+	if err := model.CheckName(model.ObjectName, s); err != nil {
 		d.fail(n, path, "%v", err)
 	}
 	return s
-}
-
-// CheckName applies the reference's naming rule: at most 63 characters,
-// lowercase letters, digits and '-', starting with a letter and ending with
-// a letter or digit.
-func CheckName(s string) error {
-	switch {
-	case len(s) > 63:
-		return fmt.Errorf("name %q is %d characters long; the limit is 63", s, len(s))
-	case !nameRE.MatchString(s):
-		return fmt.Errorf("name %q must be lowercase letters, digits and '-', start with a letter and end with a letter or digit", s)
-	}
-	return nil
 }
 
 var envRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -674,6 +659,22 @@ type volumeTarget struct {
 
 var stageRE = regexp.MustCompile(`^@("[^"]+"|[A-Za-z_][A-Za-z0-9_$]*)(\.("[^"]+"|[A-Za-z_][A-Za-z0-9_$]*)){0,2}(/[^/]+)*/?$`)
 
+// stage checks a stage or stage folder; a folder may not climb out of its
+// stage with "..".
+func (d *decoder) stage(n *yaml.Node, path, s string) {
+	if !stageRE.MatchString(s) {
+		d.fail(n, path, "%q is not a stage or stage folder such as @my_stage or @db.schema.stage/dir", s)
+		return
+	}
+	_, dir := Volume{Source: s}.Stage()
+	for _, part := range strings.Split(dir, "/") {
+		if part == "." || part == ".." {
+			d.fail(n, path, "%q: a stage folder is a path down into the stage, without %q", s, part)
+			return
+		}
+	}
+}
+
 func (d *decoder) volume(n *yaml.Node, path string) (Volume, volumeTarget) {
 	v := Volume{Line: n.Line}
 	var target volumeTarget
@@ -690,9 +691,7 @@ func (d *decoder) volume(n *yaml.Node, path string) (Volume, volumeTarget) {
 		switch {
 		case v.Source == SourceLocal, v.Source == SourceMemory, v.Source == SourceStage:
 		case strings.HasPrefix(v.Source, "@"):
-			if !stageRE.MatchString(v.Source) {
-				d.fail(f.val, path+".source", "%q is not a stage or stage folder such as @my_stage or @db.schema.stage/dir", v.Source)
-			}
+			d.stage(f.val, path+".source", v.Source)
 		case v.Source != "":
 			d.fail(f.val, path+".source", "%q is not a volume source: local, memory, \"@stage\" (quoted) or stage with stageConfig", v.Source)
 		}
@@ -747,8 +746,8 @@ func (d *decoder) stageConfig(n *yaml.Node, path string) *StageConfig {
 	}
 	if f, ok := fs["name"]; ok {
 		c.Name = d.str(f.val, path+".name")
-		if c.Name != "" && !stageRE.MatchString(c.Name) {
-			d.fail(f.val, path+".name", "%q is not a stage or stage folder such as @my_stage or @db.schema.stage/dir", c.Name)
+		if c.Name != "" {
+			d.stage(f.val, path+".name", c.Name)
 		}
 	} else {
 		d.fail(n, path, "name is required: the stage, e.g. \"@my_stage\"")
