@@ -16,7 +16,7 @@ PYTHON   := /usr/bin/python3
 export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
 IRIS_FEATURES := sepal_length,sepal_width,petal_length,petal_width
 
-.PHONY: all serve test bench build ort ort-gpu image example fmt vet clean
+.PHONY: all serve test bench fuzz soak build ort ort-gpu image example fmt vet clean
 
 all: build
 
@@ -39,6 +39,17 @@ test: ort ort-gpu
 bench: build
 	@scripts/deps.sh bench
 	$(GO) run ./bench --binary $(BIN) --out $(OUT)/bench.md
+
+## fuzz: every fuzz target for FUZZTIME (default 1m) each; writes $(OUT)/fuzz.md
+fuzz: ort
+	scripts/fuzz.sh
+
+## soak: a real server under a mixed, partly hostile load for SOAK (default
+## 10m), reporting memory, goroutines and descriptors each minute; writes
+## $(OUT)/soak.md
+soak: build
+	@scripts/deps.sh serve
+	$(GO) run ./bench/soak --binary $(BIN) --duration $${SOAK:-10m} --out $(OUT)/soak.md
 
 build: ort
 	$(GOBUILD) -o $(BIN) ./cmd/modelserve

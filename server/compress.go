@@ -34,8 +34,13 @@ var errBodyTooLarge = errors.New("request body too large")
 // therefore costs at most limit bytes, and only while the budget has them.
 func requestBody(c *fiber.Ctx, limit, maxRatio int, grow func(int64) error) ([]byte, error) {
 	// Not c.Body(): fiber would decompress it, without any limit.
-	raw := c.Request().Body()
-	enc := strings.ToLower(strings.TrimSpace(c.Get(fiber.HeaderContentEncoding)))
+	return decompress(c.Request().Body(), c.Get(fiber.HeaderContentEncoding), limit, maxRatio, grow)
+}
+
+// decompress decodes raw from the Content-Encoding enc, within the bounds
+// requestBody describes.
+func decompress(raw []byte, enc string, limit, maxRatio int, grow func(int64) error) ([]byte, error) {
+	enc = strings.ToLower(strings.TrimSpace(enc))
 	var r io.Reader
 	// first is the size the first buffer gets: the exact one when the
 	// body says it (and it is believable), so that no copy is needed.

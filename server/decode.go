@@ -862,7 +862,7 @@ func toFloat(s *scanner, dt model.DType, bits int, opts decodeOptions) (float64,
 	case kindNumber:
 		f, err := s.float(bits)
 		if err != nil {
-			return 0, fmt.Errorf("expected %s, got %v", dt.SQLType(), err)
+			return 0, fmt.Errorf("expected %s: %w", dt.SQLType(), err)
 		}
 		return f, nil
 	case kindString:

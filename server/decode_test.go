@@ -258,6 +258,13 @@ func TestDecode_dataframeAndBodyErrors(t *testing.T) {
 		{"trailing garbage", `{"data": [[0, 1, 2, 3, 4]]} x`, -1, "", "not valid JSON"},
 		{"not an object", `[1, 2]`, -1, "", "must be a JSON object"},
 		{"cut short in a row", `{"data": [[0, 1, 2`, 0, "", "not valid JSON"},
+		// Found by FuzzDecodeRow and FuzzDecodeSplit: JSON has no leading zeros.
+		{"a number with a leading zero", `{"data": [[0, 00, 0, 0, 0]]}`, 0, "sepal_length", "expected FLOAT: the body is not valid JSON: a malformed number at byte 14"},
+		{"a leading zero in a vector", `{"dataframe_split": {"columns": ["features"], "data": [[[0, 00, 0, 0]]]}}`, -1, "", "a malformed number at byte 60"},
+		{"a leading zero in a skipped value", `{"x": 01, "data": [[0, 1, 2, 3, 4]]}`, -1, "", "a malformed number at byte 6"},
+		{"a point without digits", `{"data": [[0, 1., 2, 3, 4]]}`, 0, "sepal_length", "a malformed number"},
+		{"an exponent without digits", `{"data": [[0, 1e+, 2, 3, 4]]}`, 0, "sepal_length", "a malformed number"},
+		{"a leading zero in a row number", `{"data": [[01, 1, 2, 3, 4]]}`, 0, "", "a malformed number"},
 		{"deep in an unknown key", `{"x": ` + nested(maxDepth+1) + `, "data": [[0, 1, 2, 3, 4]]}`, -1, "", "more than 64 levels deep (at byte 70)"},
 		{"deep in params", `{"data": [[0, 1, 2, 3, 4]], "params": {"a": ` + nested(maxDepth+1) + `}}`, -1, "", "more than 64 levels deep"},
 		{"deep in a wide row", `{"data": [[0, 1, 2, 3, 4], [1, {"sepal_length": ` + nested(maxDepth+1) + `}]]}`, 1, "", "more than 64 levels deep"},

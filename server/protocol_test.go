@@ -316,7 +316,7 @@ func TestGateway_oldestAnswersGoFirstWhenMemoryIsShort(t *testing.T) {
 	}
 }
 
-func gzipped(t *testing.T, s string) []byte {
+func gzipped(t testing.TB, s string) []byte {
 	var b bytes.Buffer
 	w := gzip.NewWriter(&b)
 	w.Write([]byte(s))
@@ -447,7 +447,7 @@ func TestCompression_bombsAreRefusedByTheirRatio(t *testing.T) {
 	}
 }
 
-func deflated(t *testing.T, s string) []byte {
+func deflated(t testing.TB, s string) []byte {
 	t.Helper()
 	var b bytes.Buffer
 	w := zlib.NewWriter(&b)

@@ -101,27 +101,46 @@ func (s *scanner) expect(c byte) error {
 	return nil
 }
 
-// number returns the next number's text.
+// number returns the next number's text, which must follow JSON's grammar:
+// no leading zeros, digits on both sides of a point, a whole exponent.
 func (s *scanner) number() ([]byte, error) {
 	s.ws()
-	start := s.i
-	if s.i < len(s.b) && s.b[s.i] == '-' {
-		s.i++
-	}
-	digits := s.i
-	for s.i < len(s.b) {
-		switch c := s.b[s.i]; {
-		case c >= '0' && c <= '9', c == '.', c == 'e', c == 'E', c == '+', c == '-':
-			s.i++
-			continue
+	b, start := s.b, s.i
+	i := start
+	digits := func() int {
+		from := i
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
 		}
-		break
+		return i - from
 	}
-	if s.i == digits {
-		s.i = start
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case digits() == 0:
 		return nil, s.errSyntax("a number")
 	}
-	return s.b[start:s.i], nil
+	ok := true
+	if i < len(b) && b[i] == '.' {
+		i++
+		ok = digits() > 0
+	}
+	if ok && i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		ok = digits() > 0
+	}
+	// A number ends where its grammar does: 01 or 1.5.2 is none.
+	if !ok || i < len(b) && numberByte(b[i]) {
+		return nil, fmt.Errorf("the body is not valid JSON: a malformed number at byte %d", start)
+	}
+	s.i = i
+	return b[start:i], nil
 }
 
 // str returns the next string, unescaped. Without escapes it aliases the
@@ -452,7 +471,10 @@ func (s *scanner) describe() string {
 		}
 		return fmt.Sprintf("string %q", b)
 	case kindNumber:
-		b, _ := probe.number()
+		b, err := probe.number()
+		if err != nil {
+			return "a malformed number"
+		}
 		return "number " + string(b)
 	case kindEnd:
 		return "the end of the body (the JSON is cut short)"
@@ -536,8 +558,9 @@ func (s *scanner) float(bits int) (float64, error) {
 			digits++
 		}
 	}
-	// JSON needs an integer part, and digits after a point.
-	simple := i > intStart
+	// JSON needs an integer part without leading zeros, and digits after
+	// a point.
+	simple := i > intStart && (b[intStart] != '0' || i == intStart+1)
 	if i < len(b) && b[i] == '.' {
 		i++
 		fracStart := i

@@ -1,6 +1,7 @@
 package batchjob
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 
@@ -121,11 +122,16 @@ func (c *chunk) isArray(t target) bool {
 	return t.feature < 0 && len(shape) > 0 && shape.Elements() != 1
 }
 
-// tensors are the chunk's inputs cut to the rows it holds.
-func (c *chunk) tensors() []model.Tensor {
+// tensors are the chunk's inputs cut to the rows it holds. Every source
+// fills every input of every row it reads; an input still empty means one
+// did not, which is refused rather than sent on.
+func (c *chunk) tensors() ([]model.Tensor, error) {
 	out := make([]model.Tensor, len(c.inputs))
 	for i, t := range c.inputs {
+		if t.Data == nil {
+			return nil, c.rowErr(0, c.b.sig.Inputs[i].Name, errors.New("no value was read for this input"))
+		}
 		out[i] = t.SliceRows(0, c.rows)
 	}
-	return out
+	return out, nil
 }

@@ -32,7 +32,7 @@ func openCSV(path string) (*csvSource, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := csv.NewReader(bufio.NewReaderSize(f, 1<<20))
+	r := csv.NewReader(bufio.NewReaderSize(f, readBuffer(size)))
 	r.ReuseRecord = true
 	header, err := r.Read()
 	if errors.Is(err, io.EOF) {

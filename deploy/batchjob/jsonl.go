@@ -35,7 +35,7 @@ func openJSONL(path string) (*jsonlSource, error) {
 		return nil, err
 	}
 	cr := &countingReader{r: f}
-	s := &jsonlSource{f: f, size: size, count: cr, r: bufio.NewReaderSize(cr, 1<<20)}
+	s := &jsonlSource{f: f, size: size, count: cr, r: bufio.NewReaderSize(cr, readBuffer(size))}
 	line, err := s.next()
 	if errors.Is(err, io.EOF) {
 		f.Close()

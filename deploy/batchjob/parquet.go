@@ -38,6 +38,8 @@ type parquetSlot struct {
 	// maxDef the one at which it is not null.
 	elemDef, maxDef int
 	elems           []parquet.Value
+	// seen marks a scalar column's value as found in the current row.
+	seen bool
 }
 
 func openParquet(path string) (*parquetSource, error) {
@@ -200,7 +202,7 @@ func (s *parquetSource) fill(c *chunk, row parquet.Row) error {
 	}
 	for _, sl := range s.slots {
 		if sl != nil {
-			sl.elems = sl.elems[:0]
+			sl.elems, sl.seen = sl.elems[:0], false
 		}
 	}
 	for _, v := range row {
@@ -221,13 +223,18 @@ func (s *parquetSource) fill(c *chunk, row parquet.Row) error {
 		if err != nil {
 			return c.rowErr(r, sl.t.column, err)
 		}
+		sl.seen = true
 	}
 	for _, sl := range s.slots {
-		if sl == nil || !sl.list {
-			continue
-		}
-		if err := s.fillList(c, sl, r); err != nil {
-			return c.rowErr(r, sl.t.column, err)
+		switch {
+		case sl == nil:
+		case sl.list:
+			if err := s.fillList(c, sl, r); err != nil {
+				return c.rowErr(r, sl.t.column, err)
+			}
+		case !sl.seen:
+			// Levels that do not add up: a malformed file.
+			return c.rowErr(r, sl.t.column, errors.New("the row has no value in this column; the file's levels are malformed"))
 		}
 	}
 	return nil

@@ -124,7 +124,7 @@ func checkPages(r io.ReaderAt, dataEnd int64, cm *format.ColumnMetaData) error {
 	if start < 4 || cm.TotalCompressedSize < 0 || end > dataEnd || end < start {
 		return fmt.Errorf("its pages (bytes %d to %d) lie outside the file's data (4 to %d)", start, end, dataEnd)
 	}
-	br := bufio.NewReaderSize(io.NewSectionReader(r, start, end-start), 64<<10)
+	br := bufio.NewReaderSize(io.NewSectionReader(r, start, end-start), int(min(end-start, 64<<10)))
 	for pos := start; pos < end; {
 		var uncompressed, compressed, values int64 = -1, -1, 0
 		n, err := walkThrift(br, min(end-pos, maxPageHeaderBytes), func(path []int16, v int64) {

@@ -556,10 +556,14 @@ func (r *run) chunk(ctx context.Context, c *chunk) error {
 func (r *run) predict(ctx context.Context, c *chunk) ([]model.Tensor, func(), error) {
 	wait := 5 * time.Millisecond
 	for {
+		inputs, err := c.tensors()
+		if err != nil {
+			return nil, nil, err
+		}
 		t, err := r.q.Admit(0)
 		if err == nil {
 			var outs []model.Tensor
-			if outs, err = t.Run(ctx, c.tensors()); err == nil {
+			if outs, err = t.Run(ctx, inputs); err == nil {
 				return outs, t.Done, nil
 			}
 			t.Done()

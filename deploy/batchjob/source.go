@@ -165,6 +165,10 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// readBuffer sizes the buffer a file of size bytes is read through: a
+// megabyte, or less for a smaller file.
+func readBuffer(size int64) int { return int(max(min(size+1, 1<<20), 4096)) }
+
 // openSized opens an input file and tells its size.
 func openSized(path string) (*os.File, int64, error) {
 	f, err := os.Open(path)

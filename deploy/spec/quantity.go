@@ -3,6 +3,7 @@ package spec
 import (
 	"fmt"
 	"math/big"
+	"regexp"
 	"strings"
 )
 
@@ -30,6 +31,8 @@ var quantityUnits = []struct {
 	{"m", big.NewRat(1, 1)},
 }
 
+var decimalRE = regexp.MustCompile(`^([0-9]+(\.[0-9]*)?|\.[0-9]+)$`)
+
 // ParseQuantity reads "2G", "48Gi", "0.5", "500m", "4096".
 func ParseQuantity(s string) (Quantity, error) {
 	text := strings.TrimSpace(s)
@@ -40,7 +43,9 @@ func ParseQuantity(s string) (Quantity, error) {
 			break
 		}
 	}
-	if num == "" || strings.ContainsAny(num, "eE_+") || strings.HasPrefix(num, "-") {
+	// Plain decimals only: big.Rat would also take fractions, exponents
+	// and 0x/0b prefixes, which the reference does not.
+	if len(num) > 40 || !decimalRE.MatchString(num) {
 		return Quantity{}, fmt.Errorf("%q is not a quantity: write a number with an optional unit (Ki, Mi, Gi, k, M, G, m), e.g. 2Gi or 500m", s)
 	}
 	r, ok := new(big.Rat).SetString(num)

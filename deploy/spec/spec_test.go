@@ -34,6 +34,12 @@ func TestParseQuantity(t *testing.T) {
 		{in: "Gi", err: "not a quantity"},
 		{in: "", err: "not a quantity"},
 		{in: "10000000000G", err: "too large"},
+		{in: " 2Gi ", milli: 2 << 30 * 1000},
+		{in: ".5", milli: 500},
+		{in: "1/2", err: "not a quantity"},
+		{in: "0x10Gi", err: "not a quantity"},
+		{in: "0b11", err: "not a quantity"},
+		{in: strings.Repeat("9", 100), err: "not a quantity"},
 	} {
 		q, err := ParseQuantity(tc.in)
 		if tc.err != "" {
@@ -42,7 +48,7 @@ func TestParseQuantity(t *testing.T) {
 			}
 			continue
 		}
-		if err != nil || q.Milli() != tc.milli || q.String() != tc.in {
+		if err != nil || q.Milli() != tc.milli || q.String() != strings.TrimSpace(tc.in) {
 			t.Errorf("ParseQuantity(%q) = %d (%q), %v; want %d", tc.in, q.Milli(), q.String(), err, tc.milli)
 		}
 	}

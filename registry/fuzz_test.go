@@ -1,0 +1,39 @@
+package registry
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/modelserve/modelserve/model"
+)
+
+// FuzzParseRef takes references as users type them (NAME[:VERSION]): what
+// is accepted names one folder under the registry's models, never a path
+// that climbs or a hidden file.
+func FuzzParseRef(f *testing.F) {
+	for _, s := range []string{"iris", "iris:3", "my-model_v2:2024.1", "../etc:1", "iris:a/b", "iris:", ":", "a:b:c", ".hidden:1", "x:..", "é:1"} {
+		f.Add(s)
+	}
+	const root = "/registry/models"
+	f.Fuzz(func(t *testing.T, ref string) {
+		name, version, err := ParseRef(ref)
+		if err != nil {
+			return
+		}
+		for _, part := range []string{name, version} {
+			if part == "" {
+				continue
+			}
+			p := filepath.Join(root, part)
+			if filepath.Dir(p) != root || filepath.Base(p) != part || strings.HasPrefix(part, ".") {
+				t.Fatalf("%q gives %q, which is not one folder under %s", ref, part, root)
+			}
+		}
+		for kind := model.ModelName; kind <= model.KeyName; kind++ {
+			if model.CheckName(kind, name) == nil && (strings.ContainsAny(name, "/\\\x00 ") || name == "." || name == "..") {
+				t.Fatalf("%s %q accepted", kind, name)
+			}
+		}
+	})
+}

@@ -1,0 +1,180 @@
+package server
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"math"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/modelserve/modelserve/admission"
+)
+
+// The fuzz targets of what a caller sends: a body in each request shape,
+// the numbers in it, the gateway's headers, and compressed bodies. Their
+// seeds are in testdata/fuzz; make fuzz runs each for FUZZTIME.
+
+// checkDecode decodes body against signatures with every kind of input,
+// with and without nulls as NaN. A body is refused with an InputError or
+// decoded into tensors of one row per row number; a body that decodes is
+// valid JSON.
+func checkDecode(t *testing.T, body []byte) {
+	for _, d := range fuzzDecoders() {
+		for _, nan := range []bool{false, true} {
+			b, err := d.decode(body, decodeOptions{nullAsNaN: nan})
+			if err != nil {
+				var in *InputError
+				if !errors.As(err, &in) {
+					t.Fatalf("decode failed with %T, not an InputError: %v", err, err)
+				}
+				continue
+			}
+			if !json.Valid(body) {
+				t.Fatalf("decoded a body that is not JSON: %q", body)
+			}
+			for i, x := range b.inputs {
+				if x.Rows() != len(b.rowIDs) {
+					t.Fatalf("input %d has %d rows for %d row numbers", i, x.Rows(), len(b.rowIDs))
+				}
+			}
+			if b.echo != nil && len(b.echo) != len(b.rowIDs) {
+				t.Fatalf("%d echoed ids for %d rows", len(b.echo), len(b.rowIDs))
+			}
+		}
+	}
+}
+
+var fuzzDecoders = sync.OnceValue(func() []*decoder { return []*decoder{newDecoder(irisSig()), newDecoder(mixedSig())} })
+
+// FuzzDecode takes whole bodies, of any shape.
+func FuzzDecode(f *testing.F) {
+	for _, s := range []string{
+		`{"data": [[0, 5.1, 3.5, 1.4, 0.2], [1, 6.7, 3.0, 5.2, 2.3]]}`,
+		`{"data": [[0, {"features_0": 1, "FEATURES_1": 2, "features_2": 3, "features_3": 4, "_ID": "x"}]], "params": {}}`,
+		`{"dataframe_split": {"columns": ["features"], "index": [7], "data": [[[1, 2, 3, 4]]]}}`,
+		`{"dataframe_records": [{"text": "a", "emb": [1, 2, 3], "flag": true, "small": -3, "pixels": [[1, 2], [3, 4]], "tokens": [1, 2]}]}`,
+		`{"x": [[[{"y": null}]]], "data": [[0, "a", [1e3, -0.5, 2E-2], false, 127, [1, 2, 3, 4], [5]]]}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) { checkDecode(t, body) })
+}
+
+// FuzzDecodeRow takes the arguments of one row of "data", flat or wide,
+// after its row number.
+func FuzzDecodeRow(f *testing.F) {
+	for _, s := range []string{`5.1, 3.5, 1.4, 0.2`, `[1, 2, 3, 4]`, `{"features": [1, 2, 3, 4]}`, `"5", "6.5", 7, 8e-1`,
+		`"a", [1, 2, 3], true, 1, [[1, 2], [3, 4]], [9, 9, 9]`, `{"TEXT": "b", "emb": [0, 0, 0], "flag": false, "small": 0, "pixels": [1, 2, 3, 4], "tokens": []}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, args []byte) {
+		checkDecode(t, append(append([]byte(`{"data": [[0, `), args...), "]]}"...))
+	})
+}
+
+// FuzzDecodeSplit takes the object of "dataframe_split".
+func FuzzDecodeSplit(f *testing.F) {
+	for _, s := range []string{`{"columns": ["features_0", "features_1", "features_2", "features_3"], "index": [3, 4], "data": [[1, 2, 3, 4], [5, 6, 7, 8]]}`,
+		`{"columns": ["features"], "data": [[[1, 2, 3, 4]]]}`, `{"data": [], "columns": []}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, split []byte) {
+		checkDecode(t, append(append([]byte(`{"dataframe_split": `), split...), '}'))
+	})
+}
+
+// FuzzDecodeRecords takes the array of "dataframe_records".
+func FuzzDecodeRecords(f *testing.F) {
+	for _, s := range []string{`[{"features": [1, 2, 3, 4]}, {"features_0": 1, "features_1": 2, "features_2": 3, "features_3": 4}]`, `[]`, `[{}]`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, records []byte) {
+		checkDecode(t, append(append([]byte(`{"dataframe_records": `), records...), '}'))
+	})
+}
+
+var jsonNumber = regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?$`)
+
+// FuzzScannerFloat: every JSON number reads as the same float32 and
+// float64 bits as strconv gives, whatever path the scanner takes.
+func FuzzScannerFloat(f *testing.F) {
+	for _, s := range []string{"0", "-0", "1.5", "3.4028235e38", "1e-400", "123456789012345678901234567890", "0.30000000000000004", "1.00000005960464477539062499"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		for _, bits := range []int{32, 64} {
+			sc := scanner{b: []byte(s)}
+			got, err := sc.float(bits)
+			if !jsonNumber.MatchString(s) {
+				continue // only that it returns
+			}
+			want, werr := strconv.ParseFloat(s, bits)
+			if werr != nil {
+				if err == nil && !math.IsInf(want, 0) {
+					t.Fatalf("%q at %d bits: %v, strconv refuses it (%v)", s, bits, got, werr)
+				}
+				continue
+			}
+			if err != nil || math.Float64bits(got) != math.Float64bits(want) {
+				t.Fatalf("%q at %d bits = %v (%v), strconv says %v", s, bits, got, err, want)
+			}
+		}
+	})
+}
+
+// FuzzReadGateway takes the header lines of a request.
+func FuzzReadGateway(f *testing.F) {
+	f.Add([]byte("sf-external-function-current-query-id: q1\r\nsf-external-function-query-batch-id: b1\r\nsf-context-current-user: BOB"))
+	f.Add([]byte("SF-EXTERNAL-FUNCTION-NAME-BASE64: bXlfZm4=\r\nsf-external-function-name: other\r\nsf-external-function-format: json"))
+	f.Add([]byte("sf-context-current-user-base64: !!!\r\nsf-context-x: \r\nX-Other: y"))
+	f.Fuzz(func(t *testing.T, lines []byte) {
+		var h fasthttp.RequestHeader
+		raw := append(append([]byte("POST /predict HTTP/1.1\r\nHost: x\r\n"), lines...), "\r\n\r\n"...)
+		if err := h.Read(bufio.NewReader(bytes.NewReader(raw))); err != nil {
+			return
+		}
+		g := readGateway(&h)
+		for k := range g.Context {
+			if k != strings.ToLower(k) {
+				t.Fatalf("context key %q is not lower case", k)
+			}
+		}
+		if g.present() != (g.QueryID != "" || g.BatchID != "" || g.Format != "") {
+			t.Fatal("present() disagrees with the ids")
+		}
+	})
+}
+
+// FuzzDecompress takes compressed bodies: however they inflate, no more
+// than the limit comes out, and no more than the limit and the answer are
+// charged to the budget.
+func FuzzDecompress(f *testing.F) {
+	f.Add(byte(0), gzipped(f, `{"data": [[0, 1, 2, 3, 4]]}`))
+	f.Add(byte(1), deflated(f, `{"data": [[0, 1, 2, 3, 4]]}`))
+	f.Add(byte(0), append(gzipped(f, strings.Repeat(" ", 1<<16)), gzipped(f, "x")...))
+	f.Add(byte(1), []byte{0x78, 0x9c, 0x03, 0x00})
+	f.Fuzz(func(t *testing.T, which byte, raw []byte) {
+		const limit = 1 << 20
+		enc := []string{"gzip", "deflate", "x-gzip", "identity"}[which%4]
+		var charged int64
+		out, err := decompress(raw, enc, limit, 256, func(n int64) error {
+			if charged += n; charged > 4*limit {
+				return admission.ErrTooLarge
+			}
+			return nil
+		})
+		if err == nil && len(out) > limit && enc != "identity" {
+			t.Fatalf("%s inflated to %d bytes, past the %d limit", enc, len(out), limit)
+		}
+		if charged > limit+1+int64(len(out)) {
+			t.Fatalf("charged %d bytes for an answer of %d (limit %d)", charged, len(out), limit)
+		}
+	})
+}
