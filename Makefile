@@ -49,7 +49,8 @@ fuzz: ort
 ## $(OUT)/soak.md
 soak: build
 	@scripts/deps.sh serve
-	$(GO) run ./bench/soak --binary $(BIN) --duration $${SOAK:-10m} --out $(OUT)/soak.md
+	@mkdir -p $(OUT)
+	$(GO) run ./bench --binary $(BIN) --only soak --soak $${SOAK:-10m} --out $(OUT)/soak.md
 
 build: ort
 	$(GOBUILD) -o $(BIN) ./cmd/modelserve

@@ -37,6 +37,7 @@ type options struct {
 	overload     time.Duration
 	overloadRows int
 	only         string
+	soak         time.Duration
 }
 
 func main() {
@@ -47,7 +48,8 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 8*time.Second, "measuring window of each closed-loop cell")
 	flag.DurationVar(&o.overload, "overload", 30*time.Second, "how long the overload is offered")
 	flag.IntVar(&o.overloadRows, "overload-rows", 64, "rows per request in the overload section")
-	flag.StringVar(&o.only, "only", "wire,json,batching,overload,image,batch", "sections to run")
+	flag.StringVar(&o.only, "only", "wire,json,batching,overload,image,batch", "sections to run (soak runs only when named)")
+	flag.DurationVar(&o.soak, "soak", 10*time.Minute, "how long the soak section runs")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -73,6 +75,7 @@ func run(o options) error {
 		{"overload", overloadSection},
 		{"image", imageSection},
 		{"batch", batchSection},
+		{"soak", soakSection},
 	}
 	want := strings.Split(o.only, ",")
 	host, _ := os.Hostname()
@@ -86,10 +89,13 @@ func run(o options) error {
 		}
 		fmt.Fprintf(os.Stderr, "bench: %s\n", s.name)
 		text, err := s.run(e)
+		b.WriteString("\n" + text)
 		if err != nil {
+			// What was measured is kept, failure and all.
+			fmt.Print(b.String())
+			os.WriteFile(o.out, []byte(b.String()), 0o644)
 			return fmt.Errorf("%s: %w", s.name, err)
 		}
-		b.WriteString("\n" + text)
 	}
 	fmt.Print(b.String())
 	if err := os.MkdirAll(filepath.Dir(o.out), 0o755); err != nil {

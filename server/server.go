@@ -119,8 +119,8 @@ func (l *ConnLimits) defaults() {
 	}
 }
 
-// allowance is how long a request of n bytes (after its headers) may
-// take to arrive at the minimum rate.
+// allowance is how long a request may take to bring n bytes: the header
+// timeout's grace, then the minimum rate.
 func (l *ConnLimits) allowance(n int64) time.Duration {
 	return l.HeaderTimeout + time.Duration(float64(n)/float64(l.MinBodyRate)*float64(time.Second))
 }
@@ -229,7 +229,7 @@ func New(cfg Config) (*Server, error) {
 		// fasthttp's read timeout runs from a request's first byte: the
 		// headers must come within it. The body then gets the time its
 		// length takes at the minimum rate, which each read also checks
-		// (pacedConn), so a trickle is cut long before that.
+		// (trackedConn), so a trickle is cut long before that.
 		ReadTimeout:    cfg.Conn.HeaderTimeout,
 		IdleTimeout:    cfg.Conn.IdleTimeout,
 		WriteTimeout:   cfg.Conn.WriteTimeout,
@@ -460,10 +460,11 @@ type trackedConn struct {
 func (c *trackedConn) Read(p []byte) (int, error) {
 	if !c.started.IsZero() {
 		due := c.started.Add(c.t.limits.allowance(c.read))
-		if c.outer.IsZero() || due.Before(c.outer) {
-			c.Conn.SetReadDeadline(due)
-			c.paced = true
+		if !c.outer.IsZero() && c.outer.Before(due) {
+			due = c.outer
 		}
+		c.Conn.SetReadDeadline(due)
+		c.paced = true
 	}
 	n, err := c.Conn.Read(p)
 	if n > 0 {

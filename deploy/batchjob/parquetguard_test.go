@@ -132,3 +132,27 @@ func TestCheckParquet_passesWhatTheWriterWrites(t *testing.T) {
 		}
 	}
 }
+
+// TestRun_aParquetFileWhoseLevelsLeaveAColumnEmpty is what FuzzReadParquet
+// found: a page that, by its levels, gives a row no value in a scalar
+// column. predict-batch used to send the chunk on with that input never
+// filled, and panicked; the row is now refused with its column.
+func TestRun_aParquetFileWhoseLevelsLeaveAColumnEmpty(t *testing.T) {
+	src, _, err := open(filepath.Join("testdata", "levels-leave-a-column-empty.parquet"), Parquet, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	sig := fuzzSignature()
+	b, err := bind(sig, sig.Functions[0], src.columns(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := src.bind(b); err != nil {
+		t.Fatal(err)
+	}
+	err = src.read(newChunk(b, 16))
+	if err == nil || !strings.Contains(err.Error(), `input row 0, column "a": the row has no value in this column; the file's levels are malformed`) {
+		t.Fatalf("read = %v", err)
+	}
+}
