@@ -388,7 +388,13 @@ func (s *Server) requestContext(c *fiber.Ctx) (context.Context, func(), error) {
 		}
 		timeout = min(d, s.cfg.MaxRequestTimeout)
 	}
-	ctx, cancel := context.WithTimeout(faults.With(c.UserContext(), c.Get(faults.Header)), timeout)
+	ctx := c.UserContext()
+	if faults.Enabled { // a test build: the request may ask for a fault
+		// A copy: fiber's header strings are the connection's buffer,
+		// reused once the handler returns, and a batch can outlive it.
+		ctx = faults.With(ctx, strings.Clone(c.Get(faults.Header)))
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	unwatch := s.hangups.watch(c.Context().Conn(), cancel)
 	return ctx, func() {
 		unwatch()
