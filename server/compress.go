@@ -42,9 +42,7 @@ func requestBody(c *fiber.Ctx, limit, maxRatio int, grow func(int64) error) ([]b
 func decompress(raw []byte, enc string, limit, maxRatio int, grow func(int64) error) ([]byte, error) {
 	enc = strings.ToLower(strings.TrimSpace(enc))
 	var r io.Reader
-	// first is the size the first buffer gets: the exact one when the
-	// body says it (and it is believable), so that no copy is needed.
-	first := min(int64(limit)+1, max(64<<10, 8*int64(len(raw))))
+	var declared int64 // the size a gzip trailer gives, 0 if none
 	switch enc {
 	case "", "identity":
 		return raw, nil
@@ -56,8 +54,8 @@ func decompress(raw []byte, enc string, limit, maxRatio int, grow func(int64) er
 		// The trailer holds the (last member's) size mod 4 GiB.
 		if size := int64(binary.LittleEndian.Uint32(raw[len(raw)-4:])); size > int64(limit) {
 			return nil, fmt.Errorf("%w: it declares %d bytes uncompressed, more than %d", errBodyTooLarge, size, limit)
-		} else if size > 0 {
-			first = size + 1
+		} else {
+			declared = size
 		}
 		r = zr
 	case "deflate":
@@ -70,6 +68,12 @@ func decompress(raw []byte, enc string, limit, maxRatio int, grow func(int64) er
 		}
 	default:
 		return nil, fmt.Errorf("%w %q: send gzip, deflate or none", errUnsupportedEncoding, enc)
+	}
+	// The first buffer's size: the exact one when the body declares it
+	// (and it is believable), so that no copy is needed; else a guess.
+	first := min(int64(limit)+1, max(64<<10, 8*int64(len(raw))))
+	if declared > 0 {
+		first = declared + 1
 	}
 	if maxRatio > 0 {
 		first = min(first, max(inflateFloor, int64(maxRatio)*int64(len(raw))))

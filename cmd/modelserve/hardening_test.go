@@ -38,8 +38,8 @@ var faultBinary = sync.OnceValues(func() (string, error) {
 	return bin, nil
 })
 
-// send writes raw bytes on a new connection and returns what the server
-// answers before it closes the connection or timeout passes.
+// rawExchange writes raw bytes on a new connection and returns what the
+// server answers before it closes the connection or timeout passes.
 func rawExchange(t *testing.T, url string, request []byte, timeout time.Duration) (string, error) {
 	t.Helper()
 	conn, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))

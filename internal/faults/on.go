@@ -19,9 +19,6 @@ func With(ctx context.Context, fault string) context.Context {
 
 // Inject panics when the request behind ctx asked for "panic-" + where.
 func Inject(ctx context.Context, where string) {
-	if ctx == nil {
-		return
-	}
 	if f, _ := ctx.Value(key{}).(string); f == "panic-"+where {
 		panic("fault injected in the " + where)
 	}
