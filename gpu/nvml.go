@@ -3,6 +3,8 @@ package gpu
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 )
@@ -27,9 +29,26 @@ func check(ret nvml.Return, what string) error {
 
 func nvmlError(ret nvml.Return) error { return errors.New(ret.Error()) }
 
-// Init loads libnvidia-ml.so.1 and initializes it.
+// driverDirs are where drivers mounted into containers keep their
+// libraries, when the loader's path leaves them out.
+var driverDirs = []string{"/usr/local/nvidia/lib64", "/usr/local/nvidia/lib", "/usr/lib64/nvidia", "/usr/lib/x86_64-linux-gnu/nvidia/current"}
+
+// Init loads libnvidia-ml.so.1 (from the loader's path, else from the
+// usual driver folders) and initializes it.
 func (n *NVML) Init() error {
-	switch ret := n.lib.Init(); ret {
+	ret := n.lib.Init()
+	if ret == nvml.ERROR_LIBRARY_NOT_FOUND {
+		for _, d := range driverDirs {
+			p := filepath.Join(d, "libnvidia-ml.so.1")
+			if _, err := os.Stat(p); err == nil {
+				n.lib = nvml.New(nvml.WithLibraryPath(p))
+				if ret = n.lib.Init(); ret != nvml.ERROR_LIBRARY_NOT_FOUND {
+					break
+				}
+			}
+		}
+	}
+	switch ret {
 	case nvml.SUCCESS:
 		return nil
 	case nvml.ERROR_LIBRARY_NOT_FOUND:

@@ -35,6 +35,10 @@ const TelemetryEnv = "ORT_DISABLE_TELEMETRY"
 type Runtime struct {
 	LibraryPath string
 	Version     string
+
+	// prepared holds, per provider, what PrepareProvider found and loaded.
+	prepMu   sync.Mutex
+	prepared map[string]preparation
 }
 
 // ORT keeps one environment per process inside onnxruntime_go, so loading is

@@ -65,11 +65,17 @@ func (rt *Runtime) NewSession(path string, inputs, outputs []string, opts Sessio
 		}
 	}
 	if opts.CUDA != nil && opts.TensorRT {
+		if _, err := rt.PrepareProvider("tensorrt"); err != nil {
+			return nil, err
+		}
 		if err := appendTensorRT(so, opts.CUDA.DeviceID); err != nil {
 			return nil, err
 		}
 	}
 	if opts.CUDA != nil {
+		if _, err := rt.PrepareProvider("cuda"); err != nil {
+			return nil, err
+		}
 		if err := appendCUDA(so, *opts.CUDA); err != nil {
 			return nil, err
 		}
@@ -108,6 +114,9 @@ func (rt *Runtime) ProbeCUDA(device int) error {
 		return fmt.Errorf("creating session options: %w", err)
 	}
 	defer so.Destroy()
+	if _, err := rt.PrepareProvider("cuda"); err != nil {
+		return err
+	}
 	return appendCUDA(so, CUDAOptions{DeviceID: device})
 }
 

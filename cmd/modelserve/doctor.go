@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -152,24 +151,21 @@ func providerLine(line func(string, string, ...any), dir, provider string) {
 		line("", "%s: %s, unreadable: %v", name, lib, err)
 		return
 	}
-	var found, missing []string
-	for _, d := range deps {
-		n := d.Name
-		if d.OnDemand {
-			n += " (on demand)"
-		}
-		if d.Path == "" {
-			missing = append(missing, n)
-		} else {
-			found = append(found, n)
-		}
-	}
 	line("", "%s: %s", name, lib)
-	if len(found) > 0 {
-		line("", "  needs, found: %s", strings.Join(found, ", "))
-	}
-	if len(missing) > 0 {
-		line("", "  needs, missing: %s", strings.Join(missing, ", "))
+	for _, d := range deps {
+		var where string
+		switch {
+		case d.Path == "":
+			where = "missing"
+		case d.Preload:
+			where = fmt.Sprintf("%s, in %s (loaded before the provider)", d.Path, d.Source)
+		default:
+			where = fmt.Sprintf("%s, in %s", d.Path, d.Source)
+		}
+		if d.OnDemand {
+			where += "; opened on demand"
+		}
+		line("", "  %s  %s", d.Name, where)
 	}
 }
 
