@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/modelserve/modelserve/internal/loadgen"
 	"github.com/modelserve/modelserve/workers"
 )
 
@@ -21,7 +22,7 @@ const (
 
 type result struct {
 	label     string
-	st        *stats
+	st        *loadgen.Stats
 	meanBatch float64
 }
 
@@ -46,8 +47,8 @@ func batchingCell(e *env, label string, m benchModel, args []string) (result, er
 	if merr != nil {
 		return result{}, merr
 	}
-	if n := st.others(); n > 0 {
-		return result{}, fmt.Errorf("%s: %d requests failed: %v", label, n, st.statuses)
+	if n := st.Others(); n > 0 {
+		return result{}, fmt.Errorf("%s: %d requests failed: %v", label, n, st.Statuses)
 	}
 	return result{label, st, (sum1 - sum0) / max(count1-count0, 1)}, nil
 }
@@ -90,7 +91,7 @@ func batchingSection(e *env) (string, error) {
 	}
 	results := make([]result, len(cells))
 	for i, rs := range rounds {
-		slices.SortFunc(rs, func(a, b result) int { return cmp.Compare(a.st.okPerSecond(), b.st.okPerSecond()) })
+		slices.SortFunc(rs, func(a, b result) int { return cmp.Compare(a.st.OKPerSecond(), b.st.OKPerSecond()) })
 		results[i] = rs[len(rs)/2]
 	}
 	ceil, on, off := results[0], results[1], results[3]
@@ -102,12 +103,12 @@ func batchingSection(e *env) (string, error) {
 	fmt.Fprintln(&b, "| server | requests/s | ÷ ceiling | mean rows per ONNX Runtime call | p50 | p99 | answers other than 200 |")
 	fmt.Fprintln(&b, "|---|---:|---:|---:|---:|---:|---:|")
 	for _, r := range results {
-		fmt.Fprintf(&b, "| %s | %.0f | %.2f | %.1f | %s | %s | %d |\n", r.label, r.st.okPerSecond(), r.st.okPerSecond()/ceil.st.okPerSecond(),
-			r.meanBatch, short(percentile(r.st.ok, 0.5)), short(percentile(r.st.ok, 0.99)), len(r.st.rejected)+r.st.others())
+		fmt.Fprintf(&b, "| %s | %.0f | %.2f | %.1f | %s | %s | %d |\n", r.label, r.st.OKPerSecond(), r.st.OKPerSecond()/ceil.st.OKPerSecond(),
+			r.meanBatch, short(percentile(r.st.OK, 0.5)), short(percentile(r.st.OK, 0.99)), len(r.st.Rejected)+r.st.Others())
 	}
-	vsCeiling := on.st.okPerSecond() / ceil.st.okPerSecond()
-	vsOff := on.st.okPerSecond() / off.st.okPerSecond()
-	p99 := float64(percentile(on.st.ok, 0.99)) / float64(percentile(ceil.st.ok, 0.99))
+	vsCeiling := on.st.OKPerSecond() / ceil.st.OKPerSecond()
+	vsOff := on.st.OKPerSecond() / off.st.OKPerSecond()
+	p99 := float64(percentile(on.st.OK, 0.99)) / float64(percentile(ceil.st.OK, 0.99))
 	fmt.Fprintf(&b, "\nTargets: batching on ≥ 0.8× the ceiling's requests/s: %.2f×, %s; ≥ 1.4× batching off: %.2f×, %s; p99 ≤ 2× the ceiling's p99: %.2f×, %s.\n",
 		vsCeiling, verdict(vsCeiling >= 0.8), vsOff, verdict(vsOff >= 1.4), p99, verdict(p99 <= 2))
 	return b.String(), nil

@@ -73,10 +73,10 @@ func jsonSection(e *env) (string, error) {
 	conns := plan.Workers + 1
 	st := closedLoop(s.host, body, conns, d, nil)
 	s.stop()
-	if n := st.others(); n > 0 {
-		return "", fmt.Errorf("end to end: %d requests failed: %v", n, st.statuses)
+	if n := st.Others(); n > 0 {
+		return "", fmt.Errorf("end to end: %d requests failed: %v", n, st.Statuses)
 	}
-	served := st.okPerSecond() * jsonRows
+	served := st.OKPerSecond() * jsonRows
 
 	var out strings.Builder
 	fmt.Fprintf(&out, "## A large flat batch: where the time goes\n\n")
@@ -87,8 +87,8 @@ func jsonSection(e *env) (string, error) {
 	fmt.Fprintf(&out, "| JSON decode only, 1 core | %.0f | %.0f |\n", decode*jsonRows, decode*float64(len(body))/1e6)
 	fmt.Fprintf(&out, "| JSON encode only, 1 core | %.0f | %.0f |\n", encode*jsonRows, encode*float64(len(encoded))/1e6)
 	fmt.Fprintf(&out, "| raw ONNX Runtime, %d rows per call | %.0f | |\n", jsonRows, raw)
-	fmt.Fprintf(&out, "| /predict end to end (p50 %s, p99 %s) | %.0f | %.0f |\n", short(percentile(st.ok, 0.5)), short(percentile(st.ok, 0.99)),
-		served, st.okPerSecond()*float64(len(body))/1e6)
+	fmt.Fprintf(&out, "| /predict end to end (p50 %s, p99 %s) | %.0f | %.0f |\n", short(percentile(st.OK, 0.5)), short(percentile(st.OK, 0.99)),
+		served, st.OKPerSecond()*float64(len(body))/1e6)
 	// Core time per row: one core decodes and encodes; the model and the
 	// whole trip use every core.
 	us := func(rowsPerSecond float64, cores int) float64 { return float64(cores) / rowsPerSecond * 1e6 }

@@ -54,16 +54,16 @@ func wireSection(e *env) (string, error) {
 		}
 		st := closedLoop(s.host, body(c.m, c.batch, false), c.conns, e.o.duration, nil)
 		s.stop()
-		if n := st.others(); n > 0 {
-			return "", fmt.Errorf("%s batch %d: %d requests failed: %v", c.m.name, c.batch, n, st.statuses)
+		if n := st.Others(); n > 0 {
+			return "", fmt.Errorf("%s batch %d: %d requests failed: %v", c.m.name, c.batch, n, st.Statuses)
 		}
-		served := st.okPerSecond() * float64(c.batch)
+		served := st.OKPerSecond() * float64(c.batch)
 		name := c.m.name
 		if c.note != "" {
 			name += " (" + c.note + ")"
 		}
 		fmt.Fprintf(&b, "| %s | %d | %d×%d | %d | %.0f | %.0f | %.1f%% | %s | %s | %d |\n", name, c.batch, p.Workers, p.IntraOpThreads, c.conns,
-			raw, served, 100*served/raw, short(percentile(st.ok, 0.5)), short(percentile(st.ok, 0.99)), len(st.rejected))
+			raw, served, 100*served/raw, short(percentile(st.OK, 0.5)), short(percentile(st.OK, 0.99)), len(st.Rejected))
 	}
 	return b.String(), nil
 }

@@ -277,13 +277,45 @@ func serveDebug(addr string, log *slog.Logger) (stop func(), err error) {
 // worker or a dispatcher fails its batch and is counted in rec.
 func load(ctx context.Context, reg *registry.Registry, v registry.Version, o *serveOptions, device workers.Device,
 	log *slog.Logger, metrics prometheus.Registerer, rec *panics.Recorder) (*admission.Queue, *workers.Pool, func(), error) {
+	m, err := startModel(ctx, reg, v, o, device, log, metrics, rec)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	queue, err := m.admit(o, metrics, log)
+	if err != nil {
+		m.close(ctx)
+		return nil, nil, nil, err
+	}
+	return queue, m.pool, m.release, nil
+}
+
+// started is a version's workers, and the GPU monitor when they run on GPUs.
+type started struct {
+	v       registry.Version
+	pool    *workers.Pool
+	mon     *gpu.Monitor // nil unless the workers are on GPUs
+	rec     *panics.Recorder
+	release func()
+	loaded  time.Time
+}
+
+func (m *started) close(ctx context.Context) {
+	m.pool.Close(ctx)
+	m.release()
+}
+
+// startModel checks the model file, loads ONNX Runtime and starts the
+// workers; on GPUs it samples them every --gpu-sample-interval and
+// exports their metrics.
+func startModel(ctx context.Context, reg *registry.Registry, v registry.Version, o *serveOptions, device workers.Device,
+	log *slog.Logger, metrics prometheus.Registerer, rec *panics.Recorder) (*started, error) {
 	start := time.Now()
 	if err := reg.Verify(ctx, v); err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
 	rt, err := onnxrt.Load("")
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
 	log.Info("ONNX Runtime loaded", "ort_version", rt.Version, "library", rt.LibraryPath)
 	cfg := workers.Config{Workers: o.workers, IntraOpThreads: o.intraOp, Device: device, WorkersPerGPU: o.workersPerGPU,
@@ -314,34 +346,49 @@ func load(ctx context.Context, reg *registry.Registry, v registry.Version, o *se
 	}, cfg, log, metrics)
 	if err != nil {
 		release()
-		return nil, nil, nil, fmt.Errorf("loading %s: %w", v.Ref(), err)
-	}
-	acfg, err := admissionConfig(o, v, pool, log)
-	acfg.Panics = rec
-	if err == nil && mon != nil && pool.Plan().Device == workers.CUDA {
-		err = gpuAdmission(&acfg, o, v, pool, mon, metrics, log)
-	}
-	if err != nil {
-		pool.Close(ctx)
-		release()
-		return nil, nil, nil, err
+		return nil, fmt.Errorf("loading %s: %w", v.Ref(), err)
 	}
 	if mon != nil && pool.Plan().Device != workers.CUDA {
 		release()
-		release = func() {}
+		release, mon = func() {}, nil
 	}
-	queue, err := admission.New(pool, acfg, metrics)
+	if mon != nil {
+		if err := metrics.Register(mon); err != nil {
+			pool.Close(ctx)
+			release()
+			return nil, fmt.Errorf("registering GPU metrics: %w", err)
+		}
+		mon.Start(o.gpuSampleInterval)
+	}
+	log.Info("model loaded", "seconds", time.Since(start).Seconds())
+	return &started{v: v, pool: pool, mon: mon, rec: rec, release: release, loaded: time.Now()}, nil
+}
+
+// admit puts an admission queue in front of the workers, sized by o, its
+// metrics in metrics. On GPUs it also keeps in-flight rows within their
+// free memory.
+func (m *started) admit(o *serveOptions, metrics prometheus.Registerer, log *slog.Logger) (*admission.Queue, error) {
+	acfg, err := admissionConfig(o, m.v, m.pool, log)
 	if err != nil {
-		pool.Close(ctx)
-		release()
-		return nil, nil, nil, err
+		return nil, err
+	}
+	acfg.Panics = m.rec
+	if m.mon != nil {
+		limit, err := gpuAdmission(o, m.v, m.pool, m.mon, log)
+		if err != nil {
+			return nil, err
+		}
+		acfg.Limits = append(acfg.Limits, limit)
+	}
+	queue, err := admission.New(m.pool, acfg, metrics)
+	if err != nil {
+		return nil, err
 	}
 	c := queue.Config()
 	log.Info("admission", "max_batch_rows", c.MaxBatchRows, "max_batch_delay", c.MaxBatchDelay.String(),
 		"max_queue", c.MaxQueuedRequests, "max_queue_rows", c.MaxQueuedRows, "max_queue_bytes", c.MaxQueuedBytes,
 		"memory_budget", c.MemoryBudget, "unbounded", c.Unbounded)
-	log.Info("model loaded", "seconds", time.Since(start).Seconds())
-	return queue, pool, release, nil
+	return queue, nil
 }
 
 // cudaConfig takes the GPU session settings from the flags, else from the
@@ -371,11 +418,9 @@ func smallestGPU(inv gpu.Inventory) uint64 {
 	return least
 }
 
-// gpuAdmission keeps in-flight rows within the GPUs' free memory: it
-// samples the GPUs on their own ticker, exports their metrics, and adds
-// their memory as an admission limit at the device bytes a row takes.
-func gpuAdmission(acfg *admission.Config, o *serveOptions, v registry.Version, pool *workers.Pool, mon *gpu.Monitor,
-	metrics prometheus.Registerer, log *slog.Logger) error {
+// gpuAdmission is the admission limit that keeps in-flight rows within
+// the GPUs' free memory, at the device bytes a row takes.
+func gpuAdmission(o *serveOptions, v registry.Version, pool *workers.Pool, mon *gpu.Monitor, log *slog.Logger) (*gpu.MemoryLimit, error) {
 	hostRow := v.Signature.OutputRowBytes()
 	for _, in := range v.Signature.Inputs {
 		hostRow += in.RowBytes()
@@ -399,16 +444,11 @@ func gpuAdmission(acfg *admission.Config, o *serveOptions, v registry.Version, p
 	}
 	limit, err := gpu.NewMemoryLimit(mon, ordinals, o.gpuMemoryMargin, deviceRow, hostRow)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	acfg.Limits = append(acfg.Limits, limit)
-	if err := metrics.Register(mon); err != nil {
-		return fmt.Errorf("registering GPU metrics: %w", err)
-	}
-	mon.Start(o.gpuSampleInterval)
 	log.Info("GPU memory admission", "device_bytes_per_row", deviceRow, "source", source,
 		"rows_in_flight", limit.Rows(), "margin", o.gpuMemoryMargin)
-	return nil
+	return limit, nil
 }
 
 // admissionConfig sizes the queue and the memory budget. It runs once the

@@ -1,0 +1,200 @@
+// Package loadgen drives an HTTP endpoint with a closed or an open loop of
+// requests and keeps what it saw: statuses, latencies, failures. The
+// benchmarks and doctor --run measure the server with it.
+package loadgen
+
+import (
+	"fmt"
+	"net/url"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// Stats is what a load run saw in its measuring window.
+type Stats struct {
+	Elapsed  time.Duration
+	Statuses map[int]int
+	// ClientErrors are transport failures; Dropped are requests the
+	// open loop could not even send (too many in flight).
+	ClientErrors, Dropped int
+	OK, Rejected          []time.Duration // latencies of 200s and 429s
+	// RejectedFromSend times 429s from the moment the request was sent;
+	// Late is how far behind schedule the open loop sent.
+	RejectedFromSend, Late []time.Duration
+}
+
+func newStats() *Stats { return &Stats{Statuses: map[int]int{}} }
+
+func (s *Stats) record(status int, err error, latency time.Duration) {
+	if err != nil {
+		s.ClientErrors++
+		return
+	}
+	s.Statuses[status]++
+	switch status {
+	case fasthttp.StatusOK:
+		s.OK = append(s.OK, latency)
+	case fasthttp.StatusTooManyRequests:
+		s.Rejected = append(s.Rejected, latency)
+	}
+}
+
+func (s *Stats) merge(o *Stats) {
+	for k, v := range o.Statuses {
+		s.Statuses[k] += v
+	}
+	s.ClientErrors += o.ClientErrors
+	s.OK = append(s.OK, o.OK...)
+	s.Rejected = append(s.Rejected, o.Rejected...)
+}
+
+// OKPerSecond is the rate of answered requests.
+func (s *Stats) OKPerSecond() float64 { return float64(len(s.OK)) / s.Elapsed.Seconds() }
+
+// Others counts answers that are neither 200 nor 429, and failures.
+func (s *Stats) Others() int {
+	n := s.ClientErrors
+	for code, c := range s.Statuses {
+		if code != fasthttp.StatusOK && code != fasthttp.StatusTooManyRequests {
+			n += c
+		}
+	}
+	return n
+}
+
+// Percentile is the p-th (0..1) smallest duration, 0 for none.
+func Percentile(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	sorted := slices.Clone(ds)
+	slices.Sort(sorted)
+	return sorted[min(len(sorted)-1, int(float64(len(sorted))*p))]
+}
+
+// Target is where requests go: a POST of a JSON body to an http URL.
+type Target struct {
+	client *fasthttp.HostClient
+	url    string
+}
+
+// NewTarget prepares a client for rawURL with up to conns connections.
+func NewTarget(rawURL string, conns int) (*Target, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil || u.Scheme != "http" || u.Host == "" {
+		return nil, fmt.Errorf("load target %q: give an http://host:port/path URL", rawURL)
+	}
+	return &Target{url: rawURL, client: &fasthttp.HostClient{Addr: u.Host, MaxConns: conns, ReadTimeout: 5 * time.Minute,
+		WriteTimeout: time.Minute, MaxIdemponentCallAttempts: 1}}, nil
+}
+
+// Request is a POST of body to the target; release it with
+// fasthttp.ReleaseRequest.
+func (t *Target) Request(body []byte) *fasthttp.Request {
+	req := fasthttp.AcquireRequest()
+	req.SetRequestURI(t.url)
+	req.Header.SetMethod(fasthttp.MethodPost)
+	req.Header.SetContentType("application/json")
+	req.SetBodyRaw(body)
+	return req
+}
+
+// Do sends one request.
+func (t *Target) Do(req *fasthttp.Request, resp *fasthttp.Response) error { return t.client.Do(req, resp) }
+
+// Closed keeps conns requests of body in flight: each connection sends
+// its next request when the last is answered. It warms up for warmup,
+// then counts what is answered in a window of d; window, if set, is
+// called as the window opens and closes.
+func (t *Target) Closed(body []byte, conns int, warmup, d time.Duration, window func(open bool)) *Stats {
+	var measuring, done atomic.Bool
+	var mu sync.Mutex
+	total := newStats()
+	var wg sync.WaitGroup
+	for range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, resp := t.Request(body), fasthttp.AcquireResponse()
+			defer fasthttp.ReleaseRequest(req)
+			defer fasthttp.ReleaseResponse(resp)
+			mine := newStats()
+			for !done.Load() {
+				start := time.Now()
+				err := t.client.Do(req, resp)
+				if measuring.Load() && !done.Load() {
+					mine.record(resp.StatusCode(), err, time.Since(start))
+				}
+			}
+			mu.Lock()
+			total.merge(mine)
+			mu.Unlock()
+		}()
+	}
+	time.Sleep(warmup)
+	if window != nil {
+		window(true)
+	}
+	measuring.Store(true)
+	t0 := time.Now()
+	time.Sleep(d)
+	done.Store(true)
+	total.Elapsed = time.Since(t0)
+	if window != nil {
+		window(false)
+	}
+	wg.Wait()
+	return total
+}
+
+// Open offers rate requests a second for d, on schedule whatever the
+// answers, as independent callers do. Latency runs from each request's
+// scheduled time, so a generator that falls behind does not hide it.
+func (t *Target) Open(body []byte, rate float64, d time.Duration, maxInflight int) *Stats {
+	s := newStats()
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, maxInflight)
+	interval := time.Duration(float64(time.Second) / rate)
+	start := time.Now()
+	for i := 0; ; i++ {
+		at := start.Add(time.Duration(i) * interval)
+		if at.Sub(start) >= d {
+			break
+		}
+		time.Sleep(time.Until(at))
+		select {
+		case slots <- struct{}{}:
+		default:
+			mu.Lock()
+			s.Dropped++
+			mu.Unlock()
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-slots }()
+			req, resp := t.Request(body), fasthttp.AcquireResponse()
+			defer fasthttp.ReleaseRequest(req)
+			defer fasthttp.ReleaseResponse(resp)
+			sent := time.Now()
+			err := t.client.Do(req, resp)
+			latency := time.Since(at)
+			mu.Lock()
+			s.record(resp.StatusCode(), err, latency)
+			s.Late = append(s.Late, sent.Sub(at))
+			if err == nil && resp.StatusCode() == fasthttp.StatusTooManyRequests {
+				s.RejectedFromSend = append(s.RejectedFromSend, time.Since(sent))
+			}
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	s.Elapsed = time.Since(start)
+	return s
+}
