@@ -16,7 +16,7 @@ PYTHON   := /usr/bin/python3
 export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
 IRIS_FEATURES := sepal_length,sepal_width,petal_length,petal_width
 
-.PHONY: all serve test bench fuzz soak build ort ort-gpu image example fmt vet clean
+.PHONY: all serve test bench fuzz soak gpu-check gpu-bundle build ort ort-gpu image example fmt vet clean
 
 all: build
 
@@ -51,6 +51,21 @@ soak: build
 	@scripts/deps.sh serve
 	@mkdir -p $(OUT)
 	$(GO) run ./bench --binary $(BIN) --only soak --soak $${SOAK:-10m} --out $(OUT)/soak.md
+
+## gpu-check: doctor --run on the encoder and the DLRM-like model, on the
+## device serve would choose (DEVICE=cpu to rehearse on the CPU); writes
+## $(OUT)/gpu-check.md
+DEVICE ?= auto
+gpu-check: build
+	@scripts/deps.sh serve
+	@$(PYTHON) scripts/models.py $(OUT)/models encoder dlrm >/dev/null
+	$(BIN) doctor --run --device $(DEVICE) --model-file $(OUT)/models/encoder.onnx \
+		--model-file $(OUT)/models/dlrm.onnx --out $(OUT)/gpu-check.md
+
+## gpu-bundle: the same check for an offline GPU machine, in parts of at
+## most 60 MiB under .gpu/ (see README, GPUs)
+gpu-bundle:
+	scripts/gpu-bundle.sh .gpu
 
 build: ort
 	$(GOBUILD) -o $(BIN) ./cmd/modelserve

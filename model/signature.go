@@ -44,6 +44,20 @@ func (s Spec) RowShape() Shape {
 	return s.Shape[1:]
 }
 
+// NewRows allocates a zeroed tensor of rows rows of the value, open
+// dimensions 1: inputs for a warm-up or a measurement.
+func (s Spec) NewRows(rows int) (Tensor, error) {
+	shape := append(Shape{int64(rows)}, s.RowShape()...)
+	for d := 1; d < len(shape); d++ {
+		shape[d] = max(shape[d], 1)
+	}
+	t, err := NewTensor(s.DType, shape)
+	if err != nil {
+		return Tensor{}, fmt.Errorf("input %q: %w", s.Name, err)
+	}
+	return t, nil
+}
+
 // Function is a named view of a model that returns some of its outputs, in
 // the order given (for example predict=label, predict_proba=probabilities).
 type Function struct {

@@ -85,13 +85,9 @@ func medianRun(ctx context.Context, p *Pool, w *worker, inputs []model.Tensor, r
 func zeros(specs []model.Spec, rows int) ([]model.Tensor, error) {
 	out := make([]model.Tensor, len(specs))
 	for i, s := range specs {
-		shape := append(model.Shape{int64(rows)}, s.RowShape()...)
-		for d := 1; d < len(shape); d++ {
-			shape[d] = max(shape[d], 1)
-		}
-		t, err := model.NewTensor(s.DType, shape)
+		t, err := s.NewRows(rows)
 		if err != nil {
-			return nil, fmt.Errorf("input %q: %w", s.Name, err)
+			return nil, err
 		}
 		out[i] = t
 	}

@@ -21,9 +21,12 @@ type doctorOptions struct {
 	workers       int
 	workersPerGPU int
 	intraOp       int
+
+	run   bool
+	check checkOptions
 }
 
-func newDoctorCmd() *cobra.Command {
+func newDoctorCmd(g *globals) *cobra.Command {
 	o := &doctorOptions{}
 	cmd := &cobra.Command{
 		Use:   "doctor",
@@ -31,9 +34,21 @@ func newDoctorCmd() *cobra.Command {
 		Long: `Print what a user needs before filing a bug: the ONNX Runtime found and its
 execution providers, NVML and the driver, the GPUs this process may use,
 the CUDA libraries the providers need (found or missing), and the worker
-plan serve would choose with the same --device and --workers flags.`,
+plan serve would choose with the same --device and --workers flags.
+
+With --run it also proves the plan: it loads each model given on the
+device serve would choose, measures raw ONNX Runtime against /predict on
+loopback at each --batch-sizes, 1-row callers with dynamic batching on and
+off, device (or host) memory, what admission does with a request larger
+than the memory it may fill and with a flood, and, on a GPU, the GPU
+metrics under load. It prints a markdown report and exits non-zero if a
+check failed. With no GPU it says so at once; --device cpu runs the same
+check on the CPU.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.run {
+				return runCheck(cmd.Context(), cmd.OutOrStdout(), g, o)
+			}
 			return doctor(cmd.OutOrStdout(), o)
 		},
 	}
@@ -42,6 +57,8 @@ plan serve would choose with the same --device and --workers flags.`,
 	f.IntVar(&o.workers, "workers", 0, "the --workers serve would be given")
 	f.IntVar(&o.workersPerGPU, "workers-per-gpu", 1, "the --workers-per-gpu serve would be given")
 	f.IntVar(&o.intraOp, "intra-op-threads", 0, "the --intra-op-threads serve would be given")
+	f.BoolVar(&o.run, "run", false, "load the models given and measure them on the device serve would choose (see above)")
+	o.check.flags(f)
 	return cmd
 }
 

@@ -91,9 +91,17 @@ func (o *serveOptions) gpuFlags(f *pflag.FlagSet) {
 	f.DurationVar(&o.gpuSampleInterval, "gpu-sample-interval", gpu.DefaultSampleInterval, "how often GPUs are sampled for metrics and admission")
 }
 
-func newServeCmd(g *globals) *cobra.Command {
+// newServeOptions returns serve's options at their defaults, the flags
+// registered on f (a throwaway set gives the defaults alone).
+func newServeOptions(f *pflag.FlagSet) *serveOptions {
 	o := &serveOptions{maxBodyBytes: server.DefaultMaxBodyBytes, maxBatchDelay: admission.AutoDelay,
 		minBodyRate: server.DefaultMinBodyRate, maxHeaderBytes: server.DefaultMaxHeaderBytes}
+	o.flags(f)
+	return o
+}
+
+func newServeCmd(g *globals) *cobra.Command {
+	var o *serveOptions
 	cmd := &cobra.Command{
 		Use:   "serve --model NAME[:VERSION]",
 		Short: "Serve a registered model over HTTP",
@@ -118,7 +126,13 @@ Every flag can also be set as MODELSERVE_<FLAG>, e.g. MODELSERVE_WORKERS=4.`,
 			return serve(cmd, g, o, log)
 		},
 	}
-	f := cmd.Flags()
+	o = newServeOptions(cmd.Flags())
+	cmd.MarkFlagRequired("model")
+	return cmd
+}
+
+// flags registers serve's flags on f, each at its default.
+func (o *serveOptions) flags(f *pflag.FlagSet) {
 	f.StringVar(&o.model, "model", "", "model to serve, NAME[:VERSION] (default version: the latest)")
 	f.StringVar(&o.host, "host", "0.0.0.0", "address to listen on")
 	f.IntVar(&o.port, "port", 8080, "port to listen on")
@@ -151,8 +165,6 @@ Every flag can also be set as MODELSERVE_<FLAG>, e.g. MODELSERVE_WORKERS=4.`,
 	f.BoolVar(&o.contentMD5, "content-md5", false, "add a Content-MD5 header to answers")
 	f.StringVar(&o.debugAddr, "debug-addr", "", "serve Go's profiler (/debug/pprof) on this address, e.g. 127.0.0.1:6060 (off by default)")
 	o.gpuFlags(f)
-	cmd.MarkFlagRequired("model")
-	return cmd
 }
 
 func serve(cmd *cobra.Command, g *globals, o *serveOptions, log *slog.Logger) error {

@@ -80,6 +80,10 @@ func Percentile(ds []time.Duration, p float64) time.Duration {
 type Target struct {
 	client *fasthttp.HostClient
 	url    string
+	// Backoff is how long a closed-loop caller waits after a 429 before
+	// it sends again, as a client that honours back-pressure does; 0
+	// sends again at once.
+	Backoff time.Duration
 }
 
 // NewTarget prepares a client for rawURL with up to conns connections.
@@ -104,7 +108,9 @@ func (t *Target) Request(body []byte) *fasthttp.Request {
 }
 
 // Do sends one request.
-func (t *Target) Do(req *fasthttp.Request, resp *fasthttp.Response) error { return t.client.Do(req, resp) }
+func (t *Target) Do(req *fasthttp.Request, resp *fasthttp.Response) error {
+	return t.client.Do(req, resp)
+}
 
 // Closed keeps conns requests of body in flight: each connection sends
 // its next request when the last is answered. It warms up for warmup,
@@ -128,6 +134,9 @@ func (t *Target) Closed(body []byte, conns int, warmup, d time.Duration, window 
 				err := t.client.Do(req, resp)
 				if measuring.Load() && !done.Load() {
 					mine.record(resp.StatusCode(), err, time.Since(start))
+				}
+				if t.Backoff > 0 && err == nil && resp.StatusCode() == fasthttp.StatusTooManyRequests {
+					time.Sleep(t.Backoff)
 				}
 			}
 			mu.Lock()
