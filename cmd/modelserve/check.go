@@ -433,8 +433,12 @@ func checkModel(ctx context.Context, w io.Writer, t checkTarget, o *doctorOption
 			perRow = "no growth at load to measure; admission counts 4× the row's bytes"
 		}
 	}
-	fmt.Fprintf(w, "| %s | before load %s, after %s (+%s), peak %s%s; %s | |\n", what, humanBytes(before), humanBytes(after),
-		humanBytes(after-before), humanBytes(peak), peakNote, perRow)
+	change := "+" + humanBytes(after-before)
+	if after < before {
+		change = "−" + humanBytes(before-after)
+	}
+	fmt.Fprintf(w, "| %s | before load %s, after %s (%s), peak %s%s; %s | |\n", what, humanBytes(before), humanBytes(after),
+		change, humanBytes(peak), peakNote, perRow)
 	if scrape != nil {
 		util, power, n := scrape.utilization.Load(), scrape.power.Load(), scrape.samples.Load()
 		ok := util > 0
