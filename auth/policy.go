@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/netip"
 	"os"
 	"strings"
@@ -311,4 +312,19 @@ func ParseProxies(list string) ([]netip.Prefix, error) {
 		out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
 	}
 	return out, nil
+}
+
+// HTTPCredentials gathers a net/http request's credentials.
+func HTTPCredentials(r *http.Request) Credentials {
+	cr := Credentials{Authorization: r.Header.Get("Authorization"), ForwardedUser: r.Header.Get("sf-context-current-user")}
+	if cr.ForwardedUser == "" {
+		cr.ForwardedUser = r.Header.Get("X-Forwarded-User")
+	}
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		cr.Remote = ap.Addr().Unmap()
+	}
+	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 && len(r.TLS.VerifiedChains[0]) > 0 {
+		cr.Certificate = r.TLS.VerifiedChains[0][0]
+	}
+	return cr
 }

@@ -132,12 +132,14 @@ func newBatches(ttl time.Duration, maxBytes int64, reg prometheus.Registerer) (*
 }
 
 // key identifies a batch; the function is part of it, since each of a
-// model's functions is its own SQL function.
-func batchKey(path string, g gateway) string {
+// model's functions is its own SQL function, and so is the principal that
+// sent it: a batch's answer is given, polled or retried, to its sender
+// alone.
+func batchKey(path, owner string, g gateway) string {
 	if g.BatchID == "" {
 		return ""
 	}
-	return path + "\x00" + g.QueryID + "\x00" + g.BatchID
+	return path + "\x00" + owner + "\x00" + g.QueryID + "\x00" + g.BatchID
 }
 
 func (bs *batches) hash(body []byte) uint64 { return maphash.Bytes(bs.seed, body) }

@@ -55,7 +55,7 @@ func (s *Server) poll(r *route) fiber.Handler {
 	return func(c *fiber.Ctx) error {
 		start := time.Now()
 		g := readGateway(&c.Request().Header)
-		key := batchKey(r.fn.Path(), g)
+		key := batchKey(r.fn.Path(), principal(c), g)
 		if key == "" {
 			c.Set(fiber.HeaderAllow, fiber.MethodPost)
 			s.respond(c, r, g, s.failure(inputErr(-1, "", "%s takes POST; GET polls an async batch and needs the sf-external-function-query-batch-id header", r.fn.Path()), http.StatusMethodNotAllowed), "", start)
@@ -122,7 +122,7 @@ func (s *Server) handle(c *fiber.Ctx, r *route, g gateway) (ans answer, how stri
 	defer cancel()
 	faults.Inject(ctx, panics.Handler)
 
-	key := batchKey(r.fn.Path(), g)
+	key := batchKey(r.fn.Path(), principal(c), g)
 	if key != "" {
 		if e := s.batches.get(key); e != nil {
 			if !s.batches.failedAsync(e) {
@@ -336,13 +336,20 @@ func (s *Server) respond(c *fiber.Ctx, r *route, g gateway, ans answer, how stri
 	if ans.status == http.StatusOK && how != "replayed" && how != "polled" {
 		s.rows.WithLabelValues(r.fn.Name).Add(float64(ans.rows))
 	}
+	who := principal(c)
 	if ans.status >= 500 && ans.status != http.StatusServiceUnavailable && ans.panic == nil {
-		s.cfg.Log.Warn("prediction failed", append(g.attrs(), "function", r.fn.Name, "status", ans.status, "error", string(ans.body))...)
+		s.cfg.Log.Warn("prediction failed", append(g.attrs(), "principal", who, "function", r.fn.Name, "status", ans.status, "error", string(ans.body))...)
 	} else if ans.status == http.StatusTooManyRequests {
-		s.cfg.Log.Debug("request refused", append(g.attrs(), "function", r.fn.Name, "reason", ans.reason)...)
+		s.cfg.Log.Debug("request refused", append(g.attrs(), "principal", who, "function", r.fn.Name, "reason", ans.reason)...)
 	}
-	if g.present() {
-		s.cfg.Log.Info("batch", append(g.attrs(), "function", r.fn.Name, "rows", ans.rows, "status", ans.status,
+	// The audit line: every gateway batch, and every request when callers
+	// authenticate. It names the principal, never the credential.
+	if g.present() || s.cfg.Auth.Enabled() {
+		msg := "request"
+		if g.present() {
+			msg = "batch"
+		}
+		s.cfg.Log.Info(msg, append(g.attrs(), "principal", who, "function", r.fn.Name, "rows", ans.rows, "status", ans.status,
 			"how", how, "ms", float64(elapsed.Microseconds())/1000)...)
 	}
 }

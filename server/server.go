@@ -1,6 +1,7 @@
 package server
 
 import (
+	"crypto/tls"
 	"context"
 	"errors"
 	"fmt"
@@ -21,6 +22,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/modelserve/modelserve/admission"
+	"github.com/modelserve/modelserve/auth"
 	"github.com/modelserve/modelserve/internal/panics"
 	"github.com/modelserve/modelserve/model"
 )
@@ -64,6 +66,15 @@ type Config struct {
 	Panics *panics.Recorder
 	// Conn bounds what one connection may hold of the server.
 	Conn ConnLimits
+	// Model is the served model's name, which predict:NAME scopes match.
+	Model string
+	// Auth decides who may call; nil lets everyone in.
+	Auth *auth.Policy
+	// AuthHealth makes the probes need a credential too.
+	AuthHealth bool
+	// TLS, when set, serves HTTPS (and mutual TLS if it asks for client
+	// certificates).
+	TLS *tls.Config
 }
 
 // ConnLimits bound what a connection can take from the server: a client
@@ -244,6 +255,7 @@ func New(cfg Config) (*Server, error) {
 		return fasthttp.RequestConfig{ReadTimeout: cfg.Conn.allowance(n)}
 	}
 	s.app.Use(s.guard)
+	s.app.Use(s.authorize)
 	dec := newDecoder(cfg.Signature)
 	fetched := cfg.Signature.FetchedOutputs()
 	for _, fn := range cfg.Signature.Functions {
@@ -311,7 +323,13 @@ func (s *Server) Test(req *http.Request) (*http.Response, error) {
 
 // Serve answers requests on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
-	return s.app.Listener(s.conns.wrap(ln))
+	ln = s.conns.wrap(ln)
+	if s.cfg.TLS != nil {
+		// Above the tracked connections, so the pacing and limits count
+		// the bytes on the wire, and fasthttp sees the TLS state.
+		ln = tls.NewListener(ln, s.cfg.TLS)
+	}
+	return s.app.Listener(ln)
 }
 
 // Shutdown drains the server: from now on every new request is answered

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,6 +20,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/modelserve/modelserve/admission"
+	"github.com/modelserve/modelserve/auth"
 	"github.com/modelserve/modelserve/gpu"
 	"github.com/modelserve/modelserve/internal/panics"
 	"github.com/modelserve/modelserve/onnxrt"
@@ -65,6 +67,8 @@ type serveOptions struct {
 	contentMD5   bool
 
 	debugAddr string
+
+	sec securityOptions
 
 	// GPU
 	workersPerGPU       int
@@ -165,6 +169,7 @@ func (o *serveOptions) flags(f *pflag.FlagSet) {
 	f.BoolVar(&o.contentMD5, "content-md5", false, "add a Content-MD5 header to answers")
 	f.StringVar(&o.debugAddr, "debug-addr", "", "serve Go's profiler (/debug/pprof) on this address, e.g. 127.0.0.1:6060 (off by default)")
 	o.gpuFlags(f)
+	o.sec.flags(f)
 }
 
 func serve(cmd *cobra.Command, g *globals, o *serveOptions, log *slog.Logger) error {
@@ -201,7 +206,19 @@ func serve(cmd *cobra.Command, g *globals, o *serveOptions, log *slog.Logger) er
 		return err
 	}
 
+	// Listen before loading, so probes get an honest 503 meanwhile.
+	addr := net.JoinHostPort(o.host, strconv.Itoa(o.port))
+	sec, err := o.sec.setup(labelled, log, addr)
+	if err != nil {
+		return err
+	}
+	sec.keepFresh(ctx, log)
+
 	srv, err := server.New(server.Config{
+		Model:             v.Name,
+		Auth:              sec.policy,
+		AuthHealth:        o.sec.authHealth,
+		TLS:               sec.tlsConfig(),
 		Signature:         v.Signature,
 		MaxBodyBytes:      int(o.maxBodyBytes),
 		MaxInflateRatio:   o.inflateRatio,
@@ -222,7 +239,6 @@ func serve(cmd *cobra.Command, g *globals, o *serveOptions, log *slog.Logger) er
 		return fmt.Errorf("serving %s: %w", v.Ref(), err)
 	}
 	// Listen before loading, so probes get an honest 503 meanwhile.
-	addr := net.JoinHostPort(o.host, strconv.Itoa(o.port))
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", addr, err)
@@ -230,7 +246,7 @@ func serve(cmd *cobra.Command, g *globals, o *serveOptions, log *slog.Logger) er
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	if o.debugAddr != "" {
-		stopDebug, err := serveDebug(o.debugAddr, log)
+		stopDebug, err := serveDebug(o.debugAddr, log, sec)
 		if err != nil {
 			srv.Shutdown(context.Background())
 			return err
@@ -266,10 +282,13 @@ func serve(cmd *cobra.Command, g *globals, o *serveOptions, log *slog.Logger) er
 
 // serveDebug serves the profiler on its own listener, apart from the
 // model's routes.
-func serveDebug(addr string, log *slog.Logger) (stop func(), err error) {
+func serveDebug(addr string, log *slog.Logger, sec *security) (stop func(), err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("--debug-addr: %w", err)
+	}
+	if c := sec.tlsConfig(); c != nil {
+		ln = tls.NewListener(ln, c)
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
@@ -277,7 +296,9 @@ func serveDebug(addr string, log *slog.Logger) (stop func(), err error) {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	// Profiles show the server's insides: the admin scope, when callers
+	// authenticate.
+	hs := &http.Server{Handler: sec.guardHTTP(auth.Need{Scope: auth.ScopeAdmin}, mux), ReadHeaderTimeout: 10 * time.Second}
 	go hs.Serve(ln)
 	log.Info("profiler", "addr", ln.Addr().String())
 	return func() { hs.Close() }, nil
