@@ -1,0 +1,380 @@
+package main
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+)
+
+// ca is a certificate authority made for one test.
+type ca struct {
+	t    *testing.T
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	pem  []byte
+}
+
+func newCA(t *testing.T, name string) *ca {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name}, IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	return &ca{t: t, cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
+}
+
+// issue signs a certificate for cn: a server's for 127.0.0.1, or a client's.
+func (c *ca) issue(cn string, server bool) (certPEM, keyPEM []byte, pair tls.Certificate) {
+	c.t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
+	tmpl := &x509.Certificate{SerialNumber: serial, Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature}
+	if server {
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+		tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
+	} else {
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.cert, &key.PublicKey, c.key)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	kder, _ := x509.MarshalECPrivateKey(key)
+	certPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	keyPEM = pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
+	pair, err = tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return certPEM, keyPEM, pair
+}
+
+func write(t *testing.T, path string, b []byte) string {
+	t.Helper()
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// replace writes b beside path and renames it over path, as a rotation
+// (cert-manager, an editor, a deploy) does.
+func replace(t *testing.T, path string, b []byte) {
+	t.Helper()
+	tmp := write(t, path+".new", b)
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// httpsClient trusts the given CAs and presents the given certificate;
+// new connections for every request when fresh is set.
+func httpsClient(cas [][]byte, cert *tls.Certificate, fresh bool) *http.Client {
+	pool := x509.NewCertPool()
+	for _, p := range cas {
+		pool.AppendCertsFromPEM(p)
+	}
+	cfg := &tls.Config{RootCAs: pool}
+	if cert != nil {
+		cfg.Certificates = []tls.Certificate{*cert}
+	}
+	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg, DisableKeepAlives: fresh}}
+}
+
+// call sends one request with an optional bearer token and returns the
+// status, body and WWW-Authenticate header.
+func call(t *testing.T, c *http.Client, method, url, token, body string, headers ...string) (int, string, string, error) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, "", "", err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), resp.Header.Get("WWW-Authenticate"), nil
+}
+
+
+const irisBody = `{"data": [[0, 5.1, 3.5, 1.4, 0.2]]}`
+
+// TestSecurity_tokensJWTsAndTLS: against the real process over real TLS,
+// each wrong credential gets its status and a valid caller its rows.
+func TestSecurity_tokensJWTsAndTLS(t *testing.T) {
+	dir := t.TempDir()
+	authority := newCA(t, "test CA")
+	certPEM, keyPEM, _ := authority.issue("localhost", true)
+	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwks, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: rsaKey.Public(), KeyID: "k1", Algorithm: "RS256", Use: "sig"}}})
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: rsaKey}, (&jose.SignerOptions{}).WithHeader("kid", "k1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwtFor := func(aud string, exp time.Duration, scope string) string {
+		tok, err := jwt.Signed(signer).Claims(map[string]any{"sub": "alice", "iss": "https://idp.example", "aud": aud,
+			"exp": time.Now().Add(exp).Unix(), "scope": scope}).Serialize()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+
+	c := newCLI(t)
+	c.logIris()
+	s := c.serve("--model", "iris", "--async", "always",
+		"--auth-tokens", write(t, filepath.Join(dir, "tokens"), []byte(
+			"gateway predict gateway-token-0123456789\n"+
+				"other-gateway predict other-token-0123456789\n"+
+				"prometheus metrics prometheus-token-012345\n"+
+				"dlrm-only predict:dlrm dlrm-only-token-0123456\n"+
+				"iris-only predict:iris iris-only-token-0123456\n")),
+		"--auth-jwks", write(t, filepath.Join(dir, "jwks.json"), jwks), "--auth-issuer", "https://idp.example", "--auth-audience", "modelserve",
+		"--tls-cert", write(t, filepath.Join(dir, "cert.pem"), certPEM), "--tls-key", write(t, filepath.Join(dir, "key.pem"), keyPEM))
+	base := strings.Replace(s.url, "http://", "https://", 1)
+	client := httpsClient([][]byte{authority.pem}, nil, false)
+	waitHTTPS(t, client, base)
+
+	tests := []struct {
+		name, method, path, token string
+		want                      int
+		wantBody                  string
+	}{
+		{"no token", "POST", "/predict", "", 401, "needs a credential"},
+		{"wrong token", "POST", "/predict", "gateway-token-0123456780", 401, "not valid"},
+		{"expired JWT", "POST", "/predict", jwtFor("modelserve", -time.Hour, "predict"), 401, "expired"},
+		{"wrong audience", "POST", "/predict", jwtFor("another-service", time.Hour, "predict"), 401, "audience"},
+		{"wrong scope", "POST", "/predict", "prometheus-token-012345", 403, "needs the scope predict:iris"},
+		{"token for another model", "POST", "/predict-proba", "dlrm-only-token-0123456", 403, "needs the scope predict:iris"},
+		{"token for this model", "POST", "/predict", "iris-only-token-0123456", 202, ""},
+		{"valid JWT", "POST", "/predict", jwtFor("modelserve", time.Hour, "predict metrics"), 202, ""},
+		{"metrics with its scope", "GET", "/metrics", "prometheus-token-012345", 200, "modelserve_auth_failures_total"},
+		{"metrics without", "GET", "/metrics", "gateway-token-0123456789", 403, "needs the scope metrics"},
+		{"probes stay open", "GET", "/healthcheck", "", 200, "ready"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// --async always answers a POST with a batch id 202; one
+			// without is answered at once.
+			status, body, challenge, err := call(t, client, tt.method, base+tt.path, tt.token, irisBody,
+				"sf-external-function-current-query-id", "q-"+strings.ReplaceAll(tt.name, " ", "-"), "sf-external-function-query-batch-id", "0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if status != tt.want || !strings.Contains(body, tt.wantBody) {
+				t.Fatalf("got %d %s, want %d with %q", status, body, tt.want, tt.wantBody)
+			}
+			if status == 401 && !strings.HasPrefix(challenge, `Bearer realm="modelserve"`) {
+				t.Errorf("401 without a Bearer challenge: %q", challenge)
+			}
+			if status >= 400 && !strings.HasPrefix(body, `{"error":`) {
+				t.Errorf("refusal not in JSON: %s", body)
+			}
+		})
+	}
+
+	// A gateway batch is answered to its sender alone.
+	gw := []string{"sf-external-function-current-query-id", "q-owned", "sf-external-function-query-batch-id", "7"}
+	if status, body, _, _ := call(t, client, "POST", base+"/predict", "gateway-token-0123456789", irisBody, gw...); status != 202 {
+		t.Fatalf("submitting: %d %s", status, body)
+	}
+	if status, body, _, _ := call(t, client, "GET", base+"/predict", "other-token-0123456789", "", gw...); status != 404 {
+		t.Fatalf("another principal polled the batch: %d %s", status, body)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		status, body, _, _ := call(t, client, "GET", base+"/predict", "gateway-token-0123456789", "", gw...)
+		if status == 200 && strings.Contains(body, `"label"`) {
+			break
+		}
+		if status != 202 || time.Now().After(deadline) {
+			t.Fatalf("its sender polling: %d %s", status, body)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	// Plain HTTP to the TLS port gets nothing: no credential crosses in clear.
+	if status, _, _, err := call(t, http.DefaultClient, "POST", s.url+"/predict", "gateway-token-0123456789", irisBody); err == nil && status == 200 {
+		t.Error("plain HTTP was answered on the TLS port")
+	}
+	for _, want := range []string{`msg=refused model=iris version=1 status=401 reason=expired`, `msg=batch model=iris version=1 query_id=q-owned batch_id=7 principal=gateway function=predict`} {
+		if !strings.Contains(s.logs.String(), want) {
+			t.Errorf("the log lacks %q", want)
+		}
+	}
+	if strings.Contains(s.logs.String(), "gateway-token-0123456789") {
+		t.Error("a token was written to the log")
+	}
+}
+
+// TestSecurity_mutualTLS: with a client CA, a client without a
+// certificate, or with one from another CA, fails its handshake; one with
+// a certificate from the CA gets its rows, and the log names it.
+func TestSecurity_mutualTLS(t *testing.T) {
+	dir := t.TempDir()
+	authority := newCA(t, "test CA")
+	stranger := newCA(t, "another CA")
+	certPEM, keyPEM, _ := authority.issue("localhost", true)
+	_, _, clientCert := authority.issue("analytics-job", false)
+	_, _, strangerCert := stranger.issue("analytics-job", false)
+	c := newCLI(t)
+	c.logIris()
+	s := c.serve("--model", "iris", "--tls-cert", write(t, filepath.Join(dir, "cert.pem"), certPEM),
+		"--tls-key", write(t, filepath.Join(dir, "key.pem"), keyPEM), "--tls-client-ca", write(t, filepath.Join(dir, "ca.pem"), authority.pem))
+	base := strings.Replace(s.url, "http://", "https://", 1)
+	good := httpsClient([][]byte{authority.pem}, &clientCert, false)
+	waitHTTPS(t, good, base)
+	if status, body, _, err := call(t, good, "POST", base+"/predict", "", irisBody); err != nil || status != 200 || !strings.Contains(body, `"label":0`) {
+		t.Fatalf("with a client certificate: %v %d %s", err, status, body)
+	}
+	for name, client := range map[string]*http.Client{
+		"no client certificate":       httpsClient([][]byte{authority.pem}, nil, true),
+		"a certificate of another CA": httpsClient([][]byte{authority.pem}, &strangerCert, true),
+	} {
+		if status, body, _, err := call(t, client, "POST", base+"/predict", "", irisBody); err == nil {
+			t.Errorf("%s: answered %d %s, want a failed handshake", name, status, body)
+		}
+	}
+	if !strings.Contains(s.logs.String(), "principal=analytics-job function=predict rows=1 status=200") {
+		t.Errorf("the audit line does not name the certificate's subject:\n%s", s.logs)
+	}
+}
+
+// TestSecurity_rotationUnderLoad: while a steady stream calls with token
+// A, the file is rewritten to add B and remove C: A never fails, B works
+// and C is refused within a second. Then the certificate is swapped for
+// one of another CA: clients that trust both never fail a handshake, and
+// the new certificate is served within a second.
+func TestSecurity_rotationUnderLoad(t *testing.T) {
+	dir := t.TempDir()
+	oldCA, newCA2 := newCA(t, "old CA"), newCA(t, "new CA")
+	certPEM, keyPEM, _ := oldCA.issue("localhost", true)
+	certPath, keyPath := write(t, filepath.Join(dir, "cert.pem"), certPEM), write(t, filepath.Join(dir, "key.pem"), keyPEM)
+	tokens := filepath.Join(dir, "tokens")
+	write(t, tokens, []byte("a predict token-a-0123456789abcdef\nc predict token-c-0123456789abcdef\n"))
+	c := newCLI(t)
+	c.logIris()
+	s := c.serve("--model", "iris", "--auth-tokens", tokens, "--tls-cert", certPath, "--tls-key", keyPath)
+	base := strings.Replace(s.url, "http://", "https://", 1)
+	// New connections for every request, so every request is a handshake.
+	both := httpsClient([][]byte{oldCA.pem, newCA2.pem}, nil, true)
+	waitHTTPS(t, both, base)
+
+	var sent, failed atomic.Int64
+	var firstFailure atomic.Value
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				status, body, _, err := call(t, both, "POST", base+"/predict", "token-a-0123456789abcdef", irisBody)
+				sent.Add(1)
+				if err != nil || status != 200 {
+					failed.Add(1)
+					firstFailure.CompareAndSwap(nil, fmt.Sprintf("%d %s %v", status, body, err))
+				}
+			}
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
+	replace(t, tokens, []byte("a predict token-a-0123456789abcdef\nb predict token-b-0123456789abcdef\n"))
+	changed := time.Now()
+	within := func(what string, ok func() bool) {
+		for !ok() {
+			if time.Since(changed) > time.Second {
+				t.Errorf("%s: not within a second", what)
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	within("B works", func() bool {
+		status, _, _, _ := call(t, both, "POST", base+"/predict", "token-b-0123456789abcdef", irisBody)
+		return status == 200
+	})
+	within("C is refused", func() bool {
+		status, _, _, _ := call(t, both, "POST", base+"/predict", "token-c-0123456789abcdef", irisBody)
+		return status == 401
+	})
+
+	newCert, newKey, _ := newCA2.issue("localhost", true)
+	// The key first, then the certificate: the pair is read once both changed.
+	replace(t, keyPath, newKey)
+	replace(t, certPath, newCert)
+	changed = time.Now()
+	onlyNew := httpsClient([][]byte{newCA2.pem}, nil, true)
+	within("the new certificate is served", func() bool {
+		_, _, _, err := call(t, onlyNew, "GET", base+"/healthcheck", "", "")
+		return err == nil
+	})
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	if failed.Load() > 0 {
+		t.Errorf("%d of %d requests with token A failed during the rotations; the first: %v", failed.Load(), sent.Load(), firstFailure.Load())
+	}
+	t.Logf("%d requests with token A during the rotations, %d failed", sent.Load(), failed.Load())
+}
+
+// waitHTTPS waits for the readiness probe over TLS.
+func waitHTTPS(t *testing.T, c *http.Client, base string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if status, _, _, err := call(t, c, "GET", base+"/healthcheck", "", ""); err == nil && status == 200 {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("not ready over TLS within 30s")
+}
