@@ -136,7 +136,6 @@ func call(t *testing.T, c *http.Client, method, url, token, body string, headers
 	return resp.StatusCode, string(b), resp.Header.Get("WWW-Authenticate"), nil
 }
 
-
 const irisBody = `{"data": [[0, 5.1, 3.5, 1.4, 0.2]]}`
 
 // TestSecurity_tokensJWTsAndTLS: against the real process over real TLS,
