@@ -377,3 +377,50 @@ func waitHTTPS(t *testing.T, c *http.Client, base string) {
 	}
 	t.Fatal("not ready over TLS within 30s")
 }
+
+// TestSecurity_probesAndDefaults: --auth-health closes the probes, and
+// modelserve health then needs the token (and the CA over TLS); with no
+// auth the server warns once, and --require-auth refuses to start.
+func TestSecurity_probesAndDefaults(t *testing.T) {
+	dir := t.TempDir()
+	authority := newCA(t, "test CA")
+	certPEM, keyPEM, _ := authority.issue("localhost", true)
+	caPath := write(t, filepath.Join(dir, "ca.pem"), authority.pem)
+	tokenPath := write(t, filepath.Join(dir, "token"), []byte("probe-token-0123456789\n"))
+	c := newCLI(t)
+	c.logIris()
+	s := c.serve("--model", "iris", "--auth-health", "--auth-tokens", write(t, filepath.Join(dir, "tokens"), []byte("kubelet predict probe-token-0123456789\n")),
+		"--tls-cert", write(t, filepath.Join(dir, "cert.pem"), certPEM), "--tls-key", write(t, filepath.Join(dir, "key.pem"), keyPEM))
+	_, port, _ := net.SplitHostPort(strings.TrimPrefix(s.url, "http://"))
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, _, err := c.run("health", "--port", port, "--ca", caPath, "--token-file", tokenPath)
+		if err == nil && strings.TrimSpace(out) == "ready" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("health with the token: %v %s", err, out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, errOut, err := c.run("health", "--port", port, "--ca", caPath); err == nil || !strings.Contains(errOut, "401 Unauthorized") {
+		t.Errorf("health without the token: %v %s", err, errOut)
+	}
+	if _, errOut, err := c.run("health", "--port", port); err == nil {
+		t.Errorf("health over plain HTTP to a TLS port: %v %s", err, errOut)
+	}
+
+	open := c.serve("--model", "iris")
+	open.waitReady()
+	if n := strings.Count(open.logs.String(), "no auth is configured: anyone who reaches this address may run the model"); n != 1 {
+		t.Errorf("the no-auth warning appears %d times", n)
+	}
+	_, errOut, err := c.run("serve", "--model", "iris", "--port", "0", "--require-auth")
+	if err == nil || !strings.Contains(errOut, "--require-auth: no credential is configured") {
+		t.Errorf("--require-auth with nothing configured: %v %s", err, errOut)
+	}
+	_, errOut, err = c.run("serve", "--model", "iris", "--port", "0", "--auth-tokens", write(t, filepath.Join(dir, "bad"), []byte("x predict short\n")))
+	if err == nil || !strings.Contains(errOut, "line 1: x's token has 5 characters") {
+		t.Errorf("a broken tokens file at start: %v %s", err, errOut)
+	}
+}
