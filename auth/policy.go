@@ -30,9 +30,10 @@ type Config struct {
 	// Audience, when set, must match the token's iss and aud.
 	JWKSFile, Issuer, Audience string
 	ClockSkew                  time.Duration
-	// ClientCertificates: TLS requires and verifies client certificates,
-	// whose subject (or first SAN) is then the principal, with
-	// CertificateScopes.
+	// ClientCertificates: TLS verifies client certificates, and every
+	// request but the probes needs one; its subject (or first SAN) is the
+	// principal, with CertificateScopes, unless a bearer token names
+	// another.
 	ClientCertificates bool
 	CertificateScopes  []Scope
 	// TrustedProxies may name the caller in sf-context-current-user (or
@@ -217,6 +218,9 @@ func (p *Policy) Authenticate(cr Credentials) (Principal, *Failure) {
 			return Principal{Name: cr.ForwardedUser, Method: "proxy", all: true}, nil
 		}
 		return anonymous, nil
+	}
+	if p.cfg.ClientCertificates && cr.Certificate == nil {
+		return Principal{}, unauthorized("no_client_certificate", "this server needs a client certificate signed by its client CA (mutual TLS)", "")
 	}
 	if cr.Authorization != "" {
 		return p.bearer(cr.Authorization)

@@ -73,15 +73,18 @@ func (t *TLS) Reload() error {
 }
 
 // Config is the server's TLS configuration: TLS 1.2 at least, Go's
-// default cipher suites, the certificate in force at each handshake, and
-// client certificates required and verified when a client CA is set.
+// default cipher suites, the certificate in force at each handshake, and,
+// with a client CA, client certificates verified against it: a
+// certificate it did not sign fails the handshake. One without any
+// certificate gets through the handshake so the probes (the kubelet has
+// none) can be answered; the policy refuses it everything else (401).
 func (t *TLS) Config() *tls.Config {
 	return &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
 			c := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{*t.cert.Load()}}
 			if pool := t.cas.Load(); pool != nil {
-				c.ClientCAs, c.ClientAuth = pool, tls.RequireAndVerifyClientCert
+				c.ClientCAs, c.ClientAuth = pool, tls.VerifyClientCertIfGiven
 			}
 			return c, nil
 		},

@@ -61,6 +61,7 @@ type serviceSpecOptions struct {
 	maxBatchRows      int
 	ingress           bool
 	cpu, memory       string
+	auth              spec.AuthSecrets
 }
 
 func newServiceSpecCmd(g *globals) *cobra.Command {
@@ -79,7 +80,7 @@ written as the latest version's NAME:VERSION.`,
 				return err
 			}
 			m := spec.ModelService{Model: v.Ref(), Image: o.image, GPUs: o.gpus, Workers: o.workers,
-				MaxBatchRows: o.maxBatchRows, Ingress: o.ingress}
+				MaxBatchRows: o.maxBatchRows, Ingress: o.ingress, Auth: o.auth}
 			if o.cpu != "" {
 				if m.CPU, err = spec.ParseQuantity(o.cpu); err != nil {
 					return fmt.Errorf("--cpu: %w", err)
@@ -122,6 +123,13 @@ written as the latest version's NAME:VERSION.`,
 	f.StringVar(&o.cpu, "cpu", "", "CPU request per instance, e.g. 2 or 500m")
 	f.StringVar(&o.memory, "memory", "", "memory request per instance, e.g. 4Gi")
 	f.StringVarP(&o.out, "output", "o", "", "write the spec to this file (default: standard output)")
+	f.StringVar(&o.auth.Tokens, "auth-tokens-secret", "", "secret whose key tokens is the server's --auth-tokens file (mounted under "+spec.AuthDir+"/tokens)")
+	f.StringVar(&o.auth.JWKS, "auth-jwks-secret", "", "secret whose key jwks.json is the server's --auth-jwks file")
+	f.StringVar(&o.auth.Issuer, "auth-issuer", "", "the iss a JWT must carry")
+	f.StringVar(&o.auth.Audience, "auth-audience", "", "an aud a JWT must carry")
+	f.StringVar(&o.auth.TLS, "tls-secret", "", "secret with tls.crt and tls.key: the server speaks HTTPS (deploy kubernetes; the reference system's ingress terminates TLS itself)")
+	f.StringVar(&o.auth.ClientCA, "tls-client-ca-secret", "", "secret with ca.crt: clients need a certificate it signed (mutual TLS)")
+	f.BoolVar(&o.auth.Require, "require-auth", false, "the server refuses to start without a credential")
 	cmd.MarkFlagRequired("model")
 	cmd.MarkFlagRequired("image")
 	return cmd

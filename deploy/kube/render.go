@@ -171,6 +171,12 @@ func (r *renderer) pod() (corev1.PodTemplateSpec, error) {
 			"prometheus.io/port":   strconv.Itoa(r.metricsPort),
 			"prometheus.io/path":   MetricsPath,
 		}
+		if servesTLS(r.s) {
+			t.Annotations["prometheus.io/scheme"] = "https"
+		}
+	}
+	if authenticates(r.s) && r.metricsPort > 0 && !r.o.Job {
+		r.warn("the server authenticates its callers: Prometheus needs a credential with the metrics scope to scrape it (the scrape job's authorization, or the ServiceMonitor's)")
 	}
 	return t, nil
 }
@@ -223,6 +229,18 @@ func metricsPort(s *spec.Spec) int {
 	return 0
 }
 
+// servesTLS: the modelserve container listens with HTTPS.
+func servesTLS(s *spec.Spec) bool {
+	return slices.ContainsFunc(s.Containers, func(c spec.Container) bool { return isModelserve(c) && c.ServesTLS() })
+}
+
+// authenticates: the modelserve container checks its callers' credentials.
+func authenticates(s *spec.Spec) bool {
+	return slices.ContainsFunc(s.Containers, func(c spec.Container) bool {
+		return isModelserve(c) && (c.Env["MODELSERVE_AUTH_TOKENS"] != "" || c.Env["MODELSERVE_AUTH_JWKS"] != "" || c.Env["MODELSERVE_TLS_CLIENT_CA"] != "")
+	})
+}
+
 // isModelserve tells a modelserve container, whose metrics are scraped.
 func isModelserve(c spec.Container) bool {
 	return c.Name == spec.ModelContainer || c.Env[spec.ModelEnv] != "" ||
@@ -241,6 +259,11 @@ func (r *renderer) container(c spec.Container) (corev1.Container, error) {
 	}
 	if p := c.ReadinessProbe; p != nil {
 		kc.ReadinessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: p.Path, Port: intstr.FromInt32(int32(p.Port))}}}
+		if c.ServesTLS() {
+			// The kubelet does not verify a probe's certificate, and the
+			// probe needs no credential: modelserve leaves it open.
+			kc.ReadinessProbe.HTTPGet.Scheme = corev1.URISchemeHTTPS
+		}
 	}
 	if c.Resources != nil {
 		var err error

@@ -197,3 +197,16 @@ func TestPrepare_otherImagesNeedPodman(t *testing.T) {
 		t.Errorf("%v", err)
 	}
 }
+
+func TestPrepare_refusesHTTPSContainers(t *testing.T) {
+	s, err := spec.ForModel(spec.ModelService{Model: "iris:1", Image: "localhost/iris:1", Auth: spec.AuthSecrets{TLS: "iris-tls"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := Options{Name: "iris", Spec: s, StateDir: t.TempDir()}
+	o.defaults()
+	_, _, err = prepare(t.Context(), o, ServiceDir(o.StateDir, "iris"), true)
+	if err == nil || !strings.Contains(err.Error(), "container model-inference serves HTTPS (MODELSERVE_TLS_CERT): service up speaks HTTP to its containers") {
+		t.Errorf("%v", err)
+	}
+}

@@ -143,6 +143,13 @@ func Up(ctx context.Context, o Options) error {
 // prepare takes the lock and plans every instance: ports, volumes,
 // secrets and the command line of every container.
 func prepare(ctx context.Context, o Options, dir string, restart bool) (*run, func(), error) {
+	for _, c := range o.Spec.Containers {
+		if c.ServesTLS() {
+			// The proxy in front speaks HTTP to the instances and probes
+			// them over HTTP, as the reference system's ingress does.
+			return nil, nil, fmt.Errorf("container %s serves HTTPS (%s): service up speaks HTTP to its containers, as the reference system's ingress does; TLS in the container is for deploy kubernetes and direct exposure", c.Name, spec.TLSEnv)
+		}
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", o.Name, err)
 	}
