@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"bufio"
 	"bytes"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -166,9 +168,15 @@ func (e *env) serve(m benchModel, extra ...string) (*process, error) {
 		cmd.Process.Kill()
 		return nil, errors.New("modelserve did not start")
 	}
+	// A server given a certificate answers HTTPS only; the probe is on
+	// loopback, to a certificate this program made.
+	probe, scheme := http.DefaultClient, "http"
+	if slices.Contains(extra, "--tls-cert") {
+		probe, scheme = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}, "https"
+	}
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		if resp, err := http.Get("http://" + s.host + "/healthcheck"); err == nil {
+		if resp, err := probe.Get(scheme + "://" + s.host + "/healthcheck"); err == nil {
 			io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
 			if resp.StatusCode == 200 {

@@ -13,7 +13,9 @@
 //   - image: modelserve build on the encoder against a registry on
 //     loopback: first push, unchanged rebuild, new model version;
 //   - batch: predict-batch over Parquet files of the DLRM's rows against
-//     raw ONNX Runtime, and its peak memory for ten times the rows.
+//     raw ONNX Runtime, and its peak memory for ten times the rows;
+//   - auth: 1-row requests with no credential, a bearer token, TLS, and
+//     mutual TLS.
 //
 // Every server is a real modelserve process; the load comes over HTTP.
 package main
@@ -48,7 +50,7 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 8*time.Second, "measuring window of each closed-loop cell")
 	flag.DurationVar(&o.overload, "overload", 30*time.Second, "how long the overload is offered")
 	flag.IntVar(&o.overloadRows, "overload-rows", 64, "rows per request in the overload section")
-	flag.StringVar(&o.only, "only", "wire,json,batching,overload,image,batch", "sections to run (soak runs only when named)")
+	flag.StringVar(&o.only, "only", "wire,json,batching,overload,image,batch,auth", "sections to run (soak runs only when named)")
 	flag.DurationVar(&o.soak, "soak", 10*time.Minute, "how long the soak section runs")
 	flag.Parse()
 	if err := run(o); err != nil {
@@ -75,6 +77,7 @@ func run(o options) error {
 		{"overload", overloadSection},
 		{"image", imageSection},
 		{"batch", batchSection},
+		{"auth", authSection},
 		{"soak", soakSection},
 	}
 	want := strings.Split(o.only, ",")

@@ -16,15 +16,18 @@ type principalKey struct{}
 // refuses (401, 403) a request whose principal lacks the route's scope.
 // Probes stay open unless Config.AuthHealth says otherwise.
 func (s *Server) authorize(c *fiber.Ctx) error {
+	if !s.cfg.Auth.Enabled() {
+		return c.Next() // everyone is anonymous, and allowed
+	}
 	need, open := s.need(c)
-	if open || s.cfg.Auth == nil {
+	if open {
 		return c.Next()
 	}
 	pr, f := s.cfg.Auth.Check(credentials(c), need)
 	if f != nil {
 		c.Set(fiber.HeaderWWWAuthenticate, f.Challenge)
 		s.writeBody(c, f.Status, fiber.MIMEApplicationJSON, errorBody(f.Message))
-		s.cfg.Log.Info("refused", "status", f.Status, "reason", f.Reason, "principal", pr.Name, "path", c.Path(),
+		s.cfg.Audit.Info("refused", "status", f.Status, "reason", f.Reason, "principal", pr.Name, "path", c.Path(),
 			"remote", c.IP())
 		return nil
 	}

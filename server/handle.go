@@ -349,7 +349,7 @@ func (s *Server) respond(c *fiber.Ctx, r *route, g gateway, ans answer, how stri
 		if g.present() {
 			msg = "batch"
 		}
-		s.cfg.Log.Info(msg, append(g.attrs(), "principal", who, "function", r.fn.Name, "rows", ans.rows, "status", ans.status,
+		s.cfg.Audit.Info(msg, append(g.attrs(), "principal", who, "function", r.fn.Name, "rows", ans.rows, "status", ans.status,
 			"how", how, "ms", float64(elapsed.Microseconds())/1000)...)
 	}
 }

@@ -75,6 +75,10 @@ type Config struct {
 	// TLS, when set, serves HTTPS (and mutual TLS if it asks for client
 	// certificates).
 	TLS *tls.Config
+	// Audit takes the line each request logs (who, what, how it ended);
+	// a buffered logger keeps that from costing a write per request.
+	// Nil logs them with Log.
+	Audit *slog.Logger
 }
 
 // ConnLimits bound what a connection can take from the server: a client
@@ -209,6 +213,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
+	}
+	if cfg.Audit == nil {
+		cfg.Audit = cfg.Log
 	}
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = DefaultRequestTimeout

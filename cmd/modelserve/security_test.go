@@ -1,18 +1,13 @@
 package main
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -25,60 +20,34 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/modelserve/modelserve/internal/pki"
 )
 
 // ca is a certificate authority made for one test.
 type ca struct {
-	t    *testing.T
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  []byte
+	t *testing.T
+	*pki.CA
+	pem []byte
 }
 
 func newCA(t *testing.T, name string) *ca {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	c, err := pki.NewCA(name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name}, IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageCertSign, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	return &ca{t: t, cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
+	return &ca{t: t, CA: c, pem: c.PEM}
 }
 
 // issue signs a certificate for cn: a server's for 127.0.0.1, or a client's.
 func (c *ca) issue(cn string, server bool) (certPEM, keyPEM []byte, pair tls.Certificate) {
 	c.t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	is, err := c.Issue(cn, server)
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
-	tmpl := &x509.Certificate{SerialNumber: serial, Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature}
-	if server {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
-	} else {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.cert, &key.PublicKey, c.key)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	kder, _ := x509.MarshalECPrivateKey(key)
-	certPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	keyPEM = pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
-	pair, err = tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	return certPEM, keyPEM, pair
+	return is.CertPEM, is.KeyPEM, is.Pair
 }
 
 func write(t *testing.T, path string, b []byte) string {
@@ -240,9 +209,7 @@ func TestSecurity_tokensJWTsAndTLS(t *testing.T) {
 		t.Error("plain HTTP was answered on the TLS port")
 	}
 	for _, want := range []string{`msg=refused model=iris version=1 status=401 reason=expired`, `msg=batch model=iris version=1 query_id=q-owned batch_id=7 principal=gateway function=predict`} {
-		if !strings.Contains(s.logs.String(), want) {
-			t.Errorf("the log lacks %q", want)
-		}
+		waitLog(t, s, want)
 	}
 	if strings.Contains(s.logs.String(), "gateway-token-0123456789") {
 		t.Error("a token was written to the log")
@@ -286,9 +253,7 @@ func TestSecurity_mutualTLS(t *testing.T) {
 	if status, _, _, err := call(t, none, "GET", base+"/healthcheck", "", ""); err != nil || status != 200 {
 		t.Errorf("the probe without a client certificate: %v %d", err, status)
 	}
-	if !strings.Contains(s.logs.String(), "principal=analytics-job function=predict rows=1 status=200") {
-		t.Errorf("the audit line does not name the certificate's subject:\n%s", s.logs)
-	}
+	waitLog(t, s, "principal=analytics-job function=predict rows=1 status=200")
 }
 
 // TestSecurity_rotationUnderLoad: while a steady stream calls with token
@@ -398,7 +363,9 @@ func TestSecurity_probesAndDefaults(t *testing.T) {
 	tokenPath := write(t, filepath.Join(dir, "token"), []byte("probe-token-0123456789\n"))
 	c := newCLI(t)
 	c.logIris()
-	s := c.serve("--model", "iris", "--auth-health", "--auth-tokens", write(t, filepath.Join(dir, "tokens"), []byte("kubelet predict probe-token-0123456789\n")),
+	debug := freeAddr(t)
+	s := c.serve("--model", "iris", "--auth-health", "--debug-addr", debug,
+		"--auth-tokens", write(t, filepath.Join(dir, "tokens"), []byte("kubelet predict probe-token-0123456789\nops admin ops-admin-token-0123456789\n")),
 		"--tls-cert", write(t, filepath.Join(dir, "cert.pem"), certPEM), "--tls-key", write(t, filepath.Join(dir, "key.pem"), keyPEM))
 	_, port, _ := net.SplitHostPort(strings.TrimPrefix(s.url, "http://"))
 	deadline := time.Now().Add(30 * time.Second)
@@ -418,6 +385,16 @@ func TestSecurity_probesAndDefaults(t *testing.T) {
 	if _, errOut, err := c.run("health", "--port", port); err == nil {
 		t.Errorf("health over plain HTTP to a TLS port: %v %s", err, errOut)
 	}
+	// The debug listener is TLS too, and needs the admin scope.
+	client := httpsClient([][]byte{authority.pem}, nil, false)
+	for _, tt := range []struct {
+		token string
+		want  int
+	}{{"", 401}, {"probe-token-0123456789", 403}, {"ops-admin-token-0123456789", 200}} {
+		if status, body, _, err := call(t, client, "GET", "https://"+debug+"/debug/pprof/", tt.token, ""); err != nil || status != tt.want {
+			t.Errorf("the profiler with token %q: %v %d %.80s, want %d", tt.token, err, status, body, tt.want)
+		}
+	}
 
 	open := c.serve("--model", "iris")
 	open.waitReady()
@@ -431,5 +408,30 @@ func TestSecurity_probesAndDefaults(t *testing.T) {
 	_, errOut, err = c.run("serve", "--model", "iris", "--port", "0", "--auth-tokens", write(t, filepath.Join(dir, "bad"), []byte("x predict short\n")))
 	if err == nil || !strings.Contains(errOut, "line 1: x's token has 5 characters") {
 		t.Errorf("a broken tokens file at start: %v %s", err, errOut)
+	}
+}
+
+// freeAddr is a loopback address nothing listens on.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// waitLog waits for a line the server logs per request: those are
+// written a tenth of a second at a time.
+func waitLog(t *testing.T, s *service, want string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(s.logs.String(), want) {
+		if time.Now().After(deadline) {
+			t.Errorf("the log lacks %q:\n%s", want, s.logs)
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -214,7 +214,13 @@ func serve(cmd *cobra.Command, g *globals, o *serveOptions, log *slog.Logger) er
 	}
 	sec.keepFresh(ctx, log)
 
+	audit, closeAudit, err := g.auditLogger()
+	if err != nil {
+		return err
+	}
+	defer closeAudit()
 	srv, err := server.New(server.Config{
+		Audit:             audit.With("model", v.Name, "version", v.Version),
 		Model:             v.Name,
 		Auth:              sec.policy,
 		AuthHealth:        o.sec.authHealth,

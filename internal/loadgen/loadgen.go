@@ -4,6 +4,7 @@
 package loadgen
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net/url"
 	"slices"
@@ -78,23 +79,32 @@ func Percentile(ds []time.Duration, p float64) time.Duration {
 
 // Target is where requests go: a POST of a JSON body to an http URL.
 type Target struct {
-	client *fasthttp.HostClient
-	url    string
+	client  *fasthttp.HostClient
+	url     string
+	headers [][2]string
 	// Backoff is how long a closed-loop caller waits after a 429 before
 	// it sends again, as a client that honours back-pressure does; 0
 	// sends again at once.
 	Backoff time.Duration
 }
 
-// NewTarget prepares a client for rawURL with up to conns connections.
-func NewTarget(rawURL string, conns int) (*Target, error) {
+// NewTarget prepares a client for rawURL (http or https; tls, when not
+// nil, configures the latter) with up to conns connections.
+func NewTarget(rawURL string, conns int, tlsConfig ...*tls.Config) (*Target, error) {
 	u, err := url.Parse(rawURL)
-	if err != nil || u.Scheme != "http" || u.Host == "" {
-		return nil, fmt.Errorf("load target %q: give an http://host:port/path URL", rawURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("load target %q: give an http:// or https://host:port/path URL", rawURL)
 	}
-	return &Target{url: rawURL, client: &fasthttp.HostClient{Addr: u.Host, MaxConns: conns, ReadTimeout: 5 * time.Minute,
-		WriteTimeout: time.Minute, MaxIdemponentCallAttempts: 1}}, nil
+	t := &Target{url: rawURL, client: &fasthttp.HostClient{Addr: u.Host, MaxConns: conns, ReadTimeout: 5 * time.Minute,
+		WriteTimeout: time.Minute, MaxIdemponentCallAttempts: 1, IsTLS: u.Scheme == "https"}}
+	if len(tlsConfig) > 0 {
+		t.client.TLSConfig = tlsConfig[0]
+	}
+	return t, nil
 }
+
+// SetHeader adds a header every request carries (Authorization, say).
+func (t *Target) SetHeader(key, value string) { t.headers = append(t.headers, [2]string{key, value}) }
 
 // Request is a POST of body to the target; release it with
 // fasthttp.ReleaseRequest.
@@ -103,6 +113,9 @@ func (t *Target) Request(body []byte) *fasthttp.Request {
 	req.SetRequestURI(t.url)
 	req.Header.SetMethod(fasthttp.MethodPost)
 	req.Header.SetContentType("application/json")
+	for _, h := range t.headers {
+		req.Header.Set(h[0], h[1])
+	}
 	req.SetBodyRaw(body)
 	return req
 }
