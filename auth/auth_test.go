@@ -96,7 +96,7 @@ type signer struct {
 	keys map[jose.SignatureAlgorithm]crypto.Signer
 }
 
-func newSigner(t *testing.T) *signer {
+func newSigner(t testing.TB) *signer {
 	t.Helper()
 	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
@@ -307,4 +307,37 @@ func TestParseProxies(t *testing.T) {
 	if _, err := ParseProxies("10.0.0.0/8,example.com"); err == nil {
 		t.Fatal("a host name was accepted")
 	}
+}
+
+// FuzzCheck: whatever a caller puts in Authorization, the forwarded-user
+// header and the scopes, the policy never panics and lets in only the
+// one valid token.
+func FuzzCheck(f *testing.F) {
+	dir := f.TempDir()
+	path := filepath.Join(dir, "tokens")
+	if err := os.WriteFile(path, []byte("a predict "+tokenA+"\n"), 0o600); err != nil {
+		f.Fatal(err)
+	}
+	s := newSigner(f)
+	jwks := filepath.Join(dir, "jwks.json")
+	if err := os.WriteFile(jwks, s.jwks, 0o600); err != nil {
+		f.Fatal(err)
+	}
+	p, err := New(Config{TokensFile: path, JWKSFile: jwks, Audience: "ms", TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")},
+		Log: slog.New(slog.DiscardHandler)}, nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add("Bearer "+tokenA, "", "predict")
+	f.Add("Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6IlJTMjU2In0.eyJzdWIiOiJ4In0.c2ln", "JDOE", "metrics,predict:iris")
+	f.Add("bearer  x.y.z ", "a b", "admin")
+	f.Fuzz(func(t *testing.T, authz, user, scopes string) {
+		ParseScopes(scopes)
+		ParseProxies(scopes)
+		pr, fail := p.Check(Credentials{Authorization: authz, ForwardedUser: user, Remote: netip.MustParseAddr("192.0.2.1")},
+			Need{Scope: ScopePredict, Model: "iris"})
+		if fail == nil && pr.Name != "a" {
+			t.Fatalf("let in %+v with %q", pr, authz)
+		}
+	})
 }
