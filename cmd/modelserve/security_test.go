@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -434,4 +435,62 @@ func waitLog(t *testing.T, s *service, want string) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// TestSecurity_trustedProxiesAndSIGHUP: a trusted proxy names the caller
+// in sf-context-current-user and the request runs as that caller; a
+// server that trusts other addresses ignores the header. SIGHUP reloads a
+// tokens file whose change the watcher could not see (same size, time and
+// inode).
+func TestSecurity_trustedProxiesAndSIGHUP(t *testing.T) {
+	dir := t.TempDir()
+	c := newCLI(t)
+	c.logIris()
+	trusting := c.serve("--model", "iris", "--trusted-proxies", "127.0.0.1/32")
+	trusting.waitReady()
+	status, body, _, err := call(t, http.DefaultClient, "POST", trusting.url+"/predict", "", irisBody, "sf-context-current-user", "JDOE")
+	if err != nil || status != 200 {
+		t.Fatalf("a trusted proxy's caller: %v %d %s", err, status, body)
+	}
+	waitLog(t, trusting, "principal=JDOE function=predict rows=1 status=200")
+	if status, body, _, _ := call(t, http.DefaultClient, "POST", trusting.url+"/predict", "", irisBody); status != 401 {
+		t.Errorf("no caller named by the proxy: %d %s", status, body)
+	}
+	elsewhere := c.serve("--model", "iris", "--trusted-proxies", "10.0.0.0/8")
+	elsewhere.waitReady()
+	if status, body, _, _ := call(t, http.DefaultClient, "POST", elsewhere.url+"/predict", "", irisBody, "sf-context-current-user", "JDOE"); status != 401 {
+		t.Errorf("an untrusted address naming a caller: %d %s", status, body)
+	}
+
+	tokens := write(t, filepath.Join(dir, "tokens"), []byte("a predict token-a-0123456789abcdef\n"))
+	st, err := os.Stat(tokens)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := c.serve("--model", "iris", "--auth-tokens", tokens)
+	s.waitReady()
+	// Same length, written in place, the time put back: only SIGHUP tells.
+	if err := os.WriteFile(tokens, []byte("b predict token-b-0123456789abcdef\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(tokens, st.ModTime(), st.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(600 * time.Millisecond)
+	if status, _, _, _ := call(t, http.DefaultClient, "POST", s.url+"/predict", "token-b-0123456789abcdef", irisBody); status != 401 {
+		t.Fatalf("the watcher saw a change it should not have (%d): the test proves nothing", status)
+	}
+	s.cmd.Process.Signal(syscall.SIGHUP)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		status, _, _, _ := call(t, http.DefaultClient, "POST", s.url+"/predict", "token-b-0123456789abcdef", irisBody)
+		if status == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("SIGHUP did not reload the tokens (%d)\n%s", status, s.logs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	waitLog(t, s, "why=SIGHUP")
 }
