@@ -494,3 +494,40 @@ func TestSecurity_trustedProxiesAndSIGHUP(t *testing.T) {
 	}
 	waitLog(t, s, "why=SIGHUP")
 }
+
+// TestSecurity_serviceUpCarriesTheCredentials: a spec written with the
+// credentials as secrets runs under service up with those secrets given
+// as folders: the instance serves HTTPS (the endpoint passes TLS
+// through), is probed over HTTPS, and wants the token.
+func TestSecurity_serviceUpCarriesTheCredentials(t *testing.T) {
+	dir := t.TempDir()
+	authority := newCA(t, "test CA")
+	certPEM, keyPEM, _ := authority.issue("localhost", true)
+	tokensDir, tlsDir := filepath.Join(dir, "tokens"), filepath.Join(dir, "tls")
+	for _, d := range []string{tokensDir, tlsDir} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(t, filepath.Join(tokensDir, "tokens"), []byte("gateway predict gateway-token-0123456789\n"))
+	write(t, filepath.Join(tlsDir, "tls.crt"), certPEM)
+	write(t, filepath.Join(tlsDir, "tls.key"), keyPEM)
+	c := newCLI(t)
+	c.logIris()
+	specFile := filepath.Join(dir, "iris.yaml")
+	c.must("service", "spec", "--model", "iris", "--image", "127.0.0.1:1/not-pulled/iris:1", "--workers", "1",
+		"--auth-tokens-secret", "iris_tokens", "--tls-secret", "iris_tls", "--require-auth", "-o", specFile)
+	u := c.serviceUp("iris", specFile, "--secret", "iris_tokens="+tokensDir, "--secret", "iris_tls="+tlsDir)
+	st := u.waitFor("the instance ready over HTTPS", allReady)
+	base := "https://" + st.Endpoints[0].Address
+	client := httpsClient([][]byte{authority.pem}, nil, false)
+	// Before service up stops: its drain waits for the connections a
+	// TLS endpoint passes through.
+	t.Cleanup(client.CloseIdleConnections)
+	if status, body, _, err := call(t, client, "POST", base+"/predict", "gateway-token-0123456789", irisBody); err != nil || status != 200 || !strings.Contains(body, `"label":0`) {
+		t.Fatalf("with the token through the endpoint: %v %d %s", err, status, body)
+	}
+	if status, _, _, err := call(t, client, "POST", base+"/predict", "", irisBody); err != nil || status != 401 {
+		t.Fatalf("without a token: %v %d", err, status)
+	}
+}

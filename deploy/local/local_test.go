@@ -198,15 +198,24 @@ func TestPrepare_otherImagesNeedPodman(t *testing.T) {
 	}
 }
 
-func TestPrepare_refusesHTTPSContainers(t *testing.T) {
-	s, err := spec.ForModel(spec.ModelService{Model: "iris:1", Image: "localhost/iris:1", Auth: spec.AuthSecrets{TLS: "iris-tls"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	o := Options{Name: "iris", Spec: s, StateDir: t.TempDir()}
-	o.defaults()
-	_, _, err = prepare(t.Context(), o, ServiceDir(o.StateDir, "iris"), true)
-	if err == nil || !strings.Contains(err.Error(), "container model-inference serves HTTPS (MODELSERVE_TLS_CERT): service up speaks HTTP to its containers") {
-		t.Errorf("%v", err)
+func TestProbeURL_httpsForTLSContainers(t *testing.T) {
+	for _, tt := range []struct {
+		auth spec.AuthSecrets
+		want string
+	}{
+		{spec.AuthSecrets{}, "http://127.0.0.1:9000/healthcheck"},
+		{spec.AuthSecrets{Tokens: "t"}, "http://127.0.0.1:9000/healthcheck"},
+		{spec.AuthSecrets{TLS: "iris-tls"}, "https://127.0.0.1:9000/healthcheck"},
+	} {
+		s, err := spec.ForModel(spec.ModelService{Model: "iris:1", Image: "localhost/iris:1", Auth: tt.auth})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := probeURL(s.Containers[0], 9000); got != tt.want {
+			t.Errorf("%+v: probe %s, want %s", tt.auth, got, tt.want)
+		}
+		if tls := tt.auth.TLS != ""; (s.Endpoints[0].Protocol == spec.ProtocolHTTPS) != tls {
+			t.Errorf("%+v: endpoint protocol %s", tt.auth, s.Endpoints[0].Protocol)
+		}
 	}
 }

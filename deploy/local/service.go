@@ -143,13 +143,6 @@ func Up(ctx context.Context, o Options) error {
 // prepare takes the lock and plans every instance: ports, volumes,
 // secrets and the command line of every container.
 func prepare(ctx context.Context, o Options, dir string, restart bool) (*run, func(), error) {
-	for _, c := range o.Spec.Containers {
-		if c.ServesTLS() {
-			// The proxy in front speaks HTTP to the instances and probes
-			// them over HTTP, as the reference system's ingress does.
-			return nil, nil, fmt.Errorf("container %s serves HTTPS (%s): service up speaks HTTP to its containers, as the reference system's ingress does; TLS in the container is for deploy kubernetes and direct exposure", c.Name, spec.TLSEnv)
-		}
-	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", o.Name, err)
 	}
@@ -318,7 +311,7 @@ func (r *run) plan(ctx context.Context, i int, restart bool) (*instance, error) 
 			if !ok {
 				return nil, fmt.Errorf("container %s: its readiness probe's port %d is not one it listens on", c.Name, c.ReadinessProbe.Port)
 			}
-			pr.probe = fmt.Sprintf("http://127.0.0.1:%d%s", hp, c.ReadinessProbe.Path)
+			pr.probe = probeURL(c, hp)
 		}
 		mounts := translator{}
 		for _, m := range c.VolumeMounts {
@@ -515,4 +508,15 @@ func (r *run) flushStatus() {
 	if err := writeStatus(r.dir, s); err != nil {
 		r.o.Log.Warn("writing status", "err", err)
 	}
+}
+
+// probeURL is where a container's readiness is asked, on its host port:
+// over HTTPS when it serves TLS (its endpoint is then HTTPS too, and the
+// proxy passes TLS through to it).
+func probeURL(c spec.Container, hostPort int) string {
+	scheme := "http"
+	if c.ServesTLS() {
+		scheme = "https"
+	}
+	return fmt.Sprintf("%s://127.0.0.1:%d%s", scheme, hostPort, c.ReadinessProbe.Path)
 }

@@ -123,8 +123,12 @@ func ForModel(m ModelService) (*Spec, error) {
 		gpus := MustQuantity(strconv.Itoa(m.GPUs))
 		c.Resources.Requests.GPU, c.Resources.Limits.GPU = gpus, gpus
 	}
+	proto := ProtocolHTTP
+	if a.TLS != "" {
+		proto = ProtocolHTTPS // TLS passes through to the server
+	}
 	return &Spec{
 		Containers: []Container{c},
-		Endpoints:  []Endpoint{{Name: ModelEndpoint, Port: ModelPort, Public: m.Ingress, Protocol: ProtocolHTTP}},
+		Endpoints:  []Endpoint{{Name: ModelEndpoint, Port: ModelPort, Public: m.Ingress, Protocol: proto}},
 	}, nil
 }
