@@ -81,21 +81,3 @@ func TestFillDelay_requestsBeingDecodedCount(t *testing.T) {
 		t.Errorf("with rows being decoded: %v", got)
 	}
 }
-
-func TestDefaultQueuedRows_aboutATenthOfASecondOfWork(t *testing.T) {
-	tests := []struct {
-		name string
-		cfg  Config
-		want int
-	}{
-		{"cost unknown: a full batch per worker", Config{MaxBatchRows: 64}, 2 * 64},
-		{"a slow model: a full batch per worker", Config{MaxBatchRows: 64, CallPerRowCost: 3 * time.Millisecond}, 2 * 64},
-		{"a fast model: 100ms of rows", Config{MaxBatchRows: 64, CallPerRowCost: 2 * time.Microsecond, CallFixedCost: 64 * time.Microsecond}, 2 * 33333},
-		{"batching off keeps the floor", Config{MaxBatchRows: 1}, 2 * 64},
-	}
-	for _, tt := range tests {
-		if got := defaultQueuedRows(tt.cfg, 2); got != tt.want {
-			t.Errorf("%s: %d, want %d", tt.name, got, tt.want)
-		}
-	}
-}

@@ -81,36 +81,38 @@ func (q *Queue) next() []*piece {
 	}
 }
 
-// takeLocked moves pieces from the queue into batch: the oldest one first
-// when batch is empty, then every compatible one that still fits, in
-// order. Pieces whose caller has gone are answered, not taken.
+// takeLocked moves pieces from the queue into batch: the oldest piece of
+// the highest priority waiting first when batch is empty, then every
+// compatible one that still fits, higher priorities first, oldest first
+// within each. Pieces whose caller has gone are answered, not taken.
 func (q *Queue) takeLocked(batch []*piece) []*piece {
-	rows := 0
-	for _, p := range batch {
-		rows += p.rows
-	}
-	for e := q.pending.Front(); e != nil; {
-		p := e.Value.(*piece)
-		e = e.Next()
-		if err := p.req.ctx.Err(); err != nil {
-			q.unqueue(p)
-			p.req.complete(p.index, nil, err)
-			continue
-		}
-		if len(batch) > 0 {
-			if !q.coalesce || rows >= q.cfg.MaxBatchRows {
-				break
-			}
-			if p.shapeKey != batch[0].shapeKey {
+	rows := rowsOf(batch)
+	now := q.cfg.Clock()
+	for k := High; k >= Low; k-- {
+		for e := q.pending[k.idx()].Front(); e != nil; {
+			p := e.Value.(*piece)
+			e = e.Next()
+			if err := p.req.ctx.Err(); err != nil {
+				q.unqueue(p)
+				p.req.complete(p.index, nil, err)
 				continue
 			}
-			if rows+p.rows > q.cfg.MaxBatchRows {
-				break
+			if len(batch) > 0 {
+				if !q.coalesce || rows >= q.cfg.MaxBatchRows {
+					return batch
+				}
+				if p.shapeKey != batch[0].shapeKey {
+					continue
+				}
+				if rows+p.rows > q.cfg.MaxBatchRows {
+					break
+				}
 			}
+			q.unqueue(p)
+			q.ctl.observe(now, now.Sub(p.queued), q.baseTarget())
+			batch = append(batch, p)
+			rows += p.rows
 		}
-		q.unqueue(p)
-		batch = append(batch, p)
-		rows += p.rows
 	}
 	return batch
 }
@@ -174,11 +176,13 @@ func rowsOf(batch []*piece) int {
 // drainLocked answers every queued piece at shutdown: nothing admitted is
 // left without an answer.
 func (q *Queue) drainLocked() {
-	for e := q.pending.Front(); e != nil; {
-		p := e.Value.(*piece)
-		e = e.Next()
-		q.unqueue(p)
-		p.req.complete(p.index, nil, ErrClosed)
+	for k := range q.pending {
+		for e := q.pending[k].Front(); e != nil; {
+			p := e.Value.(*piece)
+			e = e.Next()
+			q.unqueue(p)
+			p.req.complete(p.index, nil, ErrClosed)
+		}
 	}
 	q.observeQueue()
 }
@@ -186,16 +190,23 @@ func (q *Queue) drainLocked() {
 // execute runs one batch; the function it returns hands each piece its
 // own rows of the outputs (or the batch's error).
 func (q *Queue) execute(batch []*piece) (answer func()) {
-	start := time.Now()
+	start := q.cfg.Clock()
 	rows := 0
 	for _, p := range batch {
 		q.m.queueWait.Observe(start.Sub(p.queued).Seconds())
 		rows += p.rows
 	}
 	q.m.batchRows.Observe(float64(rows))
+	q.mu.Lock()
+	q.running++
+	q.mu.Unlock()
 	outs, err := q.run(batch)
+	elapsed := q.cfg.Clock().Sub(start)
+	q.mu.Lock()
+	q.running--
+	q.mu.Unlock()
 	if err == nil {
-		q.learn(rows, time.Since(start), outs)
+		q.learn(rows, elapsed, outs)
 	}
 	return func() {
 		for i, p := range batch {
@@ -235,8 +246,8 @@ func (q *Queue) run(batch []*piece) (mine [][]model.Tensor, err error) {
 	return mine, nil
 }
 
-// learn updates the measured speed and output size per row, which the
-// deadline check and the memory estimate use.
+// learn updates the cost of a call and the output size per row, which
+// the wait prediction, the deadline check and the memory estimate use.
 func (q *Queue) learn(rows int, elapsed time.Duration, pieces [][]model.Tensor) {
 	var outBytes int64
 	for _, outs := range pieces {
@@ -244,17 +255,12 @@ func (q *Queue) learn(rows int, elapsed time.Duration, pieces [][]model.Tensor) 
 			outBytes += int64(o.Bytes())
 		}
 	}
-	speed := float64(rows) / max(elapsed.Seconds(), 1e-9)
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if perRow := outBytes / int64(rows); perRow > q.outRowBytes {
 		q.outRowBytes = perRow
 	}
-	if q.rowsPerSecond == 0 {
-		q.rowsPerSecond = speed
-	} else {
-		q.rowsPerSecond = 0.9*q.rowsPerSecond + 0.1*speed
-	}
+	q.cost.observe(rows, elapsed)
 }
 
 // joinInputs concatenates the pieces' inputs along the batch dimension.

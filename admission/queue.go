@@ -28,6 +28,8 @@ var (
 // Rejection reasons, as the metrics label them.
 const (
 	ReasonQueueFull = "queue_full"
+	ReasonQueueWait = "queue_wait"
+	ReasonFairShare = "fair_share"
 	ReasonMemory    = "memory"
 	ReasonDeadline  = "deadline"
 	ReasonCanceled  = "canceled"
@@ -39,6 +41,9 @@ type Rejection struct {
 	Err    error
 	Reason string
 	Detail string
+	// RetryAfter is when trying again may succeed: the time the queue
+	// needs to drain, at least a second.
+	RetryAfter time.Duration
 }
 
 func (r *Rejection) Error() string { return r.Err.Error() + ": " + r.Detail }
@@ -62,8 +67,14 @@ type Limit interface {
 // Config bounds the queue and shapes its batches. Zero values take the
 // defaults below; Unbounded turns every limit off.
 type Config struct {
-	// MaxQueuedRequests, MaxQueuedRows and MaxQueuedBytes bound what waits
-	// for a worker.
+	// MaxQueueWait bounds the time an admitted request is predicted to
+	// wait for a worker, from the cost of the work queued ahead of it as
+	// measured on the calls run: the admission that holds for every
+	// request size. Zero takes DefaultQueueWait or two full batches,
+	// whichever is longer.
+	MaxQueueWait time.Duration
+	// MaxQueuedRequests is a backstop on the requests waiting;
+	// MaxQueuedRows (0: none) and MaxQueuedBytes bound what waits too.
 	MaxQueuedRequests int
 	MaxQueuedRows     int
 	MaxQueuedBytes    int64
@@ -92,15 +103,17 @@ type Config struct {
 	// Panics counts a panic while a batch is joined, run or split; the
 	// batch's requests fail with it and the dispatcher goes on.
 	Panics *panics.Recorder
+	// Clock tells the time; nil is time.Now (tests drive their own).
+	Clock func() time.Time
 }
 
 // Defaults.
 const (
 	DefaultMaxBatchRows = 64
-	// DefaultQueueWait is about how much work, in time, the queue holds by
-	// default: enough for large gateway batches of a fast model to wait
-	// their turn, short enough that waiting stays short.
-	DefaultQueueWait = 100 * time.Millisecond
+	// DefaultQueueWait is the least wait target: short enough that an
+	// accepted request waits about as long as at full load, long enough
+	// for a few batches of a fast model.
+	DefaultQueueWait = 50 * time.Millisecond
 	DefaultMaxQueued = 1024
 )
 
@@ -114,8 +127,9 @@ type Queue struct {
 	coalesce bool
 	m        *metrics
 
-	mu      sync.Mutex
-	pending list.List // of *piece, oldest first
+	mu sync.Mutex
+	// pending holds, per priority, the pieces waiting, oldest first.
+	pending [priorities]list.List
 	closed  bool
 	// queued counts what waits for a worker; inflight is every admitted
 	// request's bytes until its answer is written.
@@ -124,9 +138,17 @@ type Queue struct {
 	queuedBytes    int64
 	inflight       int64
 	outRowBytes    int64
-	// rowsPerSecond is the measured throughput of one worker, for the
-	// deadline-aware check; 0 until the first run.
-	rowsPerSecond float64
+	// cost is what a call costs, learned from the calls run; ctl scales
+	// the wait target down while the measured sojourn runs above it.
+	cost costModel
+	ctl  controller
+	// autoWait: no target was given, so it follows the learned cost of
+	// two full batches (DefaultQueueWait at least).
+	autoWait bool
+	// running counts the batches on the workers now.
+	running int
+	// callerRows counts each caller's rows waiting, for the fair share.
+	callerRows map[string]int
 	// decoding counts tickets admitted whose inputs are still being
 	// decoded: rows a moment away, which the auto delay counts on.
 	decoding int
@@ -141,6 +163,8 @@ type Queue struct {
 type request struct {
 	ctx    context.Context
 	rows   int
+	prio   Priority
+	caller string
 	pieces []*piece
 	// inQueue counts pieces still waiting, under Queue.mu.
 	inQueue int
@@ -171,14 +195,23 @@ func New(r Runner, cfg Config, reg prometheus.Registerer) (*Queue, error) {
 	if cfg.MaxQueuedRequests <= 0 {
 		cfg.MaxQueuedRequests = DefaultMaxQueued
 	}
-	if cfg.MaxQueuedRows <= 0 {
-		cfg.MaxQueuedRows = defaultQueuedRows(cfg, r.Size())
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	cost := costModel{fixed: cfg.CallFixedCost, perRow: cfg.CallPerRowCost}
+	autoWait := cfg.MaxQueueWait <= 0
+	if autoWait {
+		cfg.MaxQueueWait = defaultQueueWait(cost, cfg.MaxBatchRows)
 	}
 	q := &Queue{
 		runner:      r,
 		cfg:         cfg,
 		coalesce:    r.FixedBatch() == 0,
 		outRowBytes: cfg.OutputRowBytes,
+		cost:        cost,
+		autoWait:    autoWait,
+		ctl:         controller{factor: 1, interval: max(100*time.Millisecond, 2*cfg.MaxQueueWait), start: cfg.Clock()},
+		callerRows:  map[string]int{},
 		wake:        make(chan struct{}, r.Size()),
 		stop:        make(chan struct{}),
 	}
@@ -187,7 +220,12 @@ func New(r Runner, cfg Config, reg prometheus.Registerer) (*Queue, error) {
 		b, _ := q.budget()
 		return b
 	}
-	if q.m, err = newMetrics(reg, budget, cfg.CallFixedCost); err != nil {
+	target := func() float64 {
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		return q.target().Seconds()
+	}
+	if q.m, err = newMetrics(reg, budget, target, cfg.CallFixedCost); err != nil {
 		return nil, err
 	}
 	for range r.Size() {
@@ -197,18 +235,11 @@ func New(r Runner, cfg Config, reg prometheus.Registerer) (*Queue, error) {
 	return q, nil
 }
 
-// defaultQueuedRows sizes the queue to about DefaultQueueWait of work at
-// the measured cost per call, and at least one full batch per worker:
-// that keeps every worker busy (it takes the next the moment it is free),
-// and more would only make callers wait longer.
-func defaultQueuedRows(cfg Config, workers int) int {
-	batch := max(cfg.MaxBatchRows, DefaultMaxBatchRows) // batching off must not shrink it
-	perRow := cfg.CallPerRowCost + cfg.CallFixedCost/time.Duration(max(cfg.MaxBatchRows, 1))
-	rows := batch
-	if perRow > 0 {
-		rows = max(rows, int(DefaultQueueWait/perRow))
-	}
-	return workers * rows
+// defaultQueueWait is DefaultQueueWait, or two full batches at the cost
+// measured at load when that is longer: a queue must hold at least the
+// next batch of every worker.
+func defaultQueueWait(c costModel, batch int) time.Duration {
+	return max(DefaultQueueWait, 2*c.call(max(batch, DefaultMaxBatchRows)))
 }
 
 // Config is the configuration in force, defaults filled in.
@@ -219,14 +250,26 @@ func (q *Queue) Config() Config { return q.cfg }
 type Ticket struct {
 	q        *Queue
 	bytes    int64
+	prio     Priority
+	caller   string
 	decoding bool
 	done     bool
 }
 
-// Admit claims room for a request whose body is bodyBytes long, before the
-// body is parsed: a request that cannot fit is refused without spending
-// the work. Call Done when its answer has been written.
+// Admit claims room for a request whose body is bodyBytes long, at
+// normal priority: AdmitArrival with nothing else known.
 func (q *Queue) Admit(bodyBytes int64) (*Ticket, error) {
+	return q.AdmitArrival(Arrival{Bytes: bodyBytes, Priority: Normal})
+}
+
+// AdmitArrival claims room for a request before its body is parsed: one
+// that cannot fit is refused without spending the work. It is refused
+// when the work queued ahead of it (at its priority or higher) is
+// predicted to take longer than the wait target allows for its priority,
+// when the queue is crowded and its caller already holds more than a fair
+// share of it, or when its body does not fit the memory budget. Call Done
+// when its answer has been written.
+func (q *Queue) AdmitArrival(a Arrival) (*Ticket, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.closed {
@@ -238,14 +281,92 @@ func (q *Queue) Admit(bodyBytes int64) (*Ticket, error) {
 		if err := q.checkQueue(1, 1); err != nil {
 			return nil, err
 		}
-		if err := q.checkMemory(bodyBytes, "its body"); err != nil {
+		if err := q.checkWait(a.Priority, a.Caller); err != nil {
+			return nil, err
+		}
+		if err := q.checkMemory(a.Bytes, "its body"); err != nil {
 			return nil, err
 		}
 	}
-	q.inflight += bodyBytes
+	q.inflight += a.Bytes
 	q.decoding++
 	q.m.inflight.Set(float64(q.inflight))
-	return &Ticket{q: q, bytes: bodyBytes, decoding: true}, nil
+	return &Ticket{q: q, bytes: a.Bytes, prio: a.Priority, caller: a.Caller, decoding: true}, nil
+}
+
+// waitAhead predicts how long a request of priority p would wait for a
+// worker now: the work queued at p or above, spread over the workers,
+// and, when every worker is busy, half a call more. Called with q.mu held.
+func (q *Queue) waitAhead(p Priority) time.Duration {
+	rows := 0
+	for k := p; k <= High; k++ {
+		for e := q.pending[k.idx()].Front(); e != nil; e = e.Next() {
+			rows += e.Value.(*piece).rows
+		}
+	}
+	workers := time.Duration(q.runner.Size())
+	w := q.cost.work(rows, q.cfg.MaxBatchRows) / workers
+	if q.running >= q.runner.Size() {
+		w += q.cost.call(q.cfg.MaxBatchRows) / 2
+	}
+	return w
+}
+
+// target is the wait admission allows now: the configured target, scaled
+// down while the measured sojourn runs above it. Called with q.mu held.
+func (q *Queue) target() time.Duration {
+	now := q.cfg.Clock()
+	q.ctl.idle(now, q.queuedRows == 0)
+	return time.Duration(float64(q.baseTarget()) * q.ctl.factor)
+}
+
+// baseTarget is the wait target before self-correction. Called with
+// q.mu held.
+func (q *Queue) baseTarget() time.Duration {
+	if q.autoWait {
+		return defaultQueueWait(q.cost, q.cfg.MaxBatchRows)
+	}
+	return q.cfg.MaxQueueWait
+}
+
+// checkWait refuses a request whose predicted wait passes what its
+// priority allows. In a crowded queue (past half that) shared by several
+// callers, a caller holding more than a fair share of the rows waiting is
+// refused first, and one holding less is still let in up to twice the
+// limit: a large scan cannot lock interactive callers out. A request with
+// nothing ahead is always let in: a large one then runs alone. Called
+// with q.mu held.
+func (q *Queue) checkWait(p Priority, caller string) error {
+	if q.queuedRows == 0 {
+		return nil
+	}
+	target := q.target()
+	wait := q.waitAhead(p)
+	q.m.predicted.Observe(wait.Seconds())
+	limit := time.Duration(float64(target) * p.shedAt())
+	held, fair := q.callerRows[caller], 0
+	shared := len(q.callerRows) > 1 || len(q.callerRows) == 1 && held == 0
+	if shared {
+		callers := len(q.callerRows)
+		if held == 0 {
+			callers++
+		}
+		fair = q.queuedRows / callers
+	}
+	switch {
+	case shared && 2*wait > limit && held > fair:
+		return q.rejectRetry(p, ErrOverloaded, ReasonFairShare, "the queue is crowded and this caller holds %d of its %d rows; callers with less go first",
+			held, q.queuedRows)
+	case wait > 2*limit, wait > limit && !(shared && held < fair):
+		return q.rejectRetry(p, ErrOverloaded, ReasonQueueWait, "about %v of work waits ahead; at %s priority the queue takes %v",
+			wait.Round(time.Microsecond), p, limit.Round(time.Microsecond))
+	}
+	return nil
+}
+
+// drainTime is how long the whole queue needs, for Retry-After.
+func (q *Queue) drainTime() time.Duration {
+	return q.cost.work(q.queuedRows, q.cfg.MaxBatchRows)/time.Duration(q.runner.Size()) + q.cost.call(q.cfg.MaxBatchRows)
 }
 
 // checkMemory refuses n more in-flight bytes that do not fit the budget.
@@ -289,8 +410,14 @@ func (q *Queue) budget() (b int64, exhausted bool) {
 }
 
 func (q *Queue) reject(err error, reason, format string, args ...any) error {
-	q.m.rejected.WithLabelValues(reason).Inc()
-	return &Rejection{Err: err, Reason: reason, Detail: fmt.Sprintf(format, args...)}
+	return q.rejectRetry(Normal, err, reason, format, args...)
+}
+
+// rejectRetry refuses a request of priority p, with the time the queue
+// needs to drain as when to retry. Called with q.mu held.
+func (q *Queue) rejectRetry(p Priority, err error, reason, format string, args ...any) error {
+	q.m.rejected.WithLabelValues(reason, p.String()).Inc()
+	return &Rejection{Err: err, Reason: reason, Detail: fmt.Sprintf(format, args...), RetryAfter: max(time.Second, q.drainTime())}
 }
 
 // Run queues the decoded inputs and waits for their outputs, in the rows'
@@ -339,7 +466,7 @@ func (p *Pending) Wait() ([]model.Tensor, error) {
 	// nothing: what is still queued need not run.
 	q.drop(req)
 	if err := ctx.Err(); err != nil {
-		q.m.rejected.WithLabelValues(reasonOf(err)).Inc()
+		q.m.rejected.WithLabelValues(reasonOf(err), req.prio.String()).Inc()
 		return nil, err
 	}
 	return nil, req.err
@@ -377,17 +504,11 @@ func (t *Ticket) Resize(n int64) {
 }
 
 // Estimate is about how long a request of rows rows would take from now:
-// what is queued, then its own rows, at the measured speed (or, before
-// any run, the speed warm-up measured).
+// what is queued, then its own rows, at the cost the calls run measure.
 func (q *Queue) Estimate(rows int) time.Duration {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	workers := float64(q.runner.Size())
-	if q.rowsPerSecond > 0 {
-		return time.Duration(float64(q.queuedRows+rows) / (q.rowsPerSecond * workers) * float64(time.Second))
-	}
-	perRow := q.cfg.CallPerRowCost
-	return time.Duration(float64(q.queuedRows+rows)*float64(perRow)/workers) + q.cfg.CallFixedCost
+	return q.cost.work(q.queuedRows+rows, q.cfg.MaxBatchRows) / time.Duration(q.runner.Size())
 }
 
 // Done releases the ticket's memory; call it once the answer is written.
@@ -423,6 +544,10 @@ func (q *Queue) enqueue(ctx context.Context, t *Ticket, inputs []model.Tensor) (
 		if err := q.checkQueue(rows, inBytes); err != nil {
 			return nil, err
 		}
+		// Again, now that it is decoded: the queue may have grown meanwhile.
+		if err := q.checkWait(t.prio, t.caller); err != nil {
+			return nil, err
+		}
 		if err := q.checkMemory(need, "the request"); err != nil {
 			return nil, err
 		}
@@ -433,8 +558,8 @@ func (q *Queue) enqueue(ctx context.Context, t *Ticket, inputs []model.Tensor) (
 	t.bytes += need
 	q.inflight += need
 
-	req := &request{ctx: ctx, rows: rows, done: make(chan struct{})}
-	now := time.Now()
+	req := &request{ctx: ctx, rows: rows, prio: t.prio, caller: t.caller, done: make(chan struct{})}
+	now := q.cfg.Clock()
 	q.arrivals.observe(now, rows)
 	for lo := 0; lo < rows; lo += q.cfg.MaxBatchRows {
 		hi := min(lo+q.cfg.MaxBatchRows, rows)
@@ -444,10 +569,11 @@ func (q *Queue) enqueue(ctx context.Context, t *Ticket, inputs []model.Tensor) (
 			p.inputs[i] = in.SliceRows(lo, hi)
 		}
 		p.bytes = inBytes * int64(p.rows) / int64(rows)
-		p.elem = q.pending.PushBack(p)
+		p.elem = q.pending[req.prio.idx()].PushBack(p)
 		req.pieces = append(req.pieces, p)
 		q.queuedRows += p.rows
 		q.queuedBytes += p.bytes
+		q.callerRows[req.caller] += p.rows
 	}
 	req.left = len(req.pieces)
 	req.inQueue = len(req.pieces)
@@ -483,9 +609,9 @@ func (q *Queue) checkQueue(rows int, bytes int64) error {
 	switch {
 	case q.queuedRequests >= q.cfg.MaxQueuedRequests:
 		return q.reject(ErrOverloaded, ReasonQueueFull, "%d requests are waiting", q.queuedRequests)
-	case q.pending.Len() == 0:
+	case q.queuedRows == 0:
 		return nil
-	case q.queuedRows+rows > q.cfg.MaxQueuedRows:
+	case q.cfg.MaxQueuedRows > 0 && q.queuedRows+rows > q.cfg.MaxQueuedRows:
 		return q.reject(ErrOverloaded, ReasonQueueFull, "%d rows are waiting", q.queuedRows)
 	case q.cfg.MaxQueuedBytes > 0 && q.queuedBytes+bytes > q.cfg.MaxQueuedBytes:
 		return q.reject(ErrOverloaded, ReasonQueueFull, "%d input bytes are waiting", q.queuedBytes)
@@ -497,12 +623,11 @@ func (q *Queue) checkQueue(rows int, bytes int64) error {
 // would still be waiting when its deadline passes. Called with q.mu held.
 func (q *Queue) checkDeadline(ctx context.Context, rows int) error {
 	deadline, ok := ctx.Deadline()
-	if !ok || q.rowsPerSecond <= 0 {
+	if !ok || q.cost.perRow <= 0 && q.cost.fixed <= 0 {
 		return nil
 	}
-	rate := q.rowsPerSecond * float64(q.runner.Size())
-	wait := time.Duration(float64(q.queuedRows+rows) / rate * float64(time.Second))
-	if left := time.Until(deadline); wait > left {
+	wait := q.cost.work(q.queuedRows+rows, q.cfg.MaxBatchRows) / time.Duration(q.runner.Size())
+	if left := deadline.Sub(q.cfg.Clock()); wait > left {
 		return q.reject(ErrOverloaded, ReasonDeadline, "the queue needs about %v, the request's deadline is in %v", wait.Round(time.Millisecond), left.Round(time.Millisecond))
 	}
 	return nil
@@ -522,10 +647,13 @@ func (q *Queue) drop(req *request) {
 
 // unqueue takes p out of pending; called with q.mu held.
 func (q *Queue) unqueue(p *piece) {
-	q.pending.Remove(p.elem)
+	q.pending[p.req.prio.idx()].Remove(p.elem)
 	p.elem = nil
 	q.queuedRows -= p.rows
 	q.queuedBytes -= p.bytes
+	if q.callerRows[p.req.caller] -= p.rows; q.callerRows[p.req.caller] <= 0 {
+		delete(q.callerRows, p.req.caller)
+	}
 	if p.req.inQueue--; p.req.inQueue == 0 {
 		q.queuedRequests--
 	}

@@ -118,12 +118,12 @@ func (f fixture) occupy(t *testing.T) (release func() error) {
 // queued submits a one-row batch and returns once it waits in the queue.
 func (f fixture) queued(t *testing.T, ctx context.Context) chan error {
 	t.Helper()
-	before := f.pending.Len()
+	before := f.pendingLen()
 	answer := f.submit(ctx, ids(1))
 	waitFor(t, func() bool {
 		f.mu.Lock()
 		defer f.mu.Unlock()
-		return f.pending.Len() == before+1
+		return f.pendingLen() == before+1
 	})
 	return answer
 }
@@ -147,13 +147,15 @@ func (f fixture) gauge(t *testing.T, name string) float64 {
 	return f.family(t, name).GetMetric()[0].GetGauge().GetValue()
 }
 
+// rejections counts the rejections for reason, at every priority.
 func (f fixture) rejections(t *testing.T, reason string) float64 {
+	n := 0.0
 	for _, m := range f.family(t, "modelserve_admission_rejections_total").GetMetric() {
-		if m.GetLabel()[0].GetValue() == reason {
-			return m.GetCounter().GetValue()
+		if labelOf(m.GetLabel(), "reason") == reason {
+			n += m.GetCounter().GetValue()
 		}
 	}
-	return 0
+	return n
 }
 
 // batches is how many ONNX Runtime calls ran, and their rows in all.
@@ -303,7 +305,7 @@ func TestQueue_expiredDeadlineNeverRuns(t *testing.T) {
 	if err := <-f.queued(t, ctx); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("a request whose deadline passed in the queue got %v", err)
 	}
-	if f.pending.Len() != 0 {
+	if f.pendingLen() != 0 {
 		t.Error("the expired request is still queued")
 	}
 	release()
@@ -342,7 +344,7 @@ func TestQueue_aCallerThatLeavesIsDropped(t *testing.T) {
 	if err := <-left; !errors.Is(err, context.Canceled) {
 		t.Errorf("the caller that left got %v", err)
 	}
-	if f.pending.Len() != 0 || f.gauge(t, "modelserve_queue_requests") != 0 {
+	if f.pendingLen() != 0 || f.gauge(t, "modelserve_queue_requests") != 0 {
 		t.Error("the abandoned request still counts as queued")
 	}
 	// Leaving also stops a run only that caller waits for.

@@ -71,8 +71,9 @@ type entry struct {
 type answer struct {
 	status int
 	body   []byte // JSON, uncompressed
-	// retryAfter and reason go into headers of refusals.
-	retryAfter bool
+	// retryAfter (seconds, 0 for none) and reason go into headers of
+	// refusals.
+	retryAfter int
 	reason     string
 	rows       int
 	// panic is set when the answer is a recovered panic's 500.

@@ -221,7 +221,11 @@ func (s *Server) decode(ctx context.Context, r *route, body []byte) (b *batch, e
 // a compressed body inflates into.
 func (s *Server) readBody(c *fiber.Ctx, ref Admitter) (*admission.Ticket, []byte, error) {
 	raw := int64(len(c.Request().Body()))
-	ticket, err := ref.Admit(raw)
+	prio, err := s.priority(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	ticket, err := ref.AdmitArrival(admission.Arrival{Bytes: raw, Priority: prio, Caller: caller(c)})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -295,10 +299,10 @@ func (s *Server) failure(err error, status int) answer {
 			break
 		}
 		// The gateway slows down and retries on 429: the one signal for
-		// "not now".
-		ans.status, msg, ans.retryAfter = http.StatusTooManyRequests, "Too many requests", true
+		// "not now", with the time the queue needs to drain.
+		ans.status, msg, ans.retryAfter = http.StatusTooManyRequests, "Too many requests", retrySeconds(rejected.RetryAfter)
 	case errors.Is(err, errNotReady), errors.Is(err, errDraining), errors.Is(err, admission.ErrClosed):
-		ans.status, msg, ans.retryAfter = http.StatusServiceUnavailable, "Service unavailable: "+err.Error(), true
+		ans.status, msg, ans.retryAfter = http.StatusServiceUnavailable, "Service unavailable: "+err.Error(), 1
 	case errors.Is(err, context.DeadlineExceeded):
 		ans.status, msg = http.StatusGatewayTimeout, "Prediction timed out: the request's deadline passed before it ran to the end"
 	case errors.Is(err, context.Canceled):
@@ -313,14 +317,19 @@ func (s *Server) failure(err error, status int) answer {
 	return ans
 }
 
+// retrySeconds rounds a drain time up to whole seconds, at least one.
+func retrySeconds(d time.Duration) int {
+	return max(1, int((d+time.Second-1)/time.Second))
+}
+
 func errorBody(msg string) []byte {
 	return append(model.AppendJSONString([]byte(`{"error":`), msg), '}')
 }
 
 // respond writes an answer and accounts for it.
 func (s *Server) respond(c *fiber.Ctx, r *route, g gateway, ans answer, how string, start time.Time) {
-	if ans.retryAfter {
-		c.Set(fiber.HeaderRetryAfter, "1")
+	if ans.retryAfter > 0 {
+		c.Set(fiber.HeaderRetryAfter, strconv.Itoa(ans.retryAfter))
 	}
 	if ans.reason != "" {
 		c.Set(ReasonHeader, ans.reason)
@@ -487,4 +496,32 @@ func (a Async) String() string {
 		return "never"
 	}
 	return a.After.String()
+}
+
+// PriorityHeader sets a request's priority: high, normal or low.
+const PriorityHeader = "X-Priority"
+
+// priority is the request's X-Priority, else the server's default.
+func (s *Server) priority(c *fiber.Ctx) (admission.Priority, error) {
+	h := c.Get(PriorityHeader)
+	if h == "" {
+		return s.cfg.DefaultPriority, nil
+	}
+	p, err := admission.ParsePriority(h)
+	if err != nil {
+		return p, inputErr(-1, "", "%s: %v", PriorityHeader, err)
+	}
+	return p, nil
+}
+
+// caller names who a request comes from, for admission's fair share: the
+// authenticated principal, else the gateway's query, else the address.
+func caller(c *fiber.Ctx) string {
+	if p := principal(c); p != "anonymous" {
+		return p
+	}
+	if q := c.Get(functionPrefix + "current-query-id"); q != "" {
+		return "query:" + strings.Clone(q)
+	}
+	return "addr:" + c.IP()
 }

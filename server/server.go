@@ -32,7 +32,7 @@ import (
 // inputs (the signature's inputs) into outputs (FetchedOutputs). Estimate
 // says how long rows would take, for deciding on async.
 type Admitter interface {
-	Admit(bodyBytes int64) (*admission.Ticket, error)
+	AdmitArrival(a admission.Arrival) (*admission.Ticket, error)
 	Estimate(rows int) time.Duration
 }
 
@@ -66,6 +66,9 @@ type Config struct {
 	Panics *panics.Recorder
 	// Conn bounds what one connection may hold of the server.
 	Conn ConnLimits
+	// DefaultPriority is a request's priority when it sends no
+	// X-Priority (the zero value is normal).
+	DefaultPriority admission.Priority
 	// Model is the served model's name, which predict:NAME scopes match.
 	Model string
 	// Auth decides who may call; nil lets everyone in.

@@ -332,7 +332,7 @@ func checkModel(ctx context.Context, w io.Writer, t checkTarget, o *doctorOption
 	// Throughput: raw sessions against the server, at each size.
 	var rows bytes.Buffer
 	fmt.Fprintf(&rows, "\n| rows per request | raw ONNX Runtime rows/s | /predict rows/s | ÷ raw | callers | p50 | p99 | 429s | other answers |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
-	queueRows := qA.Config().MaxQueuedRows
+	target := qA.Config().MaxQueueWait
 	for _, b := range batches {
 		in := sliceRows(inputs, b)
 		raw, err := rawRate(ctx, m.pool, in, c.duration)
@@ -341,12 +341,13 @@ func checkModel(ctx context.Context, w io.Writer, t checkTarget, o *doctorOption
 			continue
 		}
 		// Enough callers to keep every worker busy; one for a request
-		// larger than the queue, which admission runs alone.
+		// whose own work passes the queue's wait target, which admission
+		// lets in only when nothing waits ahead.
 		conns := plan.Workers + 1
 		switch {
 		case b == 1:
 			conns = max(16, 4*plan.Workers)
-		case b > queueRows:
+		case qA.Estimate(b) > target:
 			conns = 1
 		}
 		est := time.Duration(float64(time.Second) * float64(b*conns) / raw)
@@ -364,8 +365,8 @@ func checkModel(ctx context.Context, w io.Writer, t checkTarget, o *doctorOption
 		fmt.Fprintf(&rows, "| %d | %.0f | %.0f | %.2f | %d | %s | %s | %d | %d |\n", b, raw, served, served/raw, conns,
 			short(loadgen.Percentile(st.OK, 0.5)), short(loadgen.Percentile(st.OK, 0.99)), len(st.Rejected), st.Others())
 	}
-	fmt.Fprintf(&rows, "\nRaw: the server's own workers called in-process with calls of the request's size, one goroutine each, no HTTP and no admission. /predict: the same workers behind HTTP on loopback, each request cut into calls of at most %d rows; callers in a closed loop (a 429 is retried after 2 ms); requests larger than the queue's %d rows run alone, so they get one caller.\n",
-		qA.Config().MaxBatchRows, queueRows)
+	fmt.Fprintf(&rows, "\nRaw: the server's own workers called in-process with calls of the request's size, one goroutine each, no HTTP and no admission. /predict: the same workers behind HTTP on loopback, each request cut into calls of at most %d rows; callers in a closed loop (a 429 is retried after 2 ms); a request whose own work passes the queue's wait target (%v) runs alone, so it gets one caller.\n",
+		qA.Config().MaxBatchRows, target.Round(time.Microsecond))
 
 	// Batching: callers of one row each, with dynamic batching on and off.
 	fmt.Fprintf(&rows, "\n| %d callers of 1 row | requests/s | mean rows per ONNX Runtime call | p50 | p99 | answers other than 200 |\n|---|---:|---:|---:|---:|---:|\n", c.callers)

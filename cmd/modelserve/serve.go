@@ -49,6 +49,8 @@ type serveOptions struct {
 	maxConnections int
 
 	// admission
+	maxQueueWait      time.Duration
+	defaultPriority   string
 	maxQueue          int
 	maxQueueRows      int
 	maxQueueBytes     byteSize
@@ -153,8 +155,10 @@ func (o *serveOptions) flags(f *pflag.FlagSet) {
 	f.Var(&o.maxHeaderBytes, "max-header-bytes", "largest request headers accepted (431 above)")
 	f.IntVar(&o.maxConnections, "max-connections", server.DefaultMaxConnections, "most open connections (503 and closed above)")
 
-	f.IntVar(&o.maxQueue, "max-queue", admission.DefaultMaxQueued, "requests that may wait for a worker")
-	f.IntVar(&o.maxQueueRows, "max-queue-rows", 0, "rows that may wait for a worker (default: about 100ms of work at the cost measured at load, at least a full batch per worker)")
+	f.DurationVar(&o.maxQueueWait, "max-queue-wait", 0, "longest a request may be predicted to wait for a worker, from the cost of the work ahead of it (default: 50ms or two full batches at the measured cost, whichever is longer); low priority is shed at half, high at twice")
+	f.StringVar(&o.defaultPriority, "default-priority", "normal", "priority of a request without "+server.PriorityHeader+": high, normal or low")
+	f.IntVar(&o.maxQueue, "max-queue", admission.DefaultMaxQueued, "requests that may wait for a worker (a backstop: the wait bounds the queue first)")
+	f.IntVar(&o.maxQueueRows, "max-queue-rows", 0, "rows that may wait for a worker (default: no bound of its own; the wait bounds them)")
 	f.Var(&o.maxQueueBytes, "max-queue-bytes", "input bytes that may wait for a worker (default: half the memory budget)")
 	f.Var(&o.memoryBudget, "memory-budget", "bytes admitted requests may hold, e.g. 2Gi (default: --memory-fraction of the memory left once the model is loaded)")
 	f.Float64Var(&o.memoryFraction, "memory-fraction", 0.5, "share of the memory left after loading that becomes the budget (cgroup limit, else physical memory)")
@@ -214,6 +218,10 @@ func serve(cmd *cobra.Command, g *globals, o *serveOptions, log *slog.Logger) er
 	}
 	sec.keepFresh(ctx, log)
 
+	prio, err := admission.ParsePriority(o.defaultPriority)
+	if err != nil {
+		return fmt.Errorf("--default-priority: %w", err)
+	}
 	audit, closeAudit, err := g.auditLogger()
 	if err != nil {
 		return err
@@ -221,6 +229,7 @@ func serve(cmd *cobra.Command, g *globals, o *serveOptions, log *slog.Logger) er
 	defer closeAudit()
 	srv, err := server.New(server.Config{
 		Audit:             audit.With("model", v.Name, "version", v.Version),
+		DefaultPriority:   prio,
 		Model:             v.Name,
 		Auth:              sec.policy,
 		AuthHealth:        o.sec.authHealth,
@@ -425,7 +434,7 @@ func (m *started) admit(o *serveOptions, metrics prometheus.Registerer, log *slo
 	}
 	c := queue.Config()
 	log.Info("admission", "max_batch_rows", c.MaxBatchRows, "max_batch_delay", c.MaxBatchDelay.String(),
-		"max_queue", c.MaxQueuedRequests, "max_queue_rows", c.MaxQueuedRows, "max_queue_bytes", c.MaxQueuedBytes,
+		"max_queue_wait", c.MaxQueueWait.String(), "max_queue", c.MaxQueuedRequests, "max_queue_rows", c.MaxQueuedRows, "max_queue_bytes", c.MaxQueuedBytes,
 		"memory_budget", c.MemoryBudget, "unbounded", c.Unbounded)
 	return queue, nil
 }
@@ -494,6 +503,7 @@ func gpuAdmission(o *serveOptions, v registry.Version, pool *workers.Pool, mon *
 // workers have loaded, so what they hold is no longer counted as free.
 func admissionConfig(o *serveOptions, v registry.Version, pool *workers.Pool, log *slog.Logger) (admission.Config, error) {
 	cfg := admission.Config{
+		MaxQueueWait:      o.maxQueueWait,
 		MaxQueuedRequests: o.maxQueue,
 		MaxQueuedRows:     o.maxQueueRows,
 		MaxQueuedBytes:    int64(o.maxQueueBytes),

@@ -1,0 +1,187 @@
+package admission
+
+import (
+	"fmt"
+	"math"
+	"strings"
+	"time"
+)
+
+// Priority orders requests: higher is served first and shed last.
+type Priority int
+
+// Priorities, lowest first; the zero value is Normal.
+const (
+	Low Priority = iota - 1
+	Normal
+	High
+)
+
+// priorities is how many there are; idx is a priority's place in a list
+// of them, lowest first.
+const priorities = int(High-Low) + 1
+
+func (p Priority) idx() int { return int(p - Low) }
+
+func (p Priority) String() string {
+	switch p {
+	case Low:
+		return "low"
+	case High:
+		return "high"
+	}
+	return "normal"
+}
+
+// ParsePriority reads high, normal or low.
+func ParsePriority(s string) (Priority, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "high":
+		return High, nil
+	case "normal", "":
+		return Normal, nil
+	case "low":
+		return Low, nil
+	}
+	return Normal, fmt.Errorf("priority %q: give high, normal or low", s)
+}
+
+// shedAt is the share of the wait target past which a priority is shed:
+// low first, at half the target; high last, at twice it.
+func (p Priority) shedAt() float64 {
+	switch p {
+	case Low:
+		return 0.5
+	case High:
+		return 2
+	}
+	return 1
+}
+
+// Arrival is what admission knows of a request before its body is parsed.
+type Arrival struct {
+	Bytes    int64
+	Priority Priority
+	// Caller names who sends it (a principal, a query, an address), for
+	// the fair share of a crowded queue; "" shares one name.
+	Caller string
+}
+
+// costModel learns what one call costs: a fixed part and a part per row,
+// from the calls actually run, by least squares over exponentially
+// weighted sums, so it follows a model that slows down or speeds up. With
+// calls all of one size it keeps the fixed part it was given and fits the
+// part per row.
+type costModel struct {
+	fixed, perRow time.Duration
+	// Weighted sums of rows (x) and seconds (y).
+	w, sx, sy, sxx, sxy float64
+}
+
+// costDecay is how much each new call weighs against the history.
+const costDecay = 0.05
+
+func (c *costModel) observe(rows int, d time.Duration) {
+	x, y := float64(rows), d.Seconds()
+	k := 1 - costDecay
+	c.w = k*c.w + 1
+	c.sx = k*c.sx + x
+	c.sy = k*c.sy + y
+	c.sxx = k*c.sxx + x*x
+	c.sxy = k*c.sxy + x*y
+	mx, my := c.sx/c.w, c.sy/c.w
+	varx := c.sxx/c.w - mx*mx
+	if varx > 0.25 && c.w > 3 { // sizes vary enough to tell the parts apart
+		slope := (c.sxy/c.w - mx*my) / varx
+		if slope > 0 {
+			fixed := my - slope*mx
+			if fixed < 0 {
+				fixed, slope = 0, my/mx
+			}
+			c.fixed, c.perRow = seconds(fixed), seconds(slope)
+			return
+		}
+	}
+	// One size: the fixed part stays, the rest is per row.
+	rest := my - c.fixed.Seconds()
+	if rest < 0 {
+		c.fixed, rest = seconds(my), 0
+	}
+	c.perRow = seconds(rest / max(mx, 1))
+}
+
+func seconds(s float64) time.Duration {
+	if math.IsNaN(s) || s < 0 {
+		return 0
+	}
+	return time.Duration(s * float64(time.Second))
+}
+
+// call is what a call of rows rows costs.
+func (c *costModel) call(rows int) time.Duration {
+	return c.fixed + time.Duration(rows)*c.perRow
+}
+
+// work is the time rows take on one worker, in calls of at most batch rows.
+func (c *costModel) work(rows, batch int) time.Duration {
+	if rows <= 0 {
+		return 0
+	}
+	calls := (rows + batch - 1) / batch
+	return time.Duration(calls)*c.fixed + time.Duration(rows)*c.perRow
+}
+
+// controller tightens admission when the queue's measured sojourn stays
+// above target for a whole interval (the model slowed down, a noisy
+// neighbour, a throttled GPU) and loosens it again once it is below: as
+// CoDel does, it looks at the smallest sojourn of each interval, which
+// is above target only when the queue never drained to it.
+type controller struct {
+	factor   float64 // the share of the target admission allows, in (0, 1]
+	start    time.Time
+	minSeen  time.Duration
+	seen     bool
+	interval time.Duration
+}
+
+const (
+	minFactor = 0.05
+	tighten   = 0.7
+	loosen    = 1.5
+)
+
+// observe takes one piece's sojourn at time now, and at the end of each
+// interval adjusts the factor.
+func (c *controller) observe(now time.Time, sojourn, target time.Duration) {
+	if !c.seen || sojourn < c.minSeen {
+		c.minSeen, c.seen = sojourn, true
+	}
+	if now.Sub(c.start) < c.interval {
+		return
+	}
+	if c.minSeen > target {
+		c.factor = max(minFactor, c.factor*tighten)
+	} else {
+		c.factor = min(1, c.factor*loosen)
+	}
+	c.start, c.seen = now, false
+}
+
+// idle loosens the factor once an interval passes with the queue empty:
+// no sojourn is measured then, and a tightened target must not stay so.
+func (c *controller) idle(now time.Time, empty bool) {
+	if empty && !c.seen && now.Sub(c.start) >= c.interval {
+		c.factor = min(1, c.factor*loosen)
+		c.start = now
+	}
+}
+
+// pendingLen counts the pieces waiting, at every priority; called with
+// q.mu held.
+func (q *Queue) pendingLen() int {
+	n := 0
+	for k := range q.pending {
+		n += q.pending[k].Len()
+	}
+	return n
+}

@@ -1,0 +1,325 @@
+package admission
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/modelserve/modelserve/model"
+)
+
+func TestCostModel_learnsTheFixedAndPerRowParts(t *testing.T) {
+	tests := []struct {
+		name          string
+		start         costModel
+		calls         [][2]int // rows, microseconds
+		fixed, perRow time.Duration
+	}{
+		{"sizes that vary", costModel{}, [][2]int{{1, 110}, {64, 740}, {8, 180}, {32, 420}, {1, 110}, {64, 740}, {16, 260}},
+			100 * time.Microsecond, 10 * time.Microsecond},
+		{"one size keeps the fixed part", costModel{fixed: 100 * time.Microsecond}, [][2]int{{64, 740}, {64, 740}, {64, 740}},
+			100 * time.Microsecond, 10 * time.Microsecond},
+		{"a model 20× slower than warm-up said", costModel{fixed: 50 * time.Microsecond, perRow: time.Microsecond},
+			[][2]int{{1, 1000}, {1, 1000}, {1, 1000}, {1, 1000}}, 50 * time.Microsecond, 950 * time.Microsecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := tt.start
+			for range 20 {
+				for _, call := range tt.calls {
+					c.observe(call[0], time.Duration(call[1])*time.Microsecond)
+				}
+			}
+			near := func(got, want time.Duration) bool { return got > want*95/100-time.Microsecond && got < want*105/100+time.Microsecond }
+			if !near(c.fixed, tt.fixed) || !near(c.perRow, tt.perRow) {
+				t.Errorf("learned fixed %v per row %v, want %v and %v", c.fixed, c.perRow, tt.fixed, tt.perRow)
+			}
+		})
+	}
+	c := costModel{fixed: 100 * time.Microsecond, perRow: 10 * time.Microsecond}
+	if got := c.work(130, 64); got != 3*100*time.Microsecond+130*10*time.Microsecond {
+		t.Errorf("work of 130 rows in batches of 64: %v", got)
+	}
+}
+
+func TestDefaultQueueWait(t *testing.T) {
+	if got := defaultQueueWait(costModel{fixed: time.Millisecond, perRow: 10 * time.Microsecond}, 64); got != DefaultQueueWait {
+		t.Errorf("a fast model: %v, want %v", got, DefaultQueueWait)
+	}
+	if got := defaultQueueWait(costModel{fixed: 10 * time.Millisecond, perRow: time.Millisecond}, 64); got != 2*74*time.Millisecond {
+		t.Errorf("a slow model: %v, want two full batches", got)
+	}
+}
+
+func TestController_tightensWhileAboveTargetAndLoosensAfter(t *testing.T) {
+	now := time.Unix(0, 0)
+	c := controller{factor: 1, interval: 100 * time.Millisecond, start: now}
+	target := 50 * time.Millisecond
+	for range 5 { // five intervals whose every sojourn is above target
+		for range 10 {
+			now = now.Add(11 * time.Millisecond)
+			c.observe(now, 80*time.Millisecond, target)
+		}
+	}
+	if c.factor > 0.2 {
+		t.Fatalf("after sustained sojourns above target the factor is %v", c.factor)
+	}
+	tight := c.factor
+	// One short sojourn in an interval: the queue drained, no tightening.
+	now = now.Add(50 * time.Millisecond)
+	c.observe(now, time.Millisecond, target)
+	now = now.Add(60 * time.Millisecond)
+	c.observe(now, 80*time.Millisecond, target)
+	if c.factor <= tight {
+		t.Fatalf("an interval under target did not loosen: %v", c.factor)
+	}
+	for range 30 { // idle: nothing observed, the queue empty
+		now = now.Add(100 * time.Millisecond)
+		c.idle(now, true)
+	}
+	if c.factor != 1 {
+		t.Fatalf("an idle queue stays tightened: %v", c.factor)
+	}
+}
+
+// gate is a runner whose calls the test lets finish one at a time, and
+// which reports each batch's rows.
+type gate struct {
+	workers int
+	release chan struct{}
+	started chan int
+	// fail makes calls fail: admission learns no cost from them.
+	fail atomic.Bool
+}
+
+func newGate(workers int) *gate {
+	return &gate{workers: workers, release: make(chan struct{}), started: make(chan int, 1024)}
+}
+
+func (g *gate) Run(ctx context.Context, inputs []model.Tensor) ([]model.Tensor, error) {
+	g.started <- inputs[0].Rows()
+	select {
+	case <-g.release:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if g.fail.Load() {
+		return nil, errors.New("failed as the test asked")
+	}
+	return inputs, nil
+}
+func (g *gate) Size() int       { return g.workers }
+func (g *gate) FixedBatch() int { return 0 }
+
+func rowsOfValue(tag float32, rows int) []model.Tensor {
+	t, _ := model.NewTensor(model.Float32, model.Shape{int64(rows), 1})
+	for i := range t.Data.([]float32) {
+		t.Data.([]float32)[i] = tag
+	}
+	return []model.Tensor{t}
+}
+
+// gated starts a queue over a gate with a known cost (1 ms a call, 1 ms a
+// row) and a 20 ms target, and occupies its one worker.
+func gated(t *testing.T, cfg Config) (*Queue, *gate, *prometheus.Registry) {
+	t.Helper()
+	g := newGate(1)
+	cfg.CallFixedCost, cfg.CallPerRowCost, cfg.MaxQueueWait = time.Millisecond, time.Millisecond, 20*time.Millisecond
+	if cfg.MaxBatchRows == 0 {
+		cfg.MaxBatchRows = 4
+	}
+	reg := prometheus.NewRegistry()
+	q, err := New(g, cfg, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		close(g.release)
+		q.Close()
+	})
+	return q, g, reg
+}
+
+type submitted struct {
+	tag float32
+	err error
+}
+
+// submit admits and queues rows of tag at priority p for caller, and
+// sends the outcome when it is answered.
+func submit(q *Queue, p Priority, caller string, tag float32, rows int, done chan<- submitted) error {
+	tk, err := q.AdmitArrival(Arrival{Priority: p, Caller: caller})
+	if err != nil {
+		return err
+	}
+	pend, err := tk.Enqueue(context.Background(), rowsOfValue(tag, rows))
+	if err != nil {
+		tk.Done()
+		return err
+	}
+	go func() {
+		_, err := pend.Wait()
+		tk.Done()
+		done <- submitted{tag, err}
+	}()
+	return nil
+}
+
+func TestQueue_admitsByPredictedWait(t *testing.T) {
+	q, g, _ := gated(t, Config{})
+	done := make(chan submitted, 100)
+	if err := submit(q, Normal, "a", 0, 1, done); err != nil {
+		t.Fatal(err)
+	}
+	<-g.started // the worker is busy from now on
+	// 4 rows in one call cost 5 ms: with three such requests ahead, 15 ms
+	// of work and half a call while the worker is busy, a fourth is
+	// still under 20 ms; a fifth is not.
+	for i := range 4 {
+		if err := submit(q, Normal, "a", 1, 4, done); err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+	}
+	err := submit(q, Normal, "a", 1, 4, done)
+	var r *Rejection
+	if !errors.As(err, &r) || r.Reason != ReasonQueueWait || r.RetryAfter < time.Second {
+		t.Fatalf("a request predicted to wait past the target: %v", err)
+	}
+	// Low priority is shed at half the target; high only past twice it.
+	if err := submit(q, Low, "a", 1, 1, done); !errors.As(err, &r) || r.Reason != ReasonQueueWait {
+		t.Fatalf("low priority: %v", err)
+	}
+	if err := submit(q, High, "a", 9, 1, done); err != nil {
+		t.Fatalf("high priority: %v", err)
+	}
+	// High goes first: the next call the worker starts is its row alone.
+	g.release <- struct{}{}
+	if rows := <-g.started; rows != 1 {
+		t.Fatalf("after the first call the worker took %d rows, want the high-priority row", rows)
+	}
+}
+
+func TestQueue_fairShareInACrowdedQueue(t *testing.T) {
+	q, g, reg := gated(t, Config{MaxBatchRows: 8})
+	done := make(chan submitted, 100)
+	if err := submit(q, Normal, "scan", 0, 1, done); err != nil {
+		t.Fatal(err)
+	}
+	<-g.started
+	// The scan fills the queue to its target...
+	var r *Rejection
+	for {
+		err := submit(q, Normal, "scan", 0, 8, done)
+		if err == nil {
+			continue
+		}
+		if !errors.As(err, &r) || r.Reason != ReasonQueueWait {
+			t.Fatalf("the scan alone: %v", err)
+		}
+		break
+	}
+	// ...and a second caller, holding nothing, still gets in, past the
+	// target; the scan, holding more than its share, is refused as such.
+	for i := range 3 {
+		if err := submit(q, Normal, "dashboard", 1, 1, done); err != nil {
+			t.Fatalf("the other caller's request %d: %v", i, err)
+		}
+	}
+	if err := submit(q, Normal, "scan", 0, 1, done); !errors.As(err, &r) || r.Reason != ReasonFairShare {
+		t.Fatalf("the caller holding most of the queue: %v", err)
+	}
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, f := range fams {
+		if f.GetName() == "modelserve_admission_rejections_total" {
+			for _, m := range f.GetMetric() {
+				if m.GetCounter().GetValue() > 0 && labelOf(m.GetLabel(), "reason") == ReasonFairShare {
+					found = true
+				}
+			}
+		}
+	}
+	if !found {
+		t.Error("no fair_share rejection counted")
+	}
+}
+
+func labelOf(ls []*dto.LabelPair, name string) string {
+	for _, l := range ls {
+		if l.GetName() == name {
+			return l.GetValue()
+		}
+	}
+	return ""
+}
+
+// TestQueue_correctsItselfWhenTheModelSlowsDown: the cost admission
+// predicts with says a call is quick, but rows wait three times the
+// target (calls that fail teach no cost, so the prediction stays wrong):
+// admission tightens, then loosens once rows wait little again.
+func TestQueue_correctsItselfWhenTheModelSlowsDown(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Unix(1000, 0)
+	clock := func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return now
+	}
+	advance := func(d time.Duration) {
+		mu.Lock()
+		now = now.Add(d)
+		mu.Unlock()
+	}
+	q, g, _ := gated(t, Config{Clock: clock})
+	done := make(chan submitted, 1000)
+	full := q.cfg.MaxQueueWait
+	g.fail.Store(true)
+	// One call runs at every step: each step queues rows, moves the
+	// clock, lets the running call end, and sees the next one start.
+	if err := submit(q, High, "a", 0, 1, done); err != nil {
+		t.Fatal(err)
+	}
+	<-g.started
+	for round := range 8 {
+		// Two rows wait 60 ms of the test's clock: three times the target.
+		for range 2 {
+			if err := submit(q, High, "a", float32(round), 1, done); err != nil {
+				t.Fatalf("round %d: %v", round, err)
+			}
+		}
+		advance(60 * time.Millisecond)
+		g.release <- struct{}{}
+		<-g.started
+	}
+	q.mu.Lock()
+	tight := q.target()
+	q.mu.Unlock()
+	if tight >= full/2 {
+		t.Fatalf("after sojourns of three times the target for 480 ms the target is still %v of %v", tight, full)
+	}
+	// Quick service again: rows are taken the moment they come.
+	g.fail.Store(false)
+	for range 60 {
+		advance(30 * time.Millisecond)
+		if err := submit(q, High, "a", 0, 1, done); err != nil {
+			t.Fatal(err)
+		}
+		g.release <- struct{}{}
+		<-g.started
+	}
+	q.mu.Lock()
+	back := q.target()
+	q.mu.Unlock()
+	if back != full {
+		t.Fatalf("after quick service the target is %v, want %v back", back, full)
+	}
+}
