@@ -36,7 +36,9 @@ func TestCostModel_learnsTheFixedAndPerRowParts(t *testing.T) {
 					c.observe(call[0], time.Duration(call[1])*time.Microsecond)
 				}
 			}
-			near := func(got, want time.Duration) bool { return got > want*95/100-time.Microsecond && got < want*105/100+time.Microsecond }
+			near := func(got, want time.Duration) bool {
+				return got > want*95/100-time.Microsecond && got < want*105/100+time.Microsecond
+			}
 			if !near(c.fixed, tt.fixed) || !near(c.perRow, tt.perRow) {
 				t.Errorf("learned fixed %v per row %v, want %v and %v", c.fixed, c.perRow, tt.fixed, tt.perRow)
 			}
