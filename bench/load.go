@@ -21,9 +21,4 @@ func closedLoop(host string, body []byte, conns int, d time.Duration, window fun
 	return target(host, conns).Closed(body, conns, time.Second, d, window)
 }
 
-// openLoop offers rate requests a second to /predict for d.
-func openLoop(host string, body []byte, rate float64, d time.Duration, maxInflight int) *loadgen.Stats {
-	return target(host, maxInflight).Open(body, rate, d, maxInflight)
-}
-
 func percentile(ds []time.Duration, p float64) time.Duration { return loadgen.Percentile(ds, p) }

@@ -8,8 +8,10 @@
 //   - batching: 64 concurrent 1-row clients on a DLRM-like model with
 //     dynamic batching on and off, against the wire's ceiling (a model
 //     that does almost nothing with the same inputs);
-//   - overload: three times the sustainable request rate offered to the
-//     encoder, with admission on and off;
+//   - overload: for 1-row and 64-row encoder requests, 1-row MLP requests
+//     and a mix of sizes, capacity and then three times its request rate
+//     offered on schedule; and a low-priority flood with high-priority
+//     requests through it;
 //   - image: modelserve build on the encoder against a registry on
 //     loopback: first push, unchanged rebuild, new model version;
 //   - batch: predict-batch over Parquet files of the DLRM's rows against
@@ -32,14 +34,13 @@ import (
 )
 
 type options struct {
-	binary       string
-	out          string
-	python       string
-	duration     time.Duration
-	overload     time.Duration
-	overloadRows int
-	only         string
-	soak         time.Duration
+	binary   string
+	out      string
+	python   string
+	duration time.Duration
+	overload time.Duration
+	only     string
+	soak     time.Duration
 }
 
 func main() {
@@ -49,7 +50,6 @@ func main() {
 	flag.StringVar(&o.python, "python", "/usr/bin/python3", "python with python3-onnx")
 	flag.DurationVar(&o.duration, "duration", 8*time.Second, "measuring window of each closed-loop cell")
 	flag.DurationVar(&o.overload, "overload", 30*time.Second, "how long the overload is offered")
-	flag.IntVar(&o.overloadRows, "overload-rows", 64, "rows per request in the overload section")
 	flag.StringVar(&o.only, "only", "wire,json,batching,overload,image,batch,auth", "sections to run (soak runs only when named)")
 	flag.DurationVar(&o.soak, "soak", 10*time.Minute, "how long the soak section runs")
 	flag.Parse()

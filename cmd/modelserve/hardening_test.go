@@ -481,7 +481,7 @@ func procStatus(t *testing.T, pid int, field string) int64 {
 func TestServe_drainsUnderLoad(t *testing.T) {
 	c := newCLI(t)
 	c.must("registry", "log", "--name", "encoder", "--version", "1", "--file", testenv.Model(t, "encoder"))
-	s := c.serve("--model", "encoder", "--drain-timeout", "30s", "--max-queue-rows", "100000")
+	s := c.serve("--model", "encoder", "--drain-timeout", "30s", "--max-queue-wait", "1m")
 	s.waitReady()
 	const rows = 128
 	var b strings.Builder

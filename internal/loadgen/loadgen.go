@@ -23,14 +23,19 @@ type Stats struct {
 	// open loop could not even send (too many in flight).
 	ClientErrors, Dropped int
 	OK, Rejected          []time.Duration // latencies of 200s and 429s
+	// OKRows sums the rows of the requests answered 200, for payloads
+	// that say their rows.
+	OKRows int64
 	// RejectedFromSend times 429s from the moment the request was sent;
 	// Late is how far behind schedule the open loop sent.
 	RejectedFromSend, Late []time.Duration
+	// RetryAfter holds the Retry-After of each 429 of an open loop.
+	RetryAfter []string
 }
 
 func newStats() *Stats { return &Stats{Statuses: map[int]int{}} }
 
-func (s *Stats) record(status int, err error, latency time.Duration) {
+func (s *Stats) record(status int, err error, latency time.Duration, rows int) {
 	if err != nil {
 		s.ClientErrors++
 		return
@@ -39,6 +44,7 @@ func (s *Stats) record(status int, err error, latency time.Duration) {
 	switch status {
 	case fasthttp.StatusOK:
 		s.OK = append(s.OK, latency)
+		s.OKRows += int64(rows)
 	case fasthttp.StatusTooManyRequests:
 		s.Rejected = append(s.Rejected, latency)
 	}
@@ -49,6 +55,7 @@ func (s *Stats) merge(o *Stats) {
 		s.Statuses[k] += v
 	}
 	s.ClientErrors += o.ClientErrors
+	s.OKRows += o.OKRows
 	s.OK = append(s.OK, o.OK...)
 	s.Rejected = append(s.Rejected, o.Rejected...)
 }
@@ -125,28 +132,45 @@ func (t *Target) Do(req *fasthttp.Request, resp *fasthttp.Response) error {
 	return t.client.Do(req, resp)
 }
 
+// Payload is a request body and the rows it holds.
+type Payload struct {
+	Body []byte
+	Rows int
+}
+
 // Closed keeps conns requests of body in flight: each connection sends
 // its next request when the last is answered. It warms up for warmup,
 // then counts what is answered in a window of d; window, if set, is
 // called as the window opens and closes.
 func (t *Target) Closed(body []byte, conns int, warmup, d time.Duration, window func(open bool)) *Stats {
+	return t.ClosedMix([]Payload{{Body: body}}, conns, warmup, d, window)
+}
+
+// ClosedMix is Closed with each connection sending the payloads in turn,
+// from a different one.
+func (t *Target) ClosedMix(payloads []Payload, conns int, warmup, d time.Duration, window func(open bool)) *Stats {
 	var measuring, done atomic.Bool
 	var mu sync.Mutex
 	total := newStats()
 	var wg sync.WaitGroup
-	for range conns {
+	for c := range conns {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			req, resp := t.Request(body), fasthttp.AcquireResponse()
-			defer fasthttp.ReleaseRequest(req)
+			reqs := make([]*fasthttp.Request, len(payloads))
+			for i, p := range payloads {
+				reqs[i] = t.Request(p.Body)
+				defer fasthttp.ReleaseRequest(reqs[i])
+			}
+			resp := fasthttp.AcquireResponse()
 			defer fasthttp.ReleaseResponse(resp)
 			mine := newStats()
-			for !done.Load() {
+			for i := c; !done.Load(); i++ {
+				k := i % len(payloads)
 				start := time.Now()
-				err := t.client.Do(req, resp)
+				err := t.client.Do(reqs[k], resp)
 				if measuring.Load() && !done.Load() {
-					mine.record(resp.StatusCode(), err, time.Since(start))
+					mine.record(resp.StatusCode(), err, time.Since(start), payloads[k].Rows)
 				}
 				if t.Backoff > 0 && err == nil && resp.StatusCode() == fasthttp.StatusTooManyRequests {
 					time.Sleep(t.Backoff)
@@ -177,6 +201,11 @@ func (t *Target) Closed(body []byte, conns int, warmup, d time.Duration, window 
 // answers, as independent callers do. Latency runs from each request's
 // scheduled time, so a generator that falls behind does not hide it.
 func (t *Target) Open(body []byte, rate float64, d time.Duration, maxInflight int) *Stats {
+	return t.OpenMix([]Payload{{Body: body}}, rate, d, maxInflight)
+}
+
+// OpenMix is Open sending the payloads in turn.
+func (t *Target) OpenMix(payloads []Payload, rate float64, d time.Duration, maxInflight int) *Stats {
 	s := newStats()
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -197,21 +226,25 @@ func (t *Target) Open(body []byte, rate float64, d time.Duration, maxInflight in
 			mu.Unlock()
 			continue
 		}
+		p := payloads[i%len(payloads)]
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer func() { <-slots }()
-			req, resp := t.Request(body), fasthttp.AcquireResponse()
+			req, resp := t.Request(p.Body), fasthttp.AcquireResponse()
 			defer fasthttp.ReleaseRequest(req)
 			defer fasthttp.ReleaseResponse(resp)
 			sent := time.Now()
 			err := t.client.Do(req, resp)
 			latency := time.Since(at)
 			mu.Lock()
-			s.record(resp.StatusCode(), err, latency)
+			s.record(resp.StatusCode(), err, latency, p.Rows)
 			s.Late = append(s.Late, sent.Sub(at))
 			if err == nil && resp.StatusCode() == fasthttp.StatusTooManyRequests {
 				s.RejectedFromSend = append(s.RejectedFromSend, time.Since(sent))
+				if ra := string(resp.Header.Peek("Retry-After")); ra != "" {
+					s.RetryAfter = append(s.RetryAfter, ra)
+				}
 			}
 			mu.Unlock()
 		}()
