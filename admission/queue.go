@@ -70,8 +70,8 @@ type Config struct {
 	// MaxQueueWait bounds the time an admitted request is predicted to
 	// wait for a worker, from the cost of the work queued ahead of it as
 	// measured on the calls run: the admission that holds for every
-	// request size. Zero takes DefaultQueueWait or two full batches,
-	// whichever is longer.
+	// request size. Zero takes DefaultQueueWait or one full batch at the
+	// learned cost, whichever is longer.
 	MaxQueueWait time.Duration
 	// MaxQueuedRequests is a backstop on the requests waiting;
 	// MaxQueuedRows (0: none) and MaxQueuedBytes bound what waits too.
@@ -143,7 +143,7 @@ type Queue struct {
 	cost costModel
 	ctl  controller
 	// autoWait: no target was given, so it follows the learned cost of
-	// two full batches (DefaultQueueWait at least).
+	// one full batch (DefaultQueueWait at least).
 	autoWait bool
 	// running counts the batches on the workers now.
 	running int
@@ -235,11 +235,13 @@ func New(r Runner, cfg Config, reg prometheus.Registerer) (*Queue, error) {
 	return q, nil
 }
 
-// defaultQueueWait is DefaultQueueWait, or two full batches at the cost
-// measured at load when that is longer: a queue must hold at least the
-// next batch of every worker.
+// defaultQueueWait is DefaultQueueWait, or one full batch at the learned
+// cost when that is longer: the queue must hold at least the next batch
+// of every worker (a wait of one call, the work spread over them), and
+// more only makes callers wait. An accepted request then waits at most
+// about one batch, and runs in the next.
 func defaultQueueWait(c costModel, batch int) time.Duration {
-	return max(DefaultQueueWait, 2*c.call(max(batch, DefaultMaxBatchRows)))
+	return max(DefaultQueueWait, c.call(max(batch, DefaultMaxBatchRows)))
 }
 
 // Config is the configuration in force, defaults filled in.

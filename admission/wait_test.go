@@ -54,8 +54,8 @@ func TestDefaultQueueWait(t *testing.T) {
 	if got := defaultQueueWait(costModel{fixed: time.Millisecond, perRow: 10 * time.Microsecond}, 64); got != DefaultQueueWait {
 		t.Errorf("a fast model: %v, want %v", got, DefaultQueueWait)
 	}
-	if got := defaultQueueWait(costModel{fixed: 10 * time.Millisecond, perRow: time.Millisecond}, 64); got != 2*74*time.Millisecond {
-		t.Errorf("a slow model: %v, want two full batches", got)
+	if got := defaultQueueWait(costModel{fixed: 10 * time.Millisecond, perRow: time.Millisecond}, 64); got != 74*time.Millisecond {
+		t.Errorf("a slow model: %v, want a full batch", got)
 	}
 }
 

@@ -155,7 +155,7 @@ func (o *serveOptions) flags(f *pflag.FlagSet) {
 	f.Var(&o.maxHeaderBytes, "max-header-bytes", "largest request headers accepted (431 above)")
 	f.IntVar(&o.maxConnections, "max-connections", server.DefaultMaxConnections, "most open connections (503 and closed above)")
 
-	f.DurationVar(&o.maxQueueWait, "max-queue-wait", 0, "longest a request may be predicted to wait for a worker, from the cost of the work ahead of it (default: 50ms or two full batches at the measured cost, whichever is longer); low priority is shed at half, high at twice")
+	f.DurationVar(&o.maxQueueWait, "max-queue-wait", 0, "longest a request may be predicted to wait for a worker, from the cost of the work ahead of it (default: 50ms or one full batch at the measured cost, whichever is longer); low priority is shed at half, high at twice")
 	f.StringVar(&o.defaultPriority, "default-priority", "normal", "priority of a request without "+server.PriorityHeader+": high, normal or low")
 	f.IntVar(&o.maxQueue, "max-queue", admission.DefaultMaxQueued, "requests that may wait for a worker (a backstop: the wait bounds the queue first)")
 	f.IntVar(&o.maxQueueRows, "max-queue-rows", 0, "rows that may wait for a worker (default: no bound of its own; the wait bounds them)")
