@@ -128,8 +128,10 @@ type Queue struct {
 	m        *metrics
 
 	mu sync.Mutex
-	// pending holds, per priority, the pieces waiting, oldest first.
+	// pending holds, per priority, the pieces waiting, oldest first, and
+	// rowsAt their rows.
 	pending [priorities]list.List
+	rowsAt  [priorities]int
 	closed  bool
 	// queued counts what waits for a worker; inflight is every admitted
 	// request's bytes until its answer is written.
@@ -302,9 +304,7 @@ func (q *Queue) AdmitArrival(a Arrival) (*Ticket, error) {
 func (q *Queue) waitAhead(p Priority) time.Duration {
 	rows := 0
 	for k := p; k <= High; k++ {
-		for e := q.pending[k.idx()].Front(); e != nil; e = e.Next() {
-			rows += e.Value.(*piece).rows
-		}
+		rows += q.rowsAt[k.idx()]
 	}
 	workers := time.Duration(q.runner.Size())
 	w := q.cost.work(rows, q.cfg.MaxBatchRows) / workers
@@ -573,6 +573,7 @@ func (q *Queue) enqueue(ctx context.Context, t *Ticket, inputs []model.Tensor) (
 		p.bytes = inBytes * int64(p.rows) / int64(rows)
 		p.elem = q.pending[req.prio.idx()].PushBack(p)
 		req.pieces = append(req.pieces, p)
+		q.rowsAt[req.prio.idx()] += p.rows
 		q.queuedRows += p.rows
 		q.queuedBytes += p.bytes
 		q.callerRows[req.caller] += p.rows
@@ -650,6 +651,7 @@ func (q *Queue) drop(req *request) {
 // unqueue takes p out of pending; called with q.mu held.
 func (q *Queue) unqueue(p *piece) {
 	q.pending[p.req.prio.idx()].Remove(p.elem)
+	q.rowsAt[p.req.prio.idx()] -= p.rows
 	p.elem = nil
 	q.queuedRows -= p.rows
 	q.queuedBytes -= p.bytes

@@ -188,6 +188,11 @@ func TestQueue_admitsByPredictedWait(t *testing.T) {
 			t.Fatalf("request %d: %v", i, err)
 		}
 	}
+	q.mu.Lock()
+	if sum := q.rowsAt[Low.idx()] + q.rowsAt[Normal.idx()] + q.rowsAt[High.idx()]; sum != q.queuedRows || q.rowsAt[Normal.idx()] != 16 {
+		t.Errorf("rows by priority %v do not add up to the %d queued", q.rowsAt, q.queuedRows)
+	}
+	q.mu.Unlock()
 	err := submit(q, Normal, "a", 1, 4, done)
 	var r *Rejection
 	if !errors.As(err, &r) || r.Reason != ReasonQueueWait || r.RetryAfter < time.Second {

@@ -82,7 +82,7 @@ func TestDoctorRun_failsWhatFails(t *testing.T) {
 func TestGPUBundle_roundTrip(t *testing.T) {
 	root := testenv.RepoRoot(t)
 	if _, err := os.Stat(filepath.Join(onnxrt.GPULibraryDir(), "libonnxruntime_providers_cuda.so")); err != nil {
-		t.Skipf("no GPU build of ONNX Runtime here (make ort-gpu): %v", err)
+		t.Fatalf("the GPU build of ONNX Runtime is missing; make test fetches it (make ort-gpu): %v", err)
 	}
 	script := func(name string, args ...string) (string, error) {
 		cmd := exec.Command(filepath.Join(root, "scripts", name), args...)
