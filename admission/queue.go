@@ -282,13 +282,13 @@ func (q *Queue) AdmitArrival(a Arrival) (*Ticket, error) {
 	if !q.cfg.Unbounded {
 		// What the body will decode to is not known yet, but a queue with
 		// no room for one more request or one more row refuses anything.
-		if err := q.checkQueue(1, 1); err != nil {
+		if err := q.checkQueue(a.Priority, 1, 1); err != nil {
 			return nil, err
 		}
 		if err := q.checkWait(a.Priority, a.Caller); err != nil {
 			return nil, err
 		}
-		if err := q.checkMemory(a.Bytes, "its body"); err != nil {
+		if err := q.checkMemory(a.Priority, a.Bytes, "its body"); err != nil {
 			return nil, err
 		}
 	}
@@ -357,10 +357,10 @@ func (q *Queue) checkWait(p Priority, caller string) error {
 	}
 	switch {
 	case shared && 2*wait > limit && held > fair:
-		return q.rejectRetry(p, ErrOverloaded, ReasonFairShare, "the queue is crowded and this caller holds %d of its %d rows; callers with less go first",
+		return q.reject(p, ErrOverloaded, ReasonFairShare, "the queue is crowded and this caller holds %d of its %d rows; callers with less go first",
 			held, q.queuedRows)
 	case wait > 2*limit, wait > limit && !(shared && held < fair):
-		return q.rejectRetry(p, ErrOverloaded, ReasonQueueWait, "about %v of work waits ahead; at %s priority the queue takes %v",
+		return q.reject(p, ErrOverloaded, ReasonQueueWait, "about %v of work waits ahead; at %s priority the queue takes %v",
 			wait.Round(time.Microsecond), p, limit.Round(time.Microsecond))
 	}
 	return nil
@@ -373,20 +373,20 @@ func (q *Queue) drainTime() time.Duration {
 
 // checkMemory refuses n more in-flight bytes that do not fit the budget.
 // Called with q.mu held.
-func (q *Queue) checkMemory(n int64, what string) error {
+func (q *Queue) checkMemory(p Priority, n int64, what string) error {
 	budget, exhausted := q.budget()
 	if exhausted {
 		// A device with no room now (a GPU gone or full): later, perhaps.
-		return q.reject(ErrOverloaded, ReasonMemory, "no device has memory for more work now")
+		return q.reject(p, ErrOverloaded, ReasonMemory, "no device has memory for more work now")
 	}
 	if budget <= 0 {
 		return nil
 	}
 	if n > budget {
-		return q.reject(ErrTooLarge, ReasonMemory, "%s needs %d bytes, more than the whole memory budget of %d bytes; send fewer rows", what, n, budget)
+		return q.reject(p, ErrTooLarge, ReasonMemory, "%s needs %d bytes, more than the whole memory budget of %d bytes; send fewer rows", what, n, budget)
 	}
 	if q.inflight+n > budget {
-		return q.reject(ErrOverloaded, ReasonMemory, "%d of %d budgeted bytes are in flight", q.inflight, budget)
+		return q.reject(p, ErrOverloaded, ReasonMemory, "%d of %d budgeted bytes are in flight", q.inflight, budget)
 	}
 	return nil
 }
@@ -411,13 +411,9 @@ func (q *Queue) budget() (b int64, exhausted bool) {
 	return b, false
 }
 
-func (q *Queue) reject(err error, reason, format string, args ...any) error {
-	return q.rejectRetry(Normal, err, reason, format, args...)
-}
-
-// rejectRetry refuses a request of priority p, with the time the queue
+// reject refuses a request of priority p, with the time the queue
 // needs to drain as when to retry. Called with q.mu held.
-func (q *Queue) rejectRetry(p Priority, err error, reason, format string, args ...any) error {
+func (q *Queue) reject(p Priority, err error, reason, format string, args ...any) error {
 	q.m.rejected.WithLabelValues(reason, p.String()).Inc()
 	return &Rejection{Err: err, Reason: reason, Detail: fmt.Sprintf(format, args...), RetryAfter: max(time.Second, q.drainTime())}
 }
@@ -481,7 +477,7 @@ func (t *Ticket) Grow(n int64) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if !q.cfg.Unbounded {
-		if err := q.checkMemory(n, "the decompressed body"); err != nil {
+		if err := q.checkMemory(t.prio, n, "the decompressed body"); err != nil {
 			return err
 		}
 	}
@@ -543,17 +539,17 @@ func (q *Queue) enqueue(ctx context.Context, t *Ticket, inputs []model.Tensor) (
 	}
 	need := inBytes + int64(rows)*q.outRowBytes
 	if !q.cfg.Unbounded {
-		if err := q.checkQueue(rows, inBytes); err != nil {
+		if err := q.checkQueue(t.prio, rows, inBytes); err != nil {
 			return nil, err
 		}
 		// Again, now that it is decoded: the queue may have grown meanwhile.
 		if err := q.checkWait(t.prio, t.caller); err != nil {
 			return nil, err
 		}
-		if err := q.checkMemory(need, "the request"); err != nil {
+		if err := q.checkMemory(t.prio, need, "the request"); err != nil {
 			return nil, err
 		}
-		if err := q.checkDeadline(ctx, rows); err != nil {
+		if err := q.checkDeadline(ctx, t.prio, rows); err != nil {
 			return nil, err
 		}
 	}
@@ -608,30 +604,30 @@ func (q *Queue) settle(t *Ticket) {
 // A request larger than the whole queue is admitted when the queue is
 // empty: it then runs alone, split across the workers. Only memory can
 // make a request too large for good.
-func (q *Queue) checkQueue(rows int, bytes int64) error {
+func (q *Queue) checkQueue(p Priority, rows int, bytes int64) error {
 	switch {
 	case q.queuedRequests >= q.cfg.MaxQueuedRequests:
-		return q.reject(ErrOverloaded, ReasonQueueFull, "%d requests are waiting", q.queuedRequests)
+		return q.reject(p, ErrOverloaded, ReasonQueueFull, "%d requests are waiting", q.queuedRequests)
 	case q.queuedRows == 0:
 		return nil
 	case q.cfg.MaxQueuedRows > 0 && q.queuedRows+rows > q.cfg.MaxQueuedRows:
-		return q.reject(ErrOverloaded, ReasonQueueFull, "%d rows are waiting", q.queuedRows)
+		return q.reject(p, ErrOverloaded, ReasonQueueFull, "%d rows are waiting", q.queuedRows)
 	case q.cfg.MaxQueuedBytes > 0 && q.queuedBytes+bytes > q.cfg.MaxQueuedBytes:
-		return q.reject(ErrOverloaded, ReasonQueueFull, "%d input bytes are waiting", q.queuedBytes)
+		return q.reject(p, ErrOverloaded, ReasonQueueFull, "%d input bytes are waiting", q.queuedBytes)
 	}
 	return nil
 }
 
 // checkDeadline refuses at once a request that, at the measured speed,
 // would still be waiting when its deadline passes. Called with q.mu held.
-func (q *Queue) checkDeadline(ctx context.Context, rows int) error {
+func (q *Queue) checkDeadline(ctx context.Context, p Priority, rows int) error {
 	deadline, ok := ctx.Deadline()
 	if !ok || q.cost.perRow <= 0 && q.cost.fixed <= 0 {
 		return nil
 	}
 	wait := q.cost.work(q.queuedRows+rows, q.cfg.MaxBatchRows) / time.Duration(q.runner.Size())
 	if left := deadline.Sub(q.cfg.Clock()); wait > left {
-		return q.reject(ErrOverloaded, ReasonDeadline, "the queue needs about %v, the request's deadline is in %v", wait.Round(time.Millisecond), left.Round(time.Millisecond))
+		return q.reject(p, ErrOverloaded, ReasonDeadline, "the queue needs about %v, the request's deadline is in %v", wait.Round(time.Millisecond), left.Round(time.Millisecond))
 	}
 	return nil
 }

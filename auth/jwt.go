@@ -123,7 +123,7 @@ func (ks *keySet) verify(raw string, issuer, audience string, skew time.Duration
 	if err != nil {
 		return Principal{}, &jwtError{"invalid_claims", err.Error()}
 	}
-	return Principal{Name: c.Subject, Method: "jwt", Scopes: scopes}, nil
+	return Principal{Name: c.Subject, Scopes: scopes}, nil
 }
 
 // jwtScopes reads scope (space-separated) or scp (a string or a list);

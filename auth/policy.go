@@ -215,7 +215,7 @@ func (p *Policy) Authenticate(cr Credentials) (Principal, *Failure) {
 	}
 	if !p.Enabled() {
 		if cr.ForwardedUser != "" && checkPrincipalName(cr.ForwardedUser) == nil {
-			return Principal{Name: cr.ForwardedUser, Method: "proxy", all: true}, nil
+			return Principal{Name: cr.ForwardedUser, all: true}, nil
 		}
 		return anonymous, nil
 	}
@@ -226,13 +226,13 @@ func (p *Policy) Authenticate(cr Credentials) (Principal, *Failure) {
 		return p.bearer(cr.Authorization)
 	}
 	if cr.Certificate != nil && p.cfg.ClientCertificates {
-		return Principal{Name: certificateName(cr.Certificate), Method: "certificate", Scopes: p.cfg.CertificateScopes}, nil
+		return Principal{Name: certificateName(cr.Certificate), Scopes: p.cfg.CertificateScopes}, nil
 	}
 	if cr.ForwardedUser != "" {
 		if checkPrincipalName(cr.ForwardedUser) != nil {
 			return Principal{}, unauthorized("invalid_identity", "the proxy's caller identity is not a plain name", "")
 		}
-		return Principal{Name: cr.ForwardedUser, Method: "proxy", Scopes: p.cfg.ProxyScopes}, nil
+		return Principal{Name: cr.ForwardedUser, Scopes: p.cfg.ProxyScopes}, nil
 	}
 	return Principal{}, unauthorized("missing", "this server needs a credential: send Authorization: Bearer <token>", "")
 }
@@ -244,7 +244,7 @@ func (p *Policy) bearer(header string) (Principal, *Failure) {
 	}
 	tok = strings.TrimSpace(tok)
 	if t := p.tokens.Load().lookup(tok); t != nil {
-		return Principal{Name: t.name, Method: "token", Scopes: t.scopes}, nil
+		return Principal{Name: t.name, Scopes: t.scopes}, nil
 	}
 	keys := p.keys.Load()
 	if keys == nil || strings.Count(tok, ".") != 2 {

@@ -80,16 +80,13 @@ func parseScope(f string) (Scope, error) {
 
 // Principal is who a request comes from.
 type Principal struct {
-	Name string
-	// Method says how it was established: token, jwt, certificate,
-	// proxy, or none when no auth is configured.
-	Method string
+	Name   string
 	Scopes []Scope
 	all    bool // auth is off: everything is allowed
 }
 
 // Anonymous is the principal of every request when no auth is configured.
-var anonymous = Principal{Name: "anonymous", Method: "none", all: true}
+var anonymous = Principal{Name: "anonymous", all: true}
 
 // Need is what a route requires: a scope, and for predict the model and
 // function called.

@@ -31,6 +31,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/modelserve/modelserve/internal/loadgen"
 )
 
 type options struct {
@@ -108,15 +110,7 @@ func run(o options) error {
 }
 
 // short keeps three significant digits or so: 470µs, 2.35ms, 1.01s.
-func short(d time.Duration) time.Duration {
-	switch {
-	case d >= time.Second:
-		return d.Round(10 * time.Millisecond)
-	case d >= time.Millisecond:
-		return d.Round(10 * time.Microsecond)
-	}
-	return d.Round(time.Microsecond)
-}
+func short(d time.Duration) time.Duration { return loadgen.Round(d) }
 
 // verdict marks a measured ratio against its target.
 func verdict(ok bool) string {

@@ -70,7 +70,7 @@ func overloadSection(e *env) (string, error) {
 		okRows, okP99, ok429, okOthers := rows >= 0.85*capRows, p99 <= 3*capP99, to429 < time.Millisecond, others == 0
 		fmt.Fprintf(&b, "| %s | %.0f | %s | %.0f | %.0f (%.2f) | %s (%.1f) | %s | %s | %d | rows %s, p99 %s, 429 %s, others %s |\n",
 			sh.label, capRows, short(capP99), 3*rate, rows, rows/capRows, short(p99), float64(p99)/float64(capP99),
-			short(to429), retryAfters(open.RetryAfter), others, mark(okRows), mark(okP99), mark(ok429), mark(okOthers))
+			short(to429), retryAfters(open.RetryAfter), others, verdict(okRows), verdict(okP99), verdict(ok429), verdict(okOthers))
 	}
 
 	// A low-priority flood at 3× the encoder's 1-row capacity, and one
@@ -99,15 +99,8 @@ func overloadSection(e *env) (string, error) {
 	ratio := float64(percentile(trickle.OK, 0.99)) / float64(percentile(unloaded.OK, 0.99))
 	fmt.Fprintf(&b, "\nPriorities, on the encoder: a low-priority flood of 1-row requests at 3× capacity (%.0f requests/s offered: %d answered 200, %d refused 429) and one high-priority caller through it: high-priority p99 %s against %s unloaded (%.1f×, target ≤ 2×: %s); %d high-priority answers other than 200.\n",
 		3*encoderRate, len(flood.OK), len(flood.Rejected), short(percentile(trickle.OK, 0.99)), short(percentile(unloaded.OK, 0.99)),
-		ratio, mark(ratio <= 2), len(trickle.Rejected)+trickle.Others())
+		ratio, verdict(ratio <= 2), len(trickle.Rejected)+trickle.Others())
 	return b.String(), nil
-}
-
-func mark(ok bool) string {
-	if ok {
-		return "met"
-	}
-	return "**missed**"
 }
 
 // retryAfters is the median Retry-After, in seconds, of the 429s.

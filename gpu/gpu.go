@@ -84,6 +84,14 @@ type Inventory struct {
 	Notes []string
 }
 
+// Why says why the inventory holds no GPU: Err, else ErrNoDevice.
+func (inv Inventory) Why() error {
+	if inv.Err != nil {
+		return inv.Err
+	}
+	return ErrNoDevice
+}
+
 // Discover asks the backend for the GPUs and applies the visibility
 // variables (lookupEnv reads the environment, as os.LookupEnv does: an
 // empty CUDA_VISIBLE_DEVICES hides every GPU, an unset one none):

@@ -106,7 +106,7 @@ func PlanCUDA(cfg Config) (Plan, error) {
 		if len(skipped) > 0 {
 			return p, fmt.Errorf("no GPU can take a worker: %s", strings.Join(skipped, "; "))
 		}
-		return p, noGPU(cfg.GPUs)
+		return p, cfg.GPUs.Why()
 	}
 	perGPU := max(cfg.WorkersPerGPU, 1)
 	p.Workers = len(usable) * perGPU
@@ -146,14 +146,6 @@ func Choose(cfg Config, cores int, rt *onnxrt.Runtime, open func(Plan) error) (P
 	p := PlanCPU(cfg, cores)
 	p.Fallback, p.GPUSeen = err.Error(), len(cfg.GPUs.Devices) > 0
 	return p, nil
-}
-
-// noGPU words why the inventory holds no GPU.
-func noGPU(inv gpu.Inventory) error {
-	if inv.Err != nil {
-		return inv.Err
-	}
-	return gpu.ErrNoDevice
 }
 
 // missingLibrary finds the library a loader error names.

@@ -85,7 +85,7 @@ func runCheck(ctx context.Context, out io.Writer, g *globals, o *doctorOptions) 
 	if device != workers.CPU {
 		inv = gpu.Discover(gpu.NewNVML(), os.LookupEnv)
 		if len(inv.Devices) == 0 {
-			return fmt.Errorf("no GPU to check on this machine: %s (--device cpu runs the same check on the CPU)", orNone(noGPUReason(inv)))
+			return fmt.Errorf("no GPU to check on this machine: %s (--device cpu runs the same check on the CPU)", inv.Why())
 		}
 		device = workers.CUDA // a GPU is there: the check is of the GPU, never of a fallback
 	}
@@ -158,13 +158,6 @@ func runCheck(ctx context.Context, out io.Writer, g *globals, o *doctorOptions) 
 		return fmt.Errorf("doctor --run: %d check(s) failed", len(failures))
 	}
 	return nil
-}
-
-func noGPUReason(inv gpu.Inventory) error {
-	if inv.Err != nil {
-		return inv.Err
-	}
-	return gpu.ErrNoDevice
 }
 
 func parseBatches(s string) ([]int, error) {
@@ -552,15 +545,7 @@ func verdict(ok bool) string {
 	return "**FAIL**"
 }
 
-func short(d time.Duration) string {
-	switch {
-	case d >= time.Second:
-		return d.Round(10 * time.Millisecond).String()
-	case d >= time.Millisecond:
-		return d.Round(10 * time.Microsecond).String()
-	}
-	return d.Round(time.Microsecond).String()
-}
+func short(d time.Duration) string { return loadgen.Round(d).String() }
 
 // errorText is the "error" of a JSON answer, shortened; the body itself
 // when it is not one.

@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -549,5 +551,48 @@ func TestServe_settingsFromTheEnvironment(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "device=cpu workers=3") {
 		t.Errorf("MODELSERVE_WORKERS was not used:\n%s", logs.String())
+	}
+}
+
+// loadResult is what a steady load saw: requests sent, failed, and the
+// first failure.
+type loadResult struct {
+	sent, failed int64
+	first        error
+}
+
+// steadyLoad sends from n goroutines, each as soon as its last request is
+// answered, until the returned stop is called. send returns nil for a
+// success.
+func steadyLoad(n int, send func() error) (stop func() loadResult) {
+	var sent, failed atomic.Int64
+	var first atomic.Value
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				err := send()
+				sent.Add(1)
+				if err != nil {
+					failed.Add(1)
+					first.CompareAndSwap(nil, err)
+				}
+			}
+		}()
+	}
+	return func() loadResult {
+		close(done)
+		wg.Wait()
+		r := loadResult{sent: sent.Load(), failed: failed.Load()}
+		r.first, _ = first.Load().(error)
+		return r
 	}
 }

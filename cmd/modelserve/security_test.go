@@ -13,8 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -277,29 +275,12 @@ func TestSecurity_rotationUnderLoad(t *testing.T) {
 	both := httpsClient([][]byte{oldCA.pem, newCA2.pem}, nil, true)
 	waitHTTPS(t, both, base)
 
-	var sent, failed atomic.Int64
-	var firstFailure atomic.Value
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				status, body, _, err := call(t, both, "POST", base+"/predict", "token-a-0123456789abcdef", irisBody)
-				sent.Add(1)
-				if err != nil || status != 200 {
-					failed.Add(1)
-					firstFailure.CompareAndSwap(nil, fmt.Sprintf("%d %s %v", status, body, err))
-				}
-			}
-		}()
-	}
+	stop := steadyLoad(4, func() error {
+		if status, body, _, err := call(t, both, "POST", base+"/predict", "token-a-0123456789abcdef", irisBody); err != nil || status != 200 {
+			return fmt.Errorf("%d %s %v", status, body, err)
+		}
+		return nil
+	})
 	time.Sleep(300 * time.Millisecond)
 	replace(t, tokens, []byte("a predict token-a-0123456789abcdef\nb predict token-b-0123456789abcdef\n"))
 	changed := time.Now()
@@ -332,12 +313,11 @@ func TestSecurity_rotationUnderLoad(t *testing.T) {
 		return err == nil
 	})
 	time.Sleep(300 * time.Millisecond)
-	close(stop)
-	wg.Wait()
-	if failed.Load() > 0 {
-		t.Errorf("%d of %d requests with token A failed during the rotations; the first: %v", failed.Load(), sent.Load(), firstFailure.Load())
+	r := stop()
+	if r.failed > 0 {
+		t.Errorf("%d of %d requests with token A failed during the rotations; the first: %v", r.failed, r.sent, r.first)
 	}
-	t.Logf("%d requests with token A during the rotations, %d failed", sent.Load(), failed.Load())
+	t.Logf("%d requests with token A during the rotations, %d failed", r.sent, r.failed)
 }
 
 // waitHTTPS waits for the readiness probe over TLS.

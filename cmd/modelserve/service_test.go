@@ -11,8 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -198,30 +196,12 @@ func TestServiceUp_twoInstancesRestartAndDrain(t *testing.T) {
 	}
 
 	// Load through the endpoint while instance 0 crashes and restarts.
-	var failures, successes atomic.Int64
-	var firstFailure atomic.Value
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				code, out, err := post(body)
-				if err != nil || code != 200 {
-					failures.Add(1)
-					firstFailure.CompareAndSwap(nil, fmt.Sprintf("%d %s %v", code, out, err))
-				} else {
-					successes.Add(1)
-				}
-			}
-		}()
-	}
+	stop := steadyLoad(4, func() error {
+		if code, out, err := post(body); err != nil || code != 200 {
+			return fmt.Errorf("%d %s %v", code, out, err)
+		}
+		return nil
+	})
 	time.Sleep(300 * time.Millisecond)
 	pid := st.Instances[0].Containers[0].PID
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
@@ -232,10 +212,9 @@ func TestServiceUp_twoInstancesRestartAndDrain(t *testing.T) {
 		return c.Restarts == 1 && c.PID != pid && allReady(st)
 	})
 	time.Sleep(300 * time.Millisecond)
-	close(stop)
-	wg.Wait()
-	if failures.Load() > 0 {
-		t.Errorf("%d of %d requests failed while an instance restarted; first: %v", failures.Load(), failures.Load()+successes.Load(), firstFailure.Load())
+	loaded := stop()
+	if loaded.failed > 0 {
+		t.Errorf("%d of %d requests failed while an instance restarted; first: %v", loaded.failed, loaded.sent, loaded.first)
 	}
 	if c := st.Instances[0].Containers[0]; !strings.Contains(c.LastExit, "killed") {
 		t.Errorf("last exit %q", c.LastExit)
@@ -274,7 +253,7 @@ func TestServiceUp_twoInstancesRestartAndDrain(t *testing.T) {
 		code, out, err := post(big.String())
 		inflight <- result{code, out, err}
 	}()
-	u.waitFor("the large request admitted", func(st *local.Status) bool { return st.Endpoints[0].Served >= 20+successes.Load()+failures.Load()+1 })
+	u.waitFor("the large request admitted", func(st *local.Status) bool { return st.Endpoints[0].Served >= 20+loaded.sent+1 })
 	u.proc.Signal(syscall.SIGTERM)
 	refused := false
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && !refused; {

@@ -84,6 +84,17 @@ func Percentile(ds []time.Duration, p float64) time.Duration {
 	return sorted[min(len(sorted)-1, int(float64(len(sorted))*p))]
 }
 
+// Round rounds a latency to what a table shows: three or four digits.
+func Round(d time.Duration) time.Duration {
+	switch {
+	case d >= time.Second:
+		return d.Round(10 * time.Millisecond)
+	case d >= time.Millisecond:
+		return d.Round(10 * time.Microsecond)
+	}
+	return d.Round(time.Microsecond)
+}
+
 // Target is where requests go: a POST of a JSON body to an http URL.
 type Target struct {
 	client  *fasthttp.HostClient
