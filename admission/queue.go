@@ -152,9 +152,15 @@ type Queue struct {
 	// callerRows counts each caller's rows waiting, for the fair share.
 	callerRows map[string]int
 	// decoding counts tickets admitted whose inputs are still being
-	// decoded: rows a moment away, which the auto delay counts on.
-	decoding int
-	arrivals arrivals
+	// decoded: rows a moment away, which the auto delay counts on;
+	// decodingBytes their bodies' bytes per priority, which bodyRow (the
+	// bytes one row of a body weighs, learned at enqueue) turns into the
+	// rows they will add, so that a burst of large bodies being read and
+	// decoded counts as the work it is before it reaches the queue.
+	decoding      int
+	decodingBytes [priorities]int64
+	bodyRow       float64
+	arrivals      arrivals
 
 	wake chan struct{}
 	stop chan struct{}
@@ -254,6 +260,7 @@ func (q *Queue) Config() Config { return q.cfg }
 type Ticket struct {
 	q        *Queue
 	bytes    int64
+	body     int64 // the bytes it arrived with, counted in decodingBytes
 	prio     Priority
 	caller   string
 	decoding bool
@@ -285,7 +292,7 @@ func (q *Queue) AdmitArrival(a Arrival) (*Ticket, error) {
 		if err := q.checkQueue(a.Priority, 1, 1); err != nil {
 			return nil, err
 		}
-		if err := q.checkWait(a.Priority, a.Caller); err != nil {
+		if err := q.checkWait(a.Priority, a.Caller, true); err != nil {
 			return nil, err
 		}
 		if err := q.checkMemory(a.Priority, a.Bytes, "its body"); err != nil {
@@ -294,17 +301,55 @@ func (q *Queue) AdmitArrival(a Arrival) (*Ticket, error) {
 	}
 	q.inflight += a.Bytes
 	q.decoding++
+	q.decodingBytes[a.Priority.idx()] += a.Bytes
 	q.m.inflight.Set(float64(q.inflight))
-	return &Ticket{q: q, bytes: a.Bytes, prio: a.Priority, caller: a.Caller, decoding: true}, nil
+	return &Ticket{q: q, bytes: a.Bytes, body: a.Bytes, prio: a.Priority, caller: a.Caller, decoding: true}, nil
+}
+
+// decodingRows estimates the rows that requests of priority p or above,
+// admitted and still being read or decoded, will add to the queue: none
+// until a body has been decoded and the weight of a row is known. Called
+// with q.mu held.
+func (q *Queue) decodingRows(p Priority) int {
+	if q.bodyRow <= 0 {
+		return 0
+	}
+	var b int64
+	for k := p; k <= High; k++ {
+		b += q.decodingBytes[k.idx()]
+	}
+	return int(float64(b) / q.bodyRow)
+}
+
+// bodyRowDecay is how much each decoded body weighs in bodyRow.
+const bodyRowDecay = 0.1
+
+// learnBody takes a decoded body's bytes per row into bodyRow. Called
+// with q.mu held.
+func (q *Queue) learnBody(bytes int64, rows int) {
+	if bytes <= 0 || rows <= 0 {
+		return
+	}
+	v := float64(bytes) / float64(rows)
+	if q.bodyRow <= 0 {
+		q.bodyRow = v
+		return
+	}
+	q.bodyRow += bodyRowDecay * (v - q.bodyRow)
 }
 
 // waitAhead predicts how long a request of priority p would wait for a
-// worker now: the work queued at p or above, spread over the workers,
-// and, when every worker is busy, half a call more. Called with q.mu held.
-func (q *Queue) waitAhead(p Priority) time.Duration {
+// worker now: the work queued at p or above (with arriving, the rows of
+// the requests still being decoded too: they reach the queue first),
+// spread over the workers, and, when every worker is busy, half a call
+// more. Called with q.mu held.
+func (q *Queue) waitAhead(p Priority, arriving bool) time.Duration {
 	rows := 0
 	for k := p; k <= High; k++ {
 		rows += q.rowsAt[k.idx()]
+	}
+	if arriving {
+		rows += q.decodingRows(p)
 	}
 	workers := time.Duration(q.runner.Size())
 	w := q.cost.work(rows, q.cfg.MaxBatchRows) / workers
@@ -336,14 +381,15 @@ func (q *Queue) baseTarget() time.Duration {
 // callers, a caller holding more than a fair share of the rows waiting is
 // refused first, and one holding less is still let in up to twice the
 // limit: a large scan cannot lock interactive callers out. A request with
-// nothing ahead is always let in: a large one then runs alone. Called
-// with q.mu held.
-func (q *Queue) checkWait(p Priority, caller string) error {
-	if q.queuedRows == 0 {
+// nothing ahead is always let in: a large one then runs alone. arriving:
+// the request's body is not read yet, and requests still being decoded
+// are ahead of it. Called with q.mu held.
+func (q *Queue) checkWait(p Priority, caller string, arriving bool) error {
+	if q.queuedRows == 0 && (!arriving || q.decodingRows(Low) == 0) {
 		return nil
 	}
 	target := q.target()
-	wait := q.waitAhead(p)
+	wait := q.waitAhead(p, arriving)
 	q.m.predicted.Observe(wait.Seconds())
 	limit := time.Duration(float64(target) * p.shedAt())
 	held, fair := q.callerRows[caller], 0
@@ -366,9 +412,10 @@ func (q *Queue) checkWait(p Priority, caller string) error {
 	return nil
 }
 
-// drainTime is how long the whole queue needs, for Retry-After.
+// drainTime is how long the whole queue needs, with what is being
+// decoded, for Retry-After.
 func (q *Queue) drainTime() time.Duration {
-	return q.cost.work(q.queuedRows, q.cfg.MaxBatchRows)/time.Duration(q.runner.Size()) + q.cost.call(q.cfg.MaxBatchRows)
+	return q.cost.work(q.queuedRows+q.decodingRows(Low), q.cfg.MaxBatchRows)/time.Duration(q.runner.Size()) + q.cost.call(q.cfg.MaxBatchRows)
 }
 
 // checkMemory refuses n more in-flight bytes that do not fit the budget.
@@ -533,6 +580,9 @@ func (q *Queue) enqueue(ctx context.Context, t *Ticket, inputs []model.Tensor) (
 
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if t.decoding {
+		q.learnBody(t.body, rows)
+	}
 	q.settle(t)
 	if q.closed {
 		return nil, ErrClosed
@@ -543,7 +593,7 @@ func (q *Queue) enqueue(ctx context.Context, t *Ticket, inputs []model.Tensor) (
 			return nil, err
 		}
 		// Again, now that it is decoded: the queue may have grown meanwhile.
-		if err := q.checkWait(t.prio, t.caller); err != nil {
+		if err := q.checkWait(t.prio, t.caller, false); err != nil {
 			return nil, err
 		}
 		if err := q.checkMemory(t.prio, need, "the request"); err != nil {
@@ -596,6 +646,7 @@ func (q *Queue) settle(t *Ticket) {
 	}
 	t.decoding = false
 	q.decoding--
+	q.decodingBytes[t.prio.idx()] -= t.body
 }
 
 // checkQueue refuses rows and bytes that would overfill the queue; called

@@ -330,3 +330,50 @@ func TestQueue_correctsItselfWhenTheModelSlowsDown(t *testing.T) {
 		t.Fatalf("after quick service the target is %v, want %v back", back, full)
 	}
 }
+
+func TestQueue_countsBodiesStillBeingDecoded(t *testing.T) {
+	q, g, _ := gated(t, Config{})
+	done := make(chan submitted, 100)
+	// One decoded request teaches the weight of a row: 100 bytes.
+	tk, err := q.AdmitArrival(Arrival{Bytes: 100, Caller: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pend, err := tk.Enqueue(context.Background(), rowsOfValue(0, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _, err := pend.Wait(); tk.Done(); done <- submitted{0, err} }()
+	<-g.started // the worker is busy from now on, the queue empty
+	// Four 400-byte bodies admitted and not decoded yet: about 16 rows,
+	// 20 ms of work and half a call while the worker is busy. Nothing is
+	// queued, but a request arriving now would wait behind them.
+	var held []*Ticket
+	for i := range 4 {
+		tk, err := q.AdmitArrival(Arrival{Bytes: 400, Caller: "a"})
+		if err != nil {
+			t.Fatalf("body %d: %v", i, err)
+		}
+		held = append(held, tk)
+	}
+	var r *Rejection
+	if _, err := q.AdmitArrival(Arrival{Bytes: 400, Caller: "a"}); !errors.As(err, &r) || r.Reason != ReasonQueueWait {
+		t.Fatalf("a fifth body behind four being decoded: %v", err)
+	}
+	// Decoded and queued, they are ahead of a new arrival as before; the
+	// first decoded is not refused for the ones still decoding behind it.
+	for _, tk := range held {
+		if _, err := tk.Enqueue(context.Background(), rowsOfValue(1, 4)); err != nil {
+			t.Fatalf("a body admitted on arrival, refused once decoded: %v", err)
+		}
+	}
+	q.mu.Lock()
+	left := q.decodingBytes
+	q.mu.Unlock()
+	if left != [priorities]int64{} {
+		t.Errorf("bytes still counted as decoding after every body was queued: %v", left)
+	}
+	for _, tk := range held {
+		tk.Done()
+	}
+}

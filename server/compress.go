@@ -22,23 +22,17 @@ import (
 // errUnsupportedEncoding is a Content-Encoding the server cannot read.
 var errUnsupportedEncoding = errors.New("unsupported content encoding")
 
-// errBodyTooLarge is a body that decompresses past the limit.
+// errBodyTooLarge is a body that is, or decompresses to, past the limit.
 var errBodyTooLarge = errors.New("request body too large")
 
-// requestBody returns the body as sent, decoded from its Content-Encoding
-// (gzip or deflate; identity when absent). What a compressed body inflates
-// to is bounded three ways: never more than limit bytes; never more than
+// decompress decodes a body as sent (raw) from its Content-Encoding enc
+// (gzip or deflate; identity when empty). Never fiber's c.Body(), which
+// decompresses without any limit. What a compressed body inflates to is
+// bounded three ways: never more than limit bytes; never more than
 // maxRatio times its compressed size once past a megabyte (no real table
 // compresses that well; a bomb does); and every buffer is charged to grow
 // (admission's memory budget) before it is allocated. A bomb of any size
 // therefore costs at most limit bytes, and only while the budget has them.
-func requestBody(c *fiber.Ctx, limit, maxRatio int, grow func(int64) error) ([]byte, error) {
-	// Not c.Body(): fiber would decompress it, without any limit.
-	return decompress(c.Request().Body(), c.Get(fiber.HeaderContentEncoding), limit, maxRatio, grow)
-}
-
-// decompress decodes raw from the Content-Encoding enc, within the bounds
-// requestBody describes.
 func decompress(raw []byte, enc string, limit, maxRatio int, grow func(int64) error) ([]byte, error) {
 	enc = strings.ToLower(strings.TrimSpace(enc))
 	var r io.Reader
@@ -183,6 +177,8 @@ func statusForBodyError(err error) int {
 		return http.StatusUnsupportedMediaType
 	case errors.Is(err, errBodyTooLarge):
 		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, errSlowBody):
+		return http.StatusRequestTimeout
 	}
 	return http.StatusBadRequest
 }

@@ -38,6 +38,7 @@ func (s *Server) predict(r *route) fiber.Handler {
 // (one while answering, in a probe, in /metrics) answers 500 and the
 // server goes on.
 func (s *Server) guard(c *fiber.Ctx) (err error) {
+	defer s.finishBody(c) // last, once the answer is decided
 	defer func() {
 		if v := recover(); v != nil {
 			p := s.cfg.Panics.Recovered(panics.Handler, v)
@@ -219,17 +220,32 @@ func (s *Server) decode(ctx context.Context, r *route, body []byte) (b *batch, e
 // readBody admits a request and reads its body: the bytes as sent count
 // against the memory budget before anything else, and so does each buffer
 // a compressed body inflates into.
+//
+// Admission sees the request from its headers: a refused body is never
+// read into memory (finishBody discards it as it comes).
 func (s *Server) readBody(c *fiber.Ctx, ref Admitter) (*admission.Ticket, []byte, error) {
-	raw := int64(len(c.Request().Body()))
+	if err := checkDeclared(c, s.cfg.MaxBodyBytes); err != nil {
+		return nil, nil, err
+	}
+	declared := max(int64(c.Request().Header.ContentLength()), 0) // chunked: charged once read
 	prio, err := s.priority(c)
 	if err != nil {
 		return nil, nil, err
 	}
-	ticket, err := ref.AdmitArrival(admission.Arrival{Bytes: raw, Priority: prio, Caller: caller(c)})
+	ticket, err := ref.AdmitArrival(admission.Arrival{Bytes: declared, Priority: prio, Caller: caller(c)})
 	if err != nil {
 		return nil, nil, err
 	}
-	body, err := requestBody(c, s.cfg.MaxBodyBytes, s.cfg.MaxInflateRatio, ticket.Grow)
+	rawBody, err := s.readRaw(c, s.cfg.MaxBodyBytes)
+	if err == nil && int64(len(rawBody)) > declared {
+		err = ticket.Grow(int64(len(rawBody)) - declared)
+	}
+	if err != nil {
+		ticket.Done()
+		return nil, nil, err
+	}
+	raw := int64(len(rawBody))
+	body, err := decompress(rawBody, c.Get(fiber.HeaderContentEncoding), s.cfg.MaxBodyBytes, s.cfg.MaxInflateRatio, ticket.Grow)
 	if err != nil {
 		ticket.Done()
 		return nil, nil, err
@@ -242,7 +258,10 @@ func (s *Server) readBody(c *fiber.Ctx, ref Admitter) (*admission.Ticket, []byte
 
 // retry answers a batch id already known: conflicting, joined or replayed.
 func (s *Server) retry(ctx context.Context, c *fiber.Ctx, ref Admitter, e *entry) (answer, string) {
-	body := c.Request().Body()
+	body, err := s.readRaw(c, s.cfg.MaxBodyBytes)
+	if err != nil {
+		return s.failure(err, statusForBodyError(err)), ""
+	}
 	if len(c.Request().Header.ContentEncoding()) > 0 {
 		// Inflated only to compare, within the memory budget.
 		ticket, inflated, err := s.readBody(c, ref)
@@ -307,7 +326,8 @@ func (s *Server) failure(err error, status int) answer {
 		ans.status, msg = http.StatusGatewayTimeout, "Prediction timed out: the request's deadline passed before it ran to the end"
 	case errors.Is(err, context.Canceled):
 		ans.status, msg = http.StatusServiceUnavailable, "Request canceled"
-	case errors.Is(err, errUnsupportedEncoding), errors.Is(err, errBodyTooLarge):
+	case errors.Is(err, errUnsupportedEncoding), errors.Is(err, errBodyTooLarge), errors.Is(err, errSlowBody),
+		errors.Is(err, errBodyCut), errors.Is(err, errBodyUnreadable):
 		msg = err.Error()
 	}
 	if status != 0 && ans.status == http.StatusInternalServerError || status == http.StatusMethodNotAllowed {

@@ -178,6 +178,7 @@ type Server struct {
 	active atomic.Int64
 	// draining turns new requests away while those in progress finish.
 	draining atomic.Bool
+	bodies   bodyPool
 
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
@@ -256,6 +257,9 @@ func New(cfg Config) (*Server, error) {
 		WriteTimeout:   cfg.Conn.WriteTimeout,
 		ReadBufferSize: cfg.Conn.MaxHeaderBytes,
 		Concurrency:    cfg.Conn.MaxConnections,
+		// Handlers read bodies themselves (body.go): admission refuses a
+		// request from its headers, before its body is read.
+		StreamRequestBody: true,
 	})
 	s.app.Server().HeaderReceived = func(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
 		n := int64(h.ContentLength())

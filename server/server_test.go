@@ -2,6 +2,7 @@ package server
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -256,6 +257,60 @@ func TestServer_admissionComesBeforeParsing(t *testing.T) {
 	}
 }
 
+// dial serves f on a loopback socket and connects to it.
+func (f fixture) dial(t *testing.T) net.Conn {
+	t.Helper()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(serveOver(t, f), "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// A request refused from its headers leaves its body unread; the server
+// reads it through and throws it away, so the connection carries the
+// next request. Chunked bodies too.
+func TestServer_aBodyRefusedFromItsHeadersKeepsTheConnection(t *testing.T) {
+	f, ready := newFixture(t, "iris", irisFunctions, admission.Config{MemoryBudget: 56 << 10})
+	ready()
+	conn := f.dial(t)
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(conn)
+	sized := func(body string) string {
+		return fmt.Sprintf("POST /predict HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+	}
+	chunked := func(header, body string) string {
+		return fmt.Sprintf("POST /predict HTTP/1.1\r\nHost: t\r\n%sTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n", header, len(body), body)
+	}
+	big := `{"data": [` + strings.Repeat(" ", 100<<10) + `]}`
+	steps := []struct {
+		name, req string
+		code      int
+	}{
+		{"a 100 KiB body over the memory budget", sized(big), 413},
+		{"then a small request on the same connection", sized(irisRows), 200},
+		{"a chunked body refused from its headers", chunked("X-Priority: urgent\r\n", big), 400},
+		{"another small one", sized(irisRows), 200},
+		{"a chunked body over the memory budget once read", chunked("", big), 413},
+		{"and a last small one", sized(irisRows), 200},
+	}
+	for _, st := range steps {
+		if _, err := io.WriteString(conn, st.req); err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != st.code || resp.Close {
+			t.Errorf("%s = %d %s (close %v) %s, want %d on a kept connection", st.name, resp.StatusCode, resp.Header.Get(ReasonHeader), resp.Close, body, st.code)
+		}
+	}
+}
+
 func TestServer_deadlines(t *testing.T) {
 	f, ready := newFixture(t, "encoder", encoderFunctions, admission.Config{MaxBatchRows: occupyRows})
 	ready()
@@ -289,16 +344,8 @@ func TestServer_deadlines(t *testing.T) {
 func TestServer_aClientThatHangsUpCancelsItsWork(t *testing.T) {
 	f, ready := newFixture(t, "encoder", encoderFunctions, admission.Config{MaxBatchRows: occupyRows})
 	ready()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go f.srv.Serve(ln)
+	conn := f.dial(t)
 	f.occupy(t)
-	conn, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
 	body := `{"data": [` + encoderRow(0) + `]}`
 	fmt.Fprintf(conn, "POST /predict HTTP/1.1\r\nHost: test\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
 	waitForGauge(t, f.metrics, "modelserve_queue_requests", 1)
@@ -352,18 +399,11 @@ func TestServer_oversizedBodyIs413BeforeItIsRead(t *testing.T) {
 	f, ready := newFixture(t, "iris", irisFunctions, admission.Config{})
 	ready()
 	// Over a real socket: the limit applies to Content-Length, so the
-	// server answers before the body is sent at all.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go f.srv.Serve(ln)
-	conn, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	// server answers after the first few kilobytes (the handler runs once
+	// 8 KiB of a body are in), long before the 2 MiB are sent.
+	conn := f.dial(t)
 	fmt.Fprintf(conn, "POST /predict HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", 2<<20)
+	conn.Write(bytes.Repeat([]byte(" "), 16<<10))
 	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil {

@@ -1,0 +1,144 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+
+	"github.com/gofiber/fiber/v2"
+)
+
+// Request bodies are streamed: a handler runs as soon as a request's
+// headers (and whatever of its body came with them) are in, so admission
+// can refuse a request before its body is read, and a refused body is
+// discarded as it arrives instead of being buffered and parsed. The
+// handler reads the body itself (readRaw); guard discards what it left.
+
+var (
+	errSlowBody       = errors.New("the request body arrived too slowly")
+	errBodyCut        = errors.New("the request body ended before its Content-Length")
+	errBodyUnreadable = errors.New("the request body could not be read")
+)
+
+// bodyKey holds, in a request's Locals, the pooled buffer its body was
+// read into, for guard to give back once the answer is written.
+type bodyKey struct{}
+
+// bodyPool keeps body buffers between requests; ones larger than
+// maxPooledBody go back to the garbage collector.
+type bodyPool struct{ p sync.Pool }
+
+const maxPooledBody = 4 << 20
+
+func (b *bodyPool) get(size int) *[]byte {
+	if v, ok := b.p.Get().(*[]byte); ok && cap(*v) >= size {
+		*v = (*v)[:0]
+		return v
+	}
+	buf := make([]byte, 0, size)
+	return &buf
+}
+
+func (b *bodyPool) put(buf *[]byte) {
+	if cap(*buf) <= maxPooledBody {
+		b.p.Put(buf)
+	}
+}
+
+// readRaw reads the request's body as sent (still compressed, if it is),
+// at most limit bytes. A body that comes too slowly, ends early or is too
+// long closes the connection: what follows on it cannot be trusted.
+func (s *Server) readRaw(c *fiber.Ctx, limit int) ([]byte, error) {
+	req := c.Request()
+	if !req.IsBodyStream() {
+		return req.Body(), nil // read already, or not streamed (in-process tests)
+	}
+	declared := req.Header.ContentLength() // -1: chunked
+	if err := checkDeclared(c, limit); err != nil {
+		return nil, err
+	}
+	size := declared + 1 // room for the read that finds the end
+	if declared < 0 {
+		size = 64 << 10
+	}
+	held := s.bodies.get(size)
+	buf := *held
+	stream := req.BodyStream()
+	var err error
+	for {
+		if len(buf) == cap(buf) {
+			if len(buf) > limit {
+				break
+			}
+			buf = append(buf, 0)[:len(buf)] // grow, chunked bodies only
+		}
+		var n int
+		n, err = stream.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err != nil {
+			break
+		}
+	}
+	*held = buf
+	c.Locals(bodyKey{}, held)
+	switch {
+	case len(buf) > limit:
+		err = fmt.Errorf("%w: larger than %d bytes; send fewer rows per batch", errBodyTooLarge, limit)
+	case errors.Is(err, io.EOF):
+		if declared < 0 || len(buf) == declared {
+			req.SetBodyRaw(buf) // read: guard has nothing to discard
+			return buf, nil
+		}
+		err = errBodyCut
+	case isTimeout(err):
+		err = errSlowBody
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		err = errBodyCut
+	default:
+		err = fmt.Errorf("%w: %v", errBodyUnreadable, err)
+	}
+	c.Context().SetConnectionClose()
+	_ = req.CloseBodyStream()
+	return nil, err
+}
+
+// checkDeclared refuses a body whose Content-Length passes limit, before
+// any of it is read; the connection is closed after the answer rather
+// than read through.
+func checkDeclared(c *fiber.Ctx, limit int) error {
+	if n := c.Request().Header.ContentLength(); n > limit {
+		c.Context().SetConnectionClose()
+		return fmt.Errorf("%w: it declares %d bytes, larger than %d bytes; send fewer rows per batch", errBodyTooLarge, n, limit)
+	}
+	return nil
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// finishBody runs after every handler: the body a handler left unread (a
+// request refused from its headers, a route that takes no body) is read
+// and thrown away, so the connection can carry the next request; one too
+// large to be worth it, or that fails, closes the connection instead. The
+// buffer the body was read into goes back to the pool.
+func (s *Server) finishBody(c *fiber.Ctx) {
+	req := c.Request()
+	if req.IsBodyStream() {
+		declared := req.Header.ContentLength()
+		if declared > s.cfg.MaxBodyBytes {
+			c.Context().SetConnectionClose()
+		} else if n, err := io.Copy(io.Discard, io.LimitReader(req.BodyStream(), int64(s.cfg.MaxBodyBytes)+1)); err != nil || n > int64(s.cfg.MaxBodyBytes) {
+			c.Context().SetConnectionClose()
+		}
+		_ = req.CloseBodyStream()
+	}
+	if held, ok := c.Locals(bodyKey{}).(*[]byte); ok {
+		req.ResetBody()
+		c.Locals(bodyKey{}, nil)
+		s.bodies.put(held)
+	}
+}
