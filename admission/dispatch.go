@@ -55,7 +55,7 @@ func (q *Queue) fill(batch []*piece) []*piece {
 
 // next waits for work and takes a batch: the oldest live piece, and, when
 // the model takes any batch size, the compatible pieces queued behind it up
-// to MaxBatchRows, waiting up to MaxBatchDelay for more. It returns nil
+// to a batch (batchRows), waiting up to MaxBatchDelay for more. It returns nil
 // when the queue closes.
 func (q *Queue) next() []*piece {
 	q.mu.Lock()
@@ -84,9 +84,13 @@ func (q *Queue) next() []*piece {
 // takeLocked moves pieces from the queue into batch: the oldest piece of
 // the highest priority waiting first when batch is empty, then every
 // compatible one that still fits, higher priorities first, oldest first
-// within each. Pieces whose caller has gone are answered, not taken.
+// within each (lower priorities only up to their own batch size).
+// Pieces whose caller has gone are answered, not taken.
 func (q *Queue) takeLocked(batch []*piece) []*piece {
-	rows := rowsOf(batch)
+	rows, limit := rowsOf(batch), 0
+	if len(batch) > 0 {
+		limit = q.batchRows(batch[0].req.prio)
+	}
 	now := q.cfg.Clock()
 	for k := High; k >= Low; k-- {
 		for e := q.pending[k.idx()].Front(); e != nil; {
@@ -98,13 +102,15 @@ func (q *Queue) takeLocked(batch []*piece) []*piece {
 				continue
 			}
 			if len(batch) > 0 {
-				if !q.coalesce || rows >= q.cfg.MaxBatchRows {
+				if !q.coalesce || rows >= limit {
 					return batch
 				}
 				if p.shapeKey != batch[0].shapeKey {
 					continue
 				}
-				if rows+p.rows > q.cfg.MaxBatchRows {
+				// Rows of lower priority join a batch only up to their
+				// own limit: a high-priority request's call stays short.
+				if rows+p.rows > limit || k < batch[0].req.prio && rows+p.rows > q.batchRows(k) {
 					break
 				}
 			}
@@ -112,6 +118,9 @@ func (q *Queue) takeLocked(batch []*piece) []*piece {
 			q.ctl.observe(now, now.Sub(p.queued), q.baseTarget())
 			batch = append(batch, p)
 			rows += p.rows
+			if len(batch) == 1 {
+				limit = q.batchRows(p.req.prio)
+			}
 		}
 	}
 	return batch
@@ -121,7 +130,8 @@ func (q *Queue) takeLocked(batch []*piece) []*piece {
 // the batch delay after its oldest piece was queued. Called with q.mu
 // held; it releases the lock while waiting.
 func (q *Queue) fillLocked(batch []*piece) []*piece {
-	if rowsOf(batch) >= q.cfg.MaxBatchRows {
+	limit := q.batchRows(batch[0].req.prio)
+	if rowsOf(batch) >= limit {
 		return batch
 	}
 	delay := q.fillDelay(time.Now())
@@ -130,7 +140,7 @@ func (q *Queue) fillLocked(batch []*piece) []*piece {
 		return batch
 	}
 	deadline := batch[0].queued.Add(delay)
-	for rowsOf(batch) < q.cfg.MaxBatchRows && !q.closed {
+	for rowsOf(batch) < limit && !q.closed {
 		wait := time.Until(deadline)
 		if wait <= 0 {
 			break
@@ -193,7 +203,7 @@ func (q *Queue) execute(batch []*piece) (answer func()) {
 	start := q.cfg.Clock()
 	rows := 0
 	for _, p := range batch {
-		q.m.queueWait.Observe(start.Sub(p.queued).Seconds())
+		q.m.queueWait.WithLabelValues(p.req.prio.String()).Observe(start.Sub(p.queued).Seconds())
 		rows += p.rows
 	}
 	q.m.batchRows.Observe(float64(rows))

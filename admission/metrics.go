@@ -11,7 +11,7 @@ type metrics struct {
 	queuedRequests prometheus.Gauge
 	queuedRows     prometheus.Gauge
 	inflight       prometheus.Gauge
-	queueWait      prometheus.Histogram
+	queueWait      *prometheus.HistogramVec
 	predicted      prometheus.Histogram
 	batchRows      prometheus.Histogram
 	fillDelay      prometheus.Gauge
@@ -33,11 +33,11 @@ func newMetrics(reg prometheus.Registerer, budget func() int64, target func() fl
 			Name: "modelserve_inflight_bytes",
 			Help: "Bytes held by admitted requests not yet answered: bodies, inputs, estimated outputs.",
 		}),
-		queueWait: prometheus.NewHistogram(prometheus.HistogramOpts{
+		queueWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "modelserve_queue_wait_seconds",
-			Help:    "Time rows wait in the queue before a worker takes them.",
+			Help:    "Time rows wait in the queue before a worker takes them, by priority.",
 			Buckets: prometheus.ExponentialBuckets(25e-6, 2.5, 15),
-		}),
+		}, []string{"priority"}),
 		predicted: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "modelserve_queue_wait_predicted_seconds",
 			Help:    "The wait predicted for each arriving request while others queue, from the cost of the work ahead of it.",
@@ -73,6 +73,7 @@ func newMetrics(reg prometheus.Registerer, budget func() int64, target func() fl
 	for _, r := range []string{ReasonQueueWait, ReasonFairShare, ReasonQueueFull, ReasonMemory, ReasonDeadline, ReasonCanceled} {
 		m.rejected.WithLabelValues(r, Normal.String())
 	}
+	m.queueWait.WithLabelValues(Normal.String())
 	for _, c := range []prometheus.Collector{m.queuedRequests, m.queuedRows, m.inflight, m.queueWait, m.predicted, m.batchRows, m.fillDelay, m.callFixed, m.rejected, budgetGauge, targetGauge} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("registering admission metrics: %w", err)

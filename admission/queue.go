@@ -149,6 +149,8 @@ type Queue struct {
 	autoWait bool
 	// running counts the batches on the workers now.
 	running int
+	// highSeen is when the last high-priority request was queued.
+	highSeen time.Time
 	// callerRows counts each caller's rows waiting, for the fair share.
 	callerRows map[string]int
 	// decoding counts tickets admitted whose inputs are still being
@@ -183,7 +185,7 @@ type request struct {
 	done    chan struct{}
 }
 
-// piece is up to MaxBatchRows rows of one request.
+// piece is up to a batch (batchRows) of one request's rows.
 type piece struct {
 	req      *request
 	index    int
@@ -209,7 +211,7 @@ func New(r Runner, cfg Config, reg prometheus.Registerer) (*Queue, error) {
 	cost := costModel{fixed: cfg.CallFixedCost, perRow: cfg.CallPerRowCost}
 	autoWait := cfg.MaxQueueWait <= 0
 	if autoWait {
-		cfg.MaxQueueWait = defaultQueueWait(cost, cfg.MaxBatchRows)
+		cfg.MaxQueueWait = defaultQueueWait(cost.fixed)
 	}
 	q := &Queue{
 		runner:      r,
@@ -243,13 +245,25 @@ func New(r Runner, cfg Config, reg prometheus.Registerer) (*Queue, error) {
 	return q, nil
 }
 
-// defaultQueueWait is DefaultQueueWait, or one full batch at the learned
-// cost when that is longer: the queue must hold at least the next batch
-// of every worker (a wait of one call, the work spread over them), and
-// more only makes callers wait. An accepted request then waits at most
-// about one batch, and runs in the next.
-func defaultQueueWait(c costModel, batch int) time.Duration {
-	return max(DefaultQueueWait, c.call(max(batch, DefaultMaxBatchRows)))
+// defaultQueueWait is DefaultQueueWait, or, for a model whose every call
+// costs much (a large fixed part), a call long enough to be worth it
+// (efficientCall times that part): the queue must hold at least the next
+// batch of every worker, and more only makes callers wait. Batches are
+// cut to fit it (batchRows), so an accepted request waits about the
+// target and then runs in a call about as long.
+func defaultQueueWait(fixed time.Duration) time.Duration {
+	return max(DefaultQueueWait, efficientCall*fixed)
+}
+
+// fixedCost is the fixed part of a call as measured at warm-up, on a
+// quiet machine, when it was: the learned one follows the load, and a
+// target that grew with the load would admit more the busier the
+// machine. Called with q.mu held.
+func (q *Queue) fixedCost() time.Duration {
+	if q.cfg.CallFixedCost > 0 {
+		return q.cfg.CallFixedCost
+	}
+	return q.cost.fixed
 }
 
 // Config is the configuration in force, defaults filled in.
@@ -352,9 +366,10 @@ func (q *Queue) waitAhead(p Priority, arriving bool) time.Duration {
 		rows += q.decodingRows(p)
 	}
 	workers := time.Duration(q.runner.Size())
-	w := q.cost.work(rows, q.cfg.MaxBatchRows) / workers
+	batch := q.batchRows(p)
+	w := q.cost.work(rows, batch) / workers
 	if q.running >= q.runner.Size() {
-		w += q.cost.call(q.cfg.MaxBatchRows) / 2
+		w += q.cost.call(batch) / 2
 	}
 	return w
 }
@@ -371,7 +386,7 @@ func (q *Queue) target() time.Duration {
 // q.mu held.
 func (q *Queue) baseTarget() time.Duration {
 	if q.autoWait {
-		return defaultQueueWait(q.cost, q.cfg.MaxBatchRows)
+		return defaultQueueWait(q.fixedCost())
 	}
 	return q.cfg.MaxQueueWait
 }
@@ -415,7 +430,8 @@ func (q *Queue) checkWait(p Priority, caller string, arriving bool) error {
 // drainTime is how long the whole queue needs, with what is being
 // decoded, for Retry-After.
 func (q *Queue) drainTime() time.Duration {
-	return q.cost.work(q.queuedRows+q.decodingRows(Low), q.cfg.MaxBatchRows)/time.Duration(q.runner.Size()) + q.cost.call(q.cfg.MaxBatchRows)
+	batch := q.batchRows(Normal)
+	return q.cost.work(q.queuedRows+q.decodingRows(Low), batch)/time.Duration(q.runner.Size()) + q.cost.call(batch)
 }
 
 // checkMemory refuses n more in-flight bytes that do not fit the budget.
@@ -553,7 +569,7 @@ func (t *Ticket) Resize(n int64) {
 func (q *Queue) Estimate(rows int) time.Duration {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return q.cost.work(q.queuedRows+rows, q.cfg.MaxBatchRows) / time.Duration(q.runner.Size())
+	return q.cost.work(q.queuedRows+rows, q.batchRows(Normal)) / time.Duration(q.runner.Size())
 }
 
 // Done releases the ticket's memory; call it once the answer is written.
@@ -609,8 +625,15 @@ func (q *Queue) enqueue(ctx context.Context, t *Ticket, inputs []model.Tensor) (
 	req := &request{ctx: ctx, rows: rows, prio: t.prio, caller: t.caller, done: make(chan struct{})}
 	now := q.cfg.Clock()
 	q.arrivals.observe(now, rows)
-	for lo := 0; lo < rows; lo += q.cfg.MaxBatchRows {
-		hi := min(lo+q.cfg.MaxBatchRows, rows)
+	if t.prio == High {
+		q.highSeen = now
+	}
+	// Pieces of even size, each at most a batch.
+	batch := q.batchRows(t.prio)
+	n := max(1, (rows+batch-1)/batch)
+	size := (rows + n - 1) / n
+	for lo := 0; lo < rows; lo += size {
+		hi := min(lo+size, rows)
 		p := &piece{req: req, index: len(req.pieces), rows: hi - lo, shapeKey: key, queued: now}
 		p.inputs = make([]model.Tensor, len(inputs))
 		for i, in := range inputs {
@@ -676,7 +699,7 @@ func (q *Queue) checkDeadline(ctx context.Context, p Priority, rows int) error {
 	if !ok || q.cost.perRow <= 0 && q.cost.fixed <= 0 {
 		return nil
 	}
-	wait := q.cost.work(q.queuedRows+rows, q.cfg.MaxBatchRows) / time.Duration(q.runner.Size())
+	wait := q.cost.work(q.queuedRows+rows, q.batchRows(p)) / time.Duration(q.runner.Size())
 	if left := deadline.Sub(q.cfg.Clock()); wait > left {
 		return q.reject(p, ErrOverloaded, ReasonDeadline, "the queue needs about %v, the request's deadline is in %v", wait.Round(time.Millisecond), left.Round(time.Millisecond))
 	}

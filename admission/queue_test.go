@@ -56,10 +56,15 @@ var encoderInputs = []model.Spec{{Name: "input_ids", DType: model.Int64, Shape: 
 // cancelling it ends the run at once.
 const occupyRows = 4096
 
-// encoderQueue is one encoder worker whose batches may hold occupyRows.
+// encoderQueue is one encoder worker whose batches may hold occupyRows:
+// its wait target, unless set, is long enough that batches are not cut
+// to it.
 func encoderQueue(t *testing.T, cfg Config) fixture {
 	if cfg.MaxBatchRows == 0 {
 		cfg.MaxBatchRows = occupyRows
+	}
+	if cfg.MaxQueueWait == 0 {
+		cfg.MaxQueueWait = time.Minute
 	}
 	return newFixture(t, "encoder", encoderInputs, []string{"embedding"}, 1, cfg)
 }

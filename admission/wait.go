@@ -131,6 +131,43 @@ func (c *costModel) work(rows, batch int) time.Duration {
 	return time.Duration(calls)*c.fixed + time.Duration(rows)*c.perRow
 }
 
+// efficientCall is how many times its fixed part a call must last to be
+// worth making: its fixed cost is then an eighth of it at most.
+const efficientCall = 8
+
+// batchRows is the most rows one call takes now, for a batch led by rows
+// of priority p: MaxBatchRows, or fewer when the learned cost says a full
+// batch would last longer than the wait target (or than efficientCall
+// times the fixed part, for a model whose calls cost much): an accepted
+// request then waits about the target and runs in a call about as long,
+// instead of in a full batch of a slow model. The rows lost per call cost
+// little: past that size the cost is mostly per row.
+//
+// While high-priority requests come (one in the last highWindow), a batch
+// of lower priority is cut to a tenth of that: a call is never preempted,
+// so a high-priority request that finds the workers busy waits for the
+// shortest of their calls, and that must be short.
+// Called with q.mu held.
+func (q *Queue) batchRows(p Priority) int {
+	n := q.cfg.MaxBatchRows
+	if !q.coalesce || q.cost.perRow <= 0 {
+		return n
+	}
+	allowed := q.baseTarget()
+	if p < High && !q.highSeen.IsZero() && q.cfg.Clock().Sub(q.highSeen) < highWindow {
+		allowed /= 10
+	}
+	allowed = max(allowed, efficientCall*q.fixedCost())
+	if q.cost.call(n) <= allowed {
+		return n
+	}
+	return max(1, min(n, int((allowed-q.cost.fixed)/q.cost.perRow)))
+}
+
+// highWindow is how long after a high-priority request the batches of
+// lower priority stay short.
+const highWindow = time.Second
+
 // controller tightens admission when the queue's measured sojourn stays
 // above target for a whole interval (the model slowed down, a noisy
 // neighbour, a throttled GPU) and loosens it again once it is below: as

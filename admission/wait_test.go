@@ -50,12 +50,66 @@ func TestCostModel_learnsTheFixedAndPerRowParts(t *testing.T) {
 	}
 }
 
+func TestQueue_theWaitTargetDoesNotGrowWithTheLoad(t *testing.T) {
+	// Warm-up measured 1 ms a call; under load the calls' fit says 20 ms
+	// (a busy machine slows every call). The default target stays 50 ms.
+	g := newGate(1)
+	q, err := New(g, Config{CallFixedCost: time.Millisecond, CallPerRowCost: time.Millisecond}, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { close(g.release); q.Close() }()
+	q.mu.Lock()
+	q.cost = costModel{fixed: 20 * time.Millisecond, perRow: time.Millisecond}
+	got := q.target()
+	q.mu.Unlock()
+	if got != DefaultQueueWait {
+		t.Errorf("target under load %v, want %v", got, DefaultQueueWait)
+	}
+}
+
 func TestDefaultQueueWait(t *testing.T) {
-	if got := defaultQueueWait(costModel{fixed: time.Millisecond, perRow: 10 * time.Microsecond}, 64); got != DefaultQueueWait {
+	if got := defaultQueueWait(time.Millisecond); got != DefaultQueueWait {
 		t.Errorf("a fast model: %v, want %v", got, DefaultQueueWait)
 	}
-	if got := defaultQueueWait(costModel{fixed: 10 * time.Millisecond, perRow: time.Millisecond}, 64); got != 74*time.Millisecond {
-		t.Errorf("a slow model: %v, want a full batch", got)
+	if got := defaultQueueWait(10 * time.Millisecond); got != 80*time.Millisecond {
+		t.Errorf("a model whose calls cost 10 ms each: %v, want a call worth making (80 ms)", got)
+	}
+}
+
+func TestQueue_batchesAreCutToTheWaitTarget(t *testing.T) {
+	tests := []struct {
+		name          string
+		fixed, perRow time.Duration
+		target        time.Duration
+		want          int
+	}{
+		{"a fast model runs full batches", 100 * time.Microsecond, 10 * time.Microsecond, 50 * time.Millisecond, 64},
+		{"a slow one runs what fits the target", 2 * time.Millisecond, 1250 * time.Microsecond, 50 * time.Millisecond, 38},
+		{"one row past the target runs alone", time.Millisecond, 200 * time.Millisecond, 50 * time.Millisecond, 1},
+		{"a large fixed part keeps calls worth making", 10 * time.Millisecond, 2 * time.Millisecond, 20 * time.Millisecond, 35},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			q, g, _ := gated(t, Config{MaxBatchRows: 64})
+			q.mu.Lock()
+			q.cost = costModel{fixed: tt.fixed, perRow: tt.perRow}
+			q.cfg.MaxQueueWait, q.cfg.CallFixedCost = tt.target, tt.fixed
+			got := q.batchRows(Normal)
+			q.mu.Unlock()
+			if got != tt.want {
+				t.Fatalf("batch of %d rows, want %d", got, tt.want)
+			}
+			// A request of 100 rows is queued in even pieces of at most
+			// that, and a batch takes no more.
+			done := make(chan submitted, 1)
+			if err := submit(q, Normal, "a", 0, 100, done); err != nil {
+				t.Fatal(err)
+			}
+			if rows := <-g.started; rows > tt.want || rows < 100/((100+tt.want-1)/tt.want) {
+				t.Errorf("the first call ran %d rows, want even pieces of at most %d", rows, tt.want)
+			}
+		})
 	}
 }
 
@@ -328,6 +382,55 @@ func TestQueue_correctsItselfWhenTheModelSlowsDown(t *testing.T) {
 	q.mu.Unlock()
 	if back != full {
 		t.Fatalf("after quick service the target is %v, want %v back", back, full)
+	}
+}
+
+func TestQueue_batchesStayShortWhileHighPriorityComes(t *testing.T) {
+	now := time.Unix(1000, 0)
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	q, g, _ := gated(t, Config{MaxBatchRows: 64, Clock: clock})
+	q.mu.Lock()
+	q.cost = costModel{fixed: 100 * time.Microsecond, perRow: time.Millisecond}
+	q.cfg.MaxQueueWait, q.cfg.CallFixedCost = 50*time.Millisecond, 100*time.Microsecond
+	before := q.batchRows(Low)
+	q.mu.Unlock()
+	if before != 49 {
+		t.Fatalf("a low-priority batch with no high-priority traffic: %d rows, want 49", before)
+	}
+	done := make(chan submitted, 10)
+	if err := submit(q, High, "interactive", 1, 1, done); err != nil {
+		t.Fatal(err)
+	}
+	<-g.started
+	q.mu.Lock()
+	low, high := q.batchRows(Low), q.batchRows(High)
+	q.mu.Unlock()
+	if low != 4 || high != 49 {
+		t.Errorf("while high-priority requests come: low %d rows, high %d; want 4 and 49", low, high)
+	}
+	// A high-priority request's batch takes at most that many low rows.
+	for i := range 20 {
+		if err := submit(q, Low, "scan", 2, 1, done); err != nil {
+			t.Fatalf("low %d: %v", i, err)
+		}
+	}
+	if err := submit(q, High, "interactive", 3, 1, done); err != nil {
+		t.Fatal(err)
+	}
+	g.fail.Store(true) // calls teach no cost: the test's clock stands still
+	g.release <- struct{}{}
+	if rows := <-g.started; rows != 4 {
+		t.Errorf("the next batch, led by the high-priority row, ran %d rows; want it and 3 low ones", rows)
+	}
+	mu.Lock()
+	now = now.Add(2 * highWindow)
+	mu.Unlock()
+	q.mu.Lock()
+	low = q.batchRows(Low)
+	q.mu.Unlock()
+	if low != 49 {
+		t.Errorf("once they stop: low %d rows, want 49 again", low)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -19,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	promodel "github.com/prometheus/common/model"
 
@@ -198,19 +200,78 @@ func (s *process) stop() {
 	}
 }
 
-// metric sums a metric's samples from /metrics (histograms: name_sum and
-// name_count are separate names).
-func (s *process) metric(name string) (float64, error) {
+// families reads the server's /metrics.
+func (s *process) families() (map[string]*dto.MetricFamily, error) {
 	// A connection of its own each time: reading leaves nothing open in
 	// the server between reads (the soak counts what stays open).
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
 	resp, err := client.Get("http://" + s.host + "/metrics")
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	defer resp.Body.Close()
 	parser := expfmt.NewTextParser(promodel.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(resp.Body)
+	return parser.TextToMetricFamilies(resp.Body)
+}
+
+// buckets is a histogram's cumulative counts by upper bound, summed over
+// its label sets.
+type buckets map[float64]uint64
+
+// histogram reads the buckets of a histogram now, of the label sets that
+// have every label in match.
+func (s *process) histogram(name string, match map[string]string) (buckets, error) {
+	families, err := s.families()
+	if err != nil {
+		return nil, err
+	}
+	fam, ok := families[name]
+	if !ok {
+		return nil, fmt.Errorf("no metric %s", name)
+	}
+	b := buckets{}
+metrics:
+	for _, m := range fam.GetMetric() {
+		for k, v := range match {
+			if !slices.ContainsFunc(m.GetLabel(), func(l *dto.LabelPair) bool { return l.GetName() == k && l.GetValue() == v }) {
+				continue metrics
+			}
+		}
+		for _, bk := range m.GetHistogram().GetBucket() {
+			b[bk.GetUpperBound()] += bk.GetCumulativeCount()
+		}
+	}
+	return b, nil
+}
+
+// quantile is the upper bound of the bucket holding quantile q of what
+// was observed between before and b: a bound, as Prometheus's buckets
+// allow; 0 when nothing was.
+func (b buckets) quantile(before buckets, q float64) time.Duration {
+	bounds := make([]float64, 0, len(b))
+	var total uint64
+	for ub, n := range b {
+		total = max(total, n-before[ub])
+		if !math.IsInf(ub, 1) {
+			bounds = append(bounds, ub)
+		}
+	}
+	slices.Sort(bounds)
+	if len(bounds) == 0 || total == 0 {
+		return 0
+	}
+	for _, ub := range bounds {
+		if float64(b[ub]-before[ub]) >= q*float64(total) {
+			return time.Duration(ub * float64(time.Second))
+		}
+	}
+	return time.Duration(bounds[len(bounds)-1] * float64(time.Second)) // past the last bound
+}
+
+// metric sums a metric's samples from /metrics (histograms: name_sum and
+// name_count are separate names).
+func (s *process) metric(name string) (float64, error) {
+	families, err := s.families()
 	if err != nil {
 		return 0, err
 	}
@@ -240,6 +301,31 @@ func (s *process) metric(name string) (float64, error) {
 		}
 	}
 	return total, nil
+}
+
+// cpu is the CPU time the server process has used so far.
+func (s *process) cpu() (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid))
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the command's closing parenthesis; utime and stime
+	// are the 12th and 13th of them, in clock ticks (100 a second).
+	rest := string(b[bytes.LastIndexByte(b, ')')+1:])
+	f := strings.Fields(rest)
+	if len(f) < 13 {
+		return 0, fmt.Errorf("unexpected /proc stat: %q", rest)
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	k, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(u+k) * 10 * time.Millisecond, nil
+}
+
+// selfCPU is the CPU time this program (the load generator) has used.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // memory reads the process's resident memory now and its peak.

@@ -36,9 +36,13 @@ func overloadSection(e *env) (string, error) {
 	fmt.Fprintf(&b, "## Overload: 3× capacity, for every request size\n\n")
 	fmt.Fprintf(&b, "Default flags. Capacity: %d callers in a closed loop for %s (a 429 retried after 2 ms). Then 3× capacity's request rate offered on schedule for %s, whatever the answers; accepted latency counts from each request's scheduled time, the time to a 429 from its send (the generator shares the two cores).\n\n",
 		overloadCallers, e.o.duration, e.o.overload)
-	fmt.Fprintln(&b, "| traffic | capacity rows/s | capacity p99 | offered requests/s | accepted rows/s (÷ capacity) | accepted p99 (÷ capacity p99) | median time to 429 | Retry-After | other answers | targets |")
-	fmt.Fprintln(&b, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+	fmt.Fprintln(&b, "| traffic | capacity rows/s | capacity p99 | offered requests/s | accepted rows/s (÷ capacity) | accepted p99 (÷ capacity p99) | median time to 429 | Retry-After | other answers | in the server: p99 answer, p99 queue wait | sent late, p99 | cores used: server, generator | targets |")
+	fmt.Fprintln(&b, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
 	var encoderRate float64
+	var mixed *struct {
+		sizes []int
+		stats *loadgen.Stats
+	}
 	for i, sh := range shapes {
 		fmt.Fprintf(os.Stderr, "bench: overload, %s\n", sh.label)
 		payloads := make([]loadgen.Payload, len(sh.sizes))
@@ -60,17 +64,46 @@ func overloadSection(e *env) (string, error) {
 		if i == 0 {
 			encoderRate = rate
 		}
+		before, err := s.serverLatency()
+		if err != nil {
+			s.stop()
+			return "", err
+		}
+		serverCPU, genCPU := s.cpuOr0(), selfCPU()
 		open := tg.OpenMix(payloads, 3*rate, e.o.overload, 8192)
+		if len(sh.sizes) > 1 {
+			mixed = &struct {
+				sizes []int
+				stats *loadgen.Stats
+			}{sh.sizes, open}
+		}
+		serverCPU, genCPU = s.cpuOr0()-serverCPU, selfCPU()-genCPU
+		after, err := s.serverLatency()
 		s.stop()
+		if err != nil {
+			return "", err
+		}
 		capRows := float64(capacity.OKRows) / capacity.Elapsed.Seconds()
 		rows := float64(open.OKRows) / open.Elapsed.Seconds()
 		capP99, p99 := percentile(capacity.OK, 0.99), percentile(open.OK, 0.99)
 		to429 := percentile(open.RejectedFromSend, 0.5)
 		others := open.Others() + open.Dropped
 		okRows, okP99, ok429, okOthers := rows >= 0.85*capRows, p99 <= 3*capP99, to429 < time.Millisecond, others == 0
-		fmt.Fprintf(&b, "| %s | %.0f | %s | %.0f | %.0f (%.2f) | %s (%.1f) | %s | %s | %d | rows %s, p99 %s, 429 %s, others %s |\n",
+		fmt.Fprintf(&b, "| %s | %.0f | %s | %.0f | %.0f (%.2f) | %s (%.1f) | %s | %s | %d | ≤ %s, ≤ %s | %s | %.2f, %.2f | rows %s, p99 %s, 429 %s, others %s |\n",
 			sh.label, capRows, short(capP99), 3*rate, rows, rows/capRows, short(p99), float64(p99)/float64(capP99),
-			short(to429), retryAfters(open.RetryAfter), others, verdict(okRows), verdict(okP99), verdict(ok429), verdict(okOthers))
+			short(to429), retryAfters(open.RetryAfter), others,
+			short(after[0].quantile(before[0], 0.99)), short(after[1].quantile(before[1], 0.99)), short(percentile(open.Late, 0.99)),
+			serverCPU.Seconds()/open.Elapsed.Seconds(), genCPU.Seconds()/open.Elapsed.Seconds(),
+			verdict(okRows), verdict(okP99), verdict(ok429), verdict(okOthers))
+	}
+
+	if mixed != nil {
+		fmt.Fprintf(&b, "\nMedian time to a 429 in the mix, by request size:")
+		for k, n := range mixed.sizes {
+			fmt.Fprintf(&b, " %d rows %s (%d refused)%s", n, short(percentile(mixed.stats.RejectedBySize[n], 0.5)), len(mixed.stats.RejectedBySize[n]),
+				map[bool]string{true: ".", false: ";"}[k == len(mixed.sizes)-1])
+		}
+		fmt.Fprintln(&b)
 	}
 
 	// A low-priority flood at 3× the encoder's 1-row capacity, and one
@@ -93,14 +126,44 @@ func overloadSection(e *env) (string, error) {
 		defer wg.Done()
 		flood = low.Open(one, 3*encoderRate, e.o.overload, 8192)
 	}()
+	waitBefore, err := s.histogram("modelserve_queue_wait_seconds", map[string]string{"priority": "high"})
+	if err != nil {
+		s.stop()
+		return "", err
+	}
 	trickle := high.Closed(one, 1, 2*time.Second, e.o.overload-4*time.Second, nil)
 	wg.Wait()
+	waitAfter, err := s.histogram("modelserve_queue_wait_seconds", map[string]string{"priority": "high"})
 	s.stop()
+	if err != nil {
+		return "", err
+	}
 	ratio := float64(percentile(trickle.OK, 0.99)) / float64(percentile(unloaded.OK, 0.99))
-	fmt.Fprintf(&b, "\nPriorities, on the encoder: a low-priority flood of 1-row requests at 3× capacity (%.0f requests/s offered: %d answered 200, %d refused 429) and one high-priority caller through it: high-priority p99 %s against %s unloaded (%.1f×, target ≤ 2×: %s); %d high-priority answers other than 200.\n",
+	fmt.Fprintf(&b, "\nPriorities, on the encoder: a low-priority flood of 1-row requests at 3× capacity (%.0f requests/s offered: %d answered 200, %d refused 429) and one high-priority caller through it: high-priority p99 %s against %s unloaded (%.1f×, target ≤ 2×: %s), p50 %s against %s; in the server, the high-priority rows' p99 queue wait ≤ %s; %d high-priority answers other than 200.\n",
 		3*encoderRate, len(flood.OK), len(flood.Rejected), short(percentile(trickle.OK, 0.99)), short(percentile(unloaded.OK, 0.99)),
-		ratio, verdict(ratio <= 2), len(trickle.Rejected)+trickle.Others())
+		ratio, verdict(ratio <= 2), short(percentile(trickle.OK, 0.5)), short(percentile(unloaded.OK, 0.5)),
+		short(waitAfter.quantile(waitBefore, 0.99)), len(trickle.Rejected)+trickle.Others())
 	return b.String(), nil
+}
+
+// cpuOr0 is the server's CPU time so far, 0 if it cannot be read.
+func (s *process) cpuOr0() time.Duration {
+	d, _ := s.cpu()
+	return d
+}
+
+// serverLatency reads the histograms of the time to an answer (every
+// answer, 429s too) and of the queue wait (accepted rows), as the server
+// measures them: the difference of two readings is a phase's.
+func (s *process) serverLatency() ([2]buckets, error) {
+	var h [2]buckets
+	var err error
+	for i, name := range []string{"modelserve_request_duration_seconds", "modelserve_queue_wait_seconds"} {
+		if h[i], err = s.histogram(name, nil); err != nil {
+			return h, err
+		}
+	}
+	return h, nil
 }
 
 // retryAfters is the median Retry-After, in seconds, of the 429s.

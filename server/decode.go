@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime"
 	"strconv"
 	"strings"
 
@@ -334,6 +335,10 @@ func (d *decoding) finish() error {
 }
 
 // rows decodes "data": [[row, args...], ...], each row flat or wide.
+// yieldBytes is how much of a body is decoded between yields to other
+// goroutines: about a tenth of a millisecond of work.
+const yieldBytes = 32 << 10
+
 func (d *decoding) rows(s *scanner) error {
 	if s.kind() != kindArray {
 		return inputErr(-1, "", `"data" must be an array of rows, got %s`, s.describe())
@@ -342,8 +347,16 @@ func (d *decoding) rows(s *scanner) error {
 		return inputErr(-1, "", `"data" holds no rows`)
 	}
 	d.start(64)
-	first := s.i
+	first, yielded := s.i, s.i
 	return s.elements(func(r int) error {
+		if s.i-yielded >= yieldBytes {
+			// A large body takes milliseconds to decode; on a busy
+			// machine the goroutines waiting for a core (a request to
+			// refuse, a dispatcher with a batch for an idle worker) go
+			// first, not after this body's whole time slice.
+			runtime.Gosched()
+			yielded = s.i
+		}
 		if s.kind() == kindEnd {
 			return s.errSyntax("a row")
 		}

@@ -211,7 +211,20 @@ func (s *Server) handle(c *fiber.Ctx, r *route, g gateway) (ans answer, how stri
 
 // decode reads a request body into its batch; a panic in the decoder
 // (which reads what any caller sends) fails this request alone.
+//
+// Large bodies are decoded a few at a time (decoders): Go looks for
+// network events only when a core runs out of work, or every 10 ms, so
+// with every core decoding, a request to refuse or a finished batch
+// would wait that long to be seen.
 func (s *Server) decode(ctx context.Context, r *route, body []byte) (b *batch, err error) {
+	if len(body) >= yieldBytes {
+		select {
+		case s.decoders <- struct{}{}:
+			defer func() { <-s.decoders }()
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 	defer s.cfg.Panics.Catch(panics.Decode, &err)
 	faults.Inject(ctx, panics.Decode)
 	return r.dec.decode(body, decodeOptions{nullAsNaN: r.fn.NullAsNaN})

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -179,6 +180,9 @@ type Server struct {
 	// draining turns new requests away while those in progress finish.
 	draining atomic.Bool
 	bodies   bodyPool
+	// decoders holds a slot per large body being decoded: one fewer
+	// than the cores Go runs on, at least one (decode says why).
+	decoders chan struct{}
 
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
@@ -235,7 +239,8 @@ func New(cfg Config) (*Server, error) {
 	}
 	cfg.Conn.defaults()
 	s := &Server{cfg: cfg, routes: map[string]*route{}, hangups: newDisconnects(50 * time.Millisecond),
-		conns: &connTracker{conns: map[net.Conn]struct{}{}, limits: cfg.Conn}}
+		decoders: make(chan struct{}, max(1, runtime.GOMAXPROCS(0)-1)),
+		conns:    &connTracker{conns: map[net.Conn]struct{}{}, limits: cfg.Conn}}
 	if err := s.registerMetrics(); err != nil {
 		return nil, err
 	}

@@ -83,6 +83,11 @@ func newFixtureWith(t *testing.T, name string, fns []model.Function, o fixtureOp
 	if o.wrap != nil {
 		runner = o.wrap(pool)
 	}
+	// A test that raises the batch size wants batches that large: its
+	// wait target, unless set, does not cut them.
+	if o.admission.MaxBatchRows >= occupyRows && o.admission.MaxQueueWait == 0 {
+		o.admission.MaxQueueWait = time.Minute
+	}
 	// As serve does: the call cost warm-up measured.
 	o.admission.CallFixedCost, o.admission.CallPerRowCost = pool.Cost().Fixed, pool.Cost().PerRow
 	q, err := admission.New(runner, o.admission, metrics)

@@ -421,7 +421,7 @@ func TestServe_metricsPassPromtool(t *testing.T) {
 		`modelserve_request_duration_seconds_count{function="predict",model="iris",version="1"} 2`,
 		`modelserve_inference_duration_seconds_count{model="iris",version="1"} 1`,
 		`modelserve_batch_rows_count{model="iris",version="1"} 1`,
-		`modelserve_queue_wait_seconds_count{model="iris",version="1"} 1`,
+		`modelserve_queue_wait_seconds_count{model="iris",priority="normal",version="1"} 1`,
 		`modelserve_queue_rows{model="iris",version="1"} 0`,
 		`modelserve_inflight_bytes{model="iris",version="1"} 0`,
 		`modelserve_admission_rejections_total{model="iris",priority="normal",reason="memory",version="1"} 0`,

@@ -26,14 +26,18 @@ type Stats struct {
 	// OKRows sums the rows of the requests answered 200, for payloads
 	// that say their rows.
 	OKRows int64
-	// RejectedFromSend times 429s from the moment the request was sent;
-	// Late is how far behind schedule the open loop sent.
+	// RejectedFromSend times 429s from the moment the request was sent,
+	// and RejectedBySize the same by the request's rows; Late is how far
+	// behind schedule the open loop sent.
 	RejectedFromSend, Late []time.Duration
+	RejectedBySize         map[int][]time.Duration
 	// RetryAfter holds the Retry-After of each 429 of an open loop.
 	RetryAfter []string
 }
 
-func newStats() *Stats { return &Stats{Statuses: map[int]int{}} }
+func newStats() *Stats {
+	return &Stats{Statuses: map[int]int{}, RejectedBySize: map[int][]time.Duration{}}
+}
 
 func (s *Stats) record(status int, err error, latency time.Duration, rows int) {
 	if err != nil {
@@ -252,7 +256,9 @@ func (t *Target) OpenMix(payloads []Payload, rate float64, d time.Duration, maxI
 			s.record(resp.StatusCode(), err, latency, p.Rows)
 			s.Late = append(s.Late, sent.Sub(at))
 			if err == nil && resp.StatusCode() == fasthttp.StatusTooManyRequests {
-				s.RejectedFromSend = append(s.RejectedFromSend, time.Since(sent))
+				d := time.Since(sent)
+				s.RejectedFromSend = append(s.RejectedFromSend, d)
+				s.RejectedBySize[p.Rows] = append(s.RejectedBySize[p.Rows], d)
 				if ra := string(resp.Header.Peek("Retry-After")); ra != "" {
 					s.RetryAfter = append(s.RetryAfter, ra)
 				}
