@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/modelserve/modelserve/build"
+	"github.com/modelserve/modelserve/internal/bytesize"
 	"github.com/modelserve/modelserve/onnxrt"
 )
 
@@ -153,7 +154,7 @@ func runBuild(cmd *cobra.Command, g *globals, o *buildOptions) error {
 			fmt.Fprintf(stderr, "%s already holds this image; tagged %v\n", describe(dsts[i]), tags)
 		case dsts[i] == build.Destination(pushTo):
 			n, bytes := pushTo.Uploads().Sent()
-			fmt.Fprintf(stderr, "pushed %d blobs, %s, to %s\n", n, humanBytes(bytes), describe(dsts[i]))
+			fmt.Fprintf(stderr, "pushed %d blobs, %s, to %s\n", n, bytesize.Format(bytes), describe(dsts[i]))
 		default:
 			fmt.Fprintf(stderr, "wrote %s\n", describe(dsts[i]))
 		}
@@ -322,7 +323,7 @@ func (p *progress) blob(e build.BlobEvent) {
 	if e.Present {
 		fmt.Fprintf(p.w, "  %-14s %s  already in the registry\n", what, short)
 	} else {
-		fmt.Fprintf(p.w, "  %-14s %s  sent %s\n", what, short, humanBytes(e.Bytes))
+		fmt.Fprintf(p.w, "  %-14s %s  sent %s\n", what, short, bytesize.Format(e.Bytes))
 	}
 }
 
@@ -336,7 +337,7 @@ func (p *progress) update(u v1.Update) {
 		return
 	}
 	p.last = time.Now()
-	fmt.Fprintf(p.w, "\r\033[K  pushing %s / %s  %3d%%", humanBytes(u.Complete), humanBytes(u.Total), u.Complete*100/u.Total)
+	fmt.Fprintf(p.w, "\r\033[K  pushing %s / %s  %3d%%", bytesize.Format(u.Complete), bytesize.Format(u.Total), u.Complete*100/u.Total)
 	p.live = true
 }
 

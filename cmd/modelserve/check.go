@@ -28,6 +28,7 @@ import (
 
 	"github.com/modelserve/modelserve/admission"
 	"github.com/modelserve/modelserve/gpu"
+	"github.com/modelserve/modelserve/internal/bytesize"
 	"github.com/modelserve/modelserve/internal/loadgen"
 	"github.com/modelserve/modelserve/internal/panics"
 	"github.com/modelserve/modelserve/model"
@@ -117,7 +118,7 @@ func runCheck(ctx context.Context, out io.Writer, g *globals, o *doctorOptions) 
 			if i > 0 {
 				fmt.Fprint(w, ", ")
 			}
-			fmt.Fprintf(w, "GPU %d: %s (%s)", d.Index, d.Name, humanBytes(int64(d.MemoryTotal)))
+			fmt.Fprintf(w, "GPU %d: %s (%s)", d.Index, d.Name, bytesize.Format(int64(d.MemoryTotal)))
 		}
 		fmt.Fprintln(w)
 	}
@@ -231,7 +232,7 @@ func checkModel(ctx context.Context, w io.Writer, t checkTarget, o *doctorOption
 	batches []int, log *slog.Logger) (failures []string) {
 	c := &o.check
 	fail := func(format string, args ...any) { failures = append(failures, fmt.Sprintf(format, args...)) }
-	fmt.Fprintf(w, "\n## %s (%s, %s)\n\n", t.Ref(), t.source, humanBytes(t.Size))
+	fmt.Fprintf(w, "\n## %s (%s, %s)\n\n", t.Ref(), t.source, bytesize.Format(t.Size))
 
 	so := newServeOptions(pflag.NewFlagSet("serve", pflag.ContinueOnError))
 	so.device, so.workers, so.workersPerGPU, so.intraOp = string(device), o.workers, o.workersPerGPU, o.intraOp
@@ -419,20 +420,20 @@ func checkModel(ctx context.Context, w io.Writer, t checkTarget, o *doctorOption
 		peak, peakNote = p, " (the process's, raw calls and earlier models included)"
 	}
 	what := "host memory (resident)"
-	perRow := fmt.Sprintf("%s a row by admission's count (inputs and outputs)", humanBytes(hostRowBytes(t.Signature)))
+	perRow := fmt.Sprintf("%s a row by admission's count (inputs and outputs)", bytesize.Format(hostRowBytes(t.Signature)))
 	if device == workers.CUDA {
 		what = "device memory (used, all processes)"
-		perRow = fmt.Sprintf("%s a row, measured at load (a 64-row batch's growth)", humanBytes(m.pool.DeviceBytesPerRow()))
+		perRow = fmt.Sprintf("%s a row, measured at load (a 64-row batch's growth)", bytesize.Format(m.pool.DeviceBytesPerRow()))
 		if m.pool.DeviceBytesPerRow() == 0 {
 			perRow = "no growth at load to measure; admission counts 4× the row's bytes"
 		}
 	}
-	change := "+" + humanBytes(after-before)
+	change := "+" + bytesize.Format(after-before)
 	if after < before {
-		change = "−" + humanBytes(before-after)
+		change = "−" + bytesize.Format(before-after)
 	}
-	fmt.Fprintf(w, "| %s | before load %s, after %s (%s), peak %s%s; %s | |\n", what, humanBytes(before), humanBytes(after),
-		change, humanBytes(peak), peakNote, perRow)
+	fmt.Fprintf(w, "| %s | before load %s, after %s (%s), peak %s%s; %s | |\n", what, bytesize.Format(before), bytesize.Format(after),
+		change, bytesize.Format(peak), peakNote, perRow)
 	if scrape != nil {
 		util, power, n := scrape.utilization.Load(), scrape.power.Load(), scrape.samples.Load()
 		ok := util > 0
@@ -440,7 +441,7 @@ func checkModel(ctx context.Context, w io.Writer, t checkTarget, o *doctorOption
 			fail("GPU utilization stayed at 0 under load (%d samples of /metrics)", n)
 		}
 		fmt.Fprintf(w, "| GPU metrics read from /metrics under load | utilization up to %d%%, memory up to %s, power up to %.0f W (%d scrapes) | %s |\n",
-			util, humanBytes(scrape.memory.Load()), float64(power)/1000, n, verdict(ok))
+			util, bytesize.Format(scrape.memory.Load()), float64(power)/1000, n, verdict(ok))
 	}
 	if on > 0 && off > 0 {
 		fmt.Fprintf(w, "| dynamic batching, %d callers of 1 row | %.2f× the requests/s of batching off | |\n", c.callers, on/off)
@@ -485,11 +486,11 @@ func checkAdmission(m *started, so *serveOptions, device workers.Device, inputs 
 		room := uint64(checkRows * deviceRow)
 		co.gpuMemoryMargin = max(0, float64(s.MemoryFree-min(room, s.MemoryFree))/float64(s.MemoryTotal))
 		narrowed = fmt.Sprintf("GPU memory narrowed to about %d rows (%s of %s free, at %s a row)", checkRows,
-			humanBytes(int64(room)), humanBytes(int64(s.MemoryFree)), humanBytes(deviceRow))
+			bytesize.Format(int64(room)), bytesize.Format(int64(s.MemoryFree)), bytesize.Format(deviceRow))
 	} else {
 		budget := int64(len(gatewayBody(inputs, checkRows))) + checkRows*hostRowBytes(m.v.Signature)
 		co.memoryBudget = byteSize(budget)
-		narrowed = fmt.Sprintf("memory budget narrowed to about %d rows (%s)", checkRows, humanBytes(budget))
+		narrowed = fmt.Sprintf("memory budget narrowed to about %d rows (%s)", checkRows, bytesize.Format(budget))
 	}
 	q, err := m.admit(&co, prometheus.NewRegistry(), log)
 	if err != nil {

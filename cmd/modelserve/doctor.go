@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/modelserve/modelserve/gpu"
+	"github.com/modelserve/modelserve/internal/bytesize"
 	"github.com/modelserve/modelserve/onnxrt"
 	"github.com/modelserve/modelserve/workers"
 )
@@ -117,10 +118,10 @@ func doctor(out io.Writer, o *doctorOptions) error {
 		line("GPUs", "none: %v", orNone(inv.Err))
 	}
 	for _, d := range inv.Devices {
-		desc := fmt.Sprintf("%s, %s, %s", d.Name, d.UUID, humanBytes(int64(d.MemoryTotal)))
+		desc := fmt.Sprintf("%s, %s, %s", d.Name, d.UUID, bytesize.Format(int64(d.MemoryTotal)))
 		if mon != nil {
 			if s, up := mon.Latest(d.Ordinal); up {
-				desc += fmt.Sprintf(": %s used, %d%% busy, %.0f W of %.0f W, %d °C", humanBytes(int64(s.MemoryUsed)), s.Utilization,
+				desc += fmt.Sprintf(": %s used, %d%% busy, %.0f W of %.0f W, %d °C", bytesize.Format(int64(s.MemoryUsed)), s.Utilization,
 					float64(s.PowerMilliwatts)/1000, float64(s.PowerLimitMilliwatts)/1000, s.TemperatureCelsius)
 			} else {
 				desc += ": not answering"

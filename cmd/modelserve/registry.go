@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/modelserve/modelserve/admission"
+	"github.com/modelserve/modelserve/internal/bytesize"
 	"github.com/modelserve/modelserve/model"
 	"github.com/modelserve/modelserve/onnxrt"
 	"github.com/modelserve/modelserve/registry"
@@ -160,7 +161,7 @@ func newListCmd(g *globals) *cobra.Command {
 					names[i] = f.Name
 				}
 				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", v.Name, v.Version, created(v),
-					humanBytes(v.Size), strings.Join(names, ","))
+					bytesize.Format(v.Size), strings.Join(names, ","))
 			}
 			return w.Flush()
 		},
@@ -195,7 +196,7 @@ func printVersion(out io.Writer, v registry.Version) error {
 	sig := v.Signature
 	fmt.Fprintf(w, "%s\n", v.Ref())
 	fmt.Fprintf(w, "  created\t%s\n", created(v))
-	fmt.Fprintf(w, "  size\t%s (%d bytes)\n", humanBytes(v.Size), v.Size)
+	fmt.Fprintf(w, "  size\t%s (%d bytes)\n", bytesize.Format(v.Size), v.Size)
 	fmt.Fprintf(w, "  sha256\t%s\n", v.SHA256)
 	fmt.Fprintf(w, "  file\t%s\n", v.ModelPath())
 	if v.Comment != "" {
@@ -351,10 +352,10 @@ func describeSettings(st registry.Settings) string {
 	}
 	s := "max batch rows " + rows + ", max batch delay " + delay
 	if st.DeviceBytesPerRow > 0 {
-		s += ", device bytes per row " + humanBytes(st.DeviceBytesPerRow)
+		s += ", device bytes per row " + bytesize.Format(st.DeviceBytesPerRow)
 	}
 	if st.GPUMemLimit > 0 {
-		s += ", GPU memory limit " + humanBytes(st.GPUMemLimit)
+		s += ", GPU memory limit " + bytesize.Format(st.GPUMemLimit)
 	}
 	if st.ArenaExtendStrategy != "" {
 		s += ", arena " + st.ArenaExtendStrategy
@@ -415,19 +416,6 @@ func newDeleteCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-}
-
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 // created is when a version was logged; versions baked into an image do not

@@ -22,6 +22,7 @@ import (
 	"github.com/modelserve/modelserve/admission"
 	"github.com/modelserve/modelserve/auth"
 	"github.com/modelserve/modelserve/gpu"
+	"github.com/modelserve/modelserve/internal/bytesize"
 	"github.com/modelserve/modelserve/internal/panics"
 	"github.com/modelserve/modelserve/onnxrt"
 	"github.com/modelserve/modelserve/registry"
@@ -538,8 +539,8 @@ func admissionConfig(o *serveOptions, v registry.Version, pool *workers.Pool, lo
 				"limit", limit, "limit_source", source, "resident", resident, "budget", floor)
 			cfg.MemoryBudget = floor
 		}
-		log.Info("memory budget", "budget", humanBytes(cfg.MemoryBudget), "limit", humanBytes(limit),
-			"limit_source", source, "resident", humanBytes(resident), "fraction", o.memoryFraction)
+		log.Info("memory budget", "budget", bytesize.Format(cfg.MemoryBudget), "limit", bytesize.Format(limit),
+			"limit_source", source, "resident", bytesize.Format(resident), "fraction", o.memoryFraction)
 	}
 	if cfg.MaxQueuedBytes == 0 {
 		cfg.MaxQueuedBytes = cfg.MemoryBudget / 2
