@@ -323,6 +323,16 @@ func (s Signature) OutputRowBytes() int64 {
 	return n
 }
 
+// RowBytes is what one row holds by admission's count: its inputs and
+// the outputs it produces.
+func (s Signature) RowBytes() int64 {
+	n := s.OutputRowBytes()
+	for _, in := range s.Inputs {
+		n += in.RowBytes()
+	}
+	return n
+}
+
 // FetchedOutputs are the outputs some function returns, in the model's
 // output order: what a worker fetches, so outputs no function needs are
 // never converted.

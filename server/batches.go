@@ -12,7 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/modelserve/modelserve/admission"
+	"github.com/modelserve/modelserve/engine"
 	"github.com/modelserve/modelserve/internal/panics"
 )
 
@@ -62,7 +62,7 @@ type entry struct {
 	// Under batches.mu.
 	waiters  int
 	cancel   context.CancelFunc
-	ticket   *admission.Ticket
+	ticket   *engine.Ticket
 	finishAt time.Time
 	elem     *list.Element
 }
@@ -230,7 +230,7 @@ func (bs *batches) wait(ctx context.Context, e *entry) (answer, error) {
 // run finishes a batch in the background: compute waits for what was
 // queued under a context that cancel ends, which happens when nobody waits
 // any more (unless async) or when the batch is done.
-func (bs *batches) run(e *entry, cancel context.CancelFunc, ticket *admission.Ticket, compute func() answer) {
+func (bs *batches) run(e *entry, cancel context.CancelFunc, ticket *engine.Ticket, compute func() answer) {
 	bs.mu.Lock()
 	e.cancel = cancel
 	bs.mu.Unlock()
@@ -245,7 +245,7 @@ func (bs *batches) run(e *entry, cancel context.CancelFunc, ticket *admission.Ti
 // finish gives e its answer: kept, if it is one a retry should get again,
 // with the ticket holding its memory until eviction; else forgotten, so a
 // retry runs afresh.
-func (bs *batches) finish(e *entry, ans answer, ticket *admission.Ticket) {
+func (bs *batches) finish(e *entry, ans answer, ticket *engine.Ticket) {
 	bs.mu.Lock()
 	e.ans = ans
 	close(e.done)

@@ -13,7 +13,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
-	"github.com/modelserve/modelserve/admission"
+	"github.com/modelserve/modelserve/engine"
 	"github.com/modelserve/modelserve/internal/faults"
 	"github.com/modelserve/modelserve/internal/panics"
 	"github.com/modelserve/modelserve/model"
@@ -88,8 +88,8 @@ var running = answer{status: http.StatusAccepted, body: []byte(`{"status":"runni
 // alone: the admission ticket it held is given back, and a gateway batch
 // it had begun is finished with the failure, so its retries run afresh.
 func (s *Server) handle(c *fiber.Ctx, r *route, g gateway) (ans answer, how string) {
-	var ticket *admission.Ticket // held here until handed to a batch
-	var begun *entry             // a batch begun here and not yet handed off
+	var ticket *engine.Ticket // held here until handed to a batch
+	var begun *entry          // a batch begun here and not yet handed off
 	defer func() {
 		v := recover()
 		if v == nil {
@@ -236,7 +236,7 @@ func (s *Server) decode(ctx context.Context, r *route, body []byte) (b *batch, e
 //
 // Admission sees the request from its headers: a refused body is never
 // read into memory (finishBody discards it as it comes).
-func (s *Server) readBody(c *fiber.Ctx, ref Admitter) (*admission.Ticket, []byte, error) {
+func (s *Server) readBody(c *fiber.Ctx, ref Admitter) (*engine.Ticket, []byte, error) {
 	if err := checkDeclared(c, s.cfg.MaxBodyBytes); err != nil {
 		return nil, nil, err
 	}
@@ -245,7 +245,7 @@ func (s *Server) readBody(c *fiber.Ctx, ref Admitter) (*admission.Ticket, []byte
 	if err != nil {
 		return nil, nil, err
 	}
-	ticket, err := ref.AdmitArrival(admission.Arrival{Bytes: declared, Priority: prio, Caller: caller(c)})
+	ticket, err := ref.AdmitArrival(engine.Arrival{Bytes: declared, Priority: prio, Caller: caller(c)})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -316,7 +316,7 @@ func (s *Server) encodeAnswer(r *route, b *batch, outs []model.Tensor) answer {
 // non-zero status overrides the default for errors without their own.
 func (s *Server) failure(err error, status int) answer {
 	var in *InputError
-	var rejected *admission.Rejection
+	var rejected *engine.Rejection
 	msg := "Prediction failed: " + err.Error()
 	ans := answer{status: http.StatusInternalServerError}
 	switch {
@@ -326,14 +326,14 @@ func (s *Server) failure(err error, status int) answer {
 		ans.status, msg = http.StatusBadRequest, "Input data malformed: "+in.Error()
 	case errors.As(err, &rejected):
 		ans.reason = rejected.Reason
-		if errors.Is(err, admission.ErrTooLarge) {
+		if errors.Is(err, engine.ErrTooLarge) {
 			ans.status, msg = http.StatusRequestEntityTooLarge, "Request too large: "+rejected.Detail
 			break
 		}
 		// The gateway slows down and retries on 429: the one signal for
 		// "not now", with the time the queue needs to drain.
 		ans.status, msg, ans.retryAfter = http.StatusTooManyRequests, "Too many requests", retrySeconds(rejected.RetryAfter)
-	case errors.Is(err, errNotReady), errors.Is(err, errDraining), errors.Is(err, admission.ErrClosed):
+	case errors.Is(err, errNotReady), errors.Is(err, errDraining), errors.Is(err, engine.ErrClosed):
 		ans.status, msg, ans.retryAfter = http.StatusServiceUnavailable, "Service unavailable: "+err.Error(), 1
 	case errors.Is(err, context.DeadlineExceeded):
 		ans.status, msg = http.StatusGatewayTimeout, "Prediction timed out: the request's deadline passed before it ran to the end"
@@ -535,12 +535,12 @@ func (a Async) String() string {
 const PriorityHeader = "X-Priority"
 
 // priority is the request's X-Priority, else the server's default.
-func (s *Server) priority(c *fiber.Ctx) (admission.Priority, error) {
+func (s *Server) priority(c *fiber.Ctx) (engine.Priority, error) {
 	h := c.Get(PriorityHeader)
 	if h == "" {
 		return s.cfg.DefaultPriority, nil
 	}
-	p, err := admission.ParsePriority(h)
+	p, err := engine.ParsePriority(h)
 	if err != nil {
 		return p, inputErr(-1, "", "%s: %v", PriorityHeader, err)
 	}

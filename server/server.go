@@ -22,8 +22,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/valyala/fasthttp"
 
-	"github.com/modelserve/modelserve/admission"
 	"github.com/modelserve/modelserve/auth"
+	"github.com/modelserve/modelserve/engine"
 	"github.com/modelserve/modelserve/internal/panics"
 	"github.com/modelserve/modelserve/model"
 )
@@ -33,7 +33,7 @@ import (
 // inputs (the signature's inputs) into outputs (FetchedOutputs). Estimate
 // says how long rows would take, for deciding on async.
 type Admitter interface {
-	AdmitArrival(a admission.Arrival) (*admission.Ticket, error)
+	AdmitArrival(a engine.Arrival) (*engine.Ticket, error)
 	Estimate(rows int) time.Duration
 }
 
@@ -69,7 +69,7 @@ type Config struct {
 	Conn ConnLimits
 	// DefaultPriority is a request's priority when it sends no
 	// X-Priority (the zero value is normal).
-	DefaultPriority admission.Priority
+	DefaultPriority engine.Priority
 	// Model is the served model's name, which predict:NAME scopes match.
 	Model string
 	// Auth decides who may call; nil lets everyone in.
@@ -240,7 +240,7 @@ func New(cfg Config) (*Server, error) {
 	cfg.Conn.defaults()
 	s := &Server{cfg: cfg, routes: map[string]*route{}, hangups: newDisconnects(50 * time.Millisecond),
 		decoders: make(chan struct{}, max(1, runtime.GOMAXPROCS(0)-1)),
-		conns:    &connTracker{conns: map[net.Conn]struct{}{}, limits: cfg.Conn}}
+		conns:    &connTracker{conns: map[net.Conn]*trackedConn{}, limits: cfg.Conn}}
 	if err := s.registerMetrics(); err != nil {
 		return nil, err
 	}
@@ -370,10 +370,20 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		case <-ctx.Done():
 		}
 	}
+	// fasthttp lets a connection finish the answer it is writing, then
+	// closes it; the connections waiting for a next request are closed
+	// here (and the rest once ctx ends): never one mid-answer.
 	done := make(chan error, 1)
 	go func() { done <- s.app.ShutdownWithContext(ctx) }()
-	s.conns.closeAll()
-	return <-done
+	for {
+		s.conns.closeIdle()
+		select {
+		case err := <-done:
+			s.conns.closeAll()
+			return err
+		case <-tick.C:
+		}
+	}
 }
 
 // Routes lists the prediction routes and the function each runs.
@@ -447,7 +457,7 @@ func (s *Server) fiberError(c *fiber.Ctx, err error) error {
 type connTracker struct {
 	limits ConnLimits
 	mu     sync.Mutex
-	conns  map[net.Conn]struct{}
+	conns  map[net.Conn]*trackedConn
 }
 
 func (t *connTracker) wrap(ln net.Listener) net.Listener { return &trackedListener{Listener: ln, t: t} }
@@ -457,6 +467,17 @@ func (t *connTracker) closeAll() {
 	defer t.mu.Unlock()
 	for c := range t.conns {
 		c.Close()
+	}
+}
+
+// closeIdle closes the connections waiting for a next request.
+func (t *connTracker) closeIdle() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for c, tc := range t.conns {
+		if tc.idle.Load() {
+			c.Close()
+		}
 	}
 }
 
@@ -470,10 +491,11 @@ func (l *trackedListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	tc := &trackedConn{Conn: c, t: l.t}
 	l.t.mu.Lock()
-	l.t.conns[c] = struct{}{}
+	l.t.conns[c] = tc
 	l.t.mu.Unlock()
-	return &trackedConn{Conn: c, t: l.t}, nil
+	return tc, nil
 }
 
 // trackedConn forgets itself when closed; it keeps the socket reachable
@@ -492,6 +514,9 @@ type trackedConn struct {
 	started time.Time // a request's first byte; zero between requests
 	read    int64     // bytes read since
 	paced   bool      // the socket's deadline is ours, not outer
+	// idle: waiting for a request's first byte (a new connection, or one
+	// whose last answer is written), so a drain may close it.
+	idle atomic.Bool
 }
 
 func (c *trackedConn) Read(p []byte) (int, error) {
@@ -503,8 +528,10 @@ func (c *trackedConn) Read(p []byte) (int, error) {
 		c.Conn.SetReadDeadline(due)
 		c.paced = true
 	}
+	c.idle.Store(c.started.IsZero())
 	n, err := c.Conn.Read(p)
 	if n > 0 {
+		c.idle.Store(false)
 		if c.started.IsZero() {
 			c.started, c.read = time.Now(), 0
 		}
@@ -515,6 +542,7 @@ func (c *trackedConn) Read(p []byte) (int, error) {
 
 // Write ends the request the connection carried: the answer is going out.
 func (c *trackedConn) Write(p []byte) (int, error) {
+	c.idle.Store(false)
 	if !c.started.IsZero() {
 		c.started = time.Time{}
 		if c.paced {

@@ -5,12 +5,10 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
-	"github.com/modelserve/modelserve/admission"
 	"github.com/modelserve/modelserve/deploy/batchjob"
-	"github.com/modelserve/modelserve/workers"
+	"github.com/modelserve/modelserve/engine"
 )
 
 type batchOptions struct {
@@ -87,7 +85,7 @@ func predictBatch(cmd *cobra.Command, g *globals, o *batchOptions) error {
 	if err != nil {
 		return err
 	}
-	device, err := workers.ParseDevice(o.device)
+	eo, err := o.engine(cmd.Flags())
 	if err != nil {
 		return err
 	}
@@ -136,27 +134,22 @@ func predictBatch(cmd *cobra.Command, g *globals, o *batchOptions) error {
 	if len(plan.Ignored()) > 0 {
 		log.Info("input columns the model does not take are left out", "columns", plan.Ignored())
 	}
-	if !cmd.Flags().Changed("max-batch-rows") {
-		o.maxBatchRows = v.Settings.MaxBatchRows
-		if o.maxBatchRows == 0 {
-			o.maxBatchRows = batchMaxBatchRows
-		}
+	if eo.Admission.MaxBatchRows == 0 && v.Settings.MaxBatchRows == 0 {
+		eo.Admission.MaxBatchRows = batchMaxBatchRows
 	}
 	// The job is the queue's only caller: it may queue every chunk in
 	// flight, and a free worker runs what is queued at once.
-	o.maxQueue = plan.InFlight() + 1
-	o.maxQueueRows = plan.ChunkRows() * plan.InFlight()
-	o.maxBatchDelay = admission.BatchDelay{}
+	eo.Admission.MaxQueue = plan.InFlight() + 1
+	eo.Admission.MaxQueueRows = plan.ChunkRows() * plan.InFlight()
+	eo.Admission.MaxBatchDelay = &engine.BatchDelay{}
 	log = log.With("model", v.Name, "version", v.Version)
-	queue, pool, stopGPU, err := load(ctx, reg, v, &o.serveOptions, device, log, prometheus.NewRegistry(), nil)
+	version, err := engine.Load(ctx, reg, v, eo, engine.Env{Log: log})
 	if err != nil {
 		return err
 	}
-	defer stopGPU()
-	defer pool.Close(context.Background())
-	defer queue.Close()
+	defer version.Close(context.Background())
 
-	res, err := plan.Run(ctx, queue)
+	res, err := plan.Run(ctx, version)
 	if err != nil {
 		return err
 	}

@@ -26,7 +26,7 @@ import (
 	"github.com/spf13/pflag"
 	"github.com/valyala/fasthttp"
 
-	"github.com/modelserve/modelserve/admission"
+	"github.com/modelserve/modelserve/engine"
 	"github.com/modelserve/modelserve/gpu"
 	"github.com/modelserve/modelserve/internal/bytesize"
 	"github.com/modelserve/modelserve/internal/loadgen"
@@ -35,7 +35,6 @@ import (
 	"github.com/modelserve/modelserve/onnxrt"
 	"github.com/modelserve/modelserve/registry"
 	"github.com/modelserve/modelserve/server"
-	"github.com/modelserve/modelserve/workers"
 )
 
 // checkOptions are doctor --run's own flags.
@@ -67,7 +66,7 @@ const checkRows = 1024
 // with a flood. The report is markdown; an error means a check failed.
 func runCheck(ctx context.Context, out io.Writer, g *globals, o *doctorOptions) error {
 	c := &o.check
-	device, err := workers.ParseDevice(o.device)
+	device, err := engine.ParseDevice(o.device)
 	if err != nil {
 		return err
 	}
@@ -83,12 +82,12 @@ func runCheck(ctx context.Context, out io.Writer, g *globals, o *doctorOptions) 
 	}
 	// Say at once, before loading anything, when there is no GPU to check.
 	var inv gpu.Inventory
-	if device != workers.CPU {
+	if device != engine.CPU {
 		inv = gpu.Discover(gpu.NewNVML(), os.LookupEnv)
 		if len(inv.Devices) == 0 {
 			return fmt.Errorf("no GPU to check on this machine: %s (--device cpu runs the same check on the CPU)", inv.Why())
 		}
-		device = workers.CUDA // a GPU is there: the check is of the GPU, never of a fallback
+		device = engine.CUDA // a GPU is there: the check is of the GPU, never of a fallback
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	rt, err := onnxrt.Load("")
@@ -102,7 +101,7 @@ func runCheck(ctx context.Context, out io.Writer, g *globals, o *doctorOptions) 
 	}
 
 	var watch *gpu.Monitor
-	if device == workers.CUDA {
+	if device == engine.CUDA {
 		if watch, err = gpu.NewMonitor(gpu.NewNVML(), inv, log); err != nil {
 			return fmt.Errorf("sampling the GPUs: %w", err)
 		}
@@ -112,7 +111,7 @@ func runCheck(ctx context.Context, out io.Writer, g *globals, o *doctorOptions) 
 	w := io.MultiWriter(out, &report)
 	fmt.Fprintf(w, "# modelserve doctor --run, %s\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"))
 	fmt.Fprintf(w, "modelserve %s (%s, %d CPUs); ONNX Runtime %s from %s\n", version, runtime.Version(), runtime.GOMAXPROCS(0), rt.Version, rt.LibraryPath)
-	if device == workers.CUDA {
+	if device == engine.CUDA {
 		fmt.Fprintf(w, "\nNVIDIA driver %s, CUDA %s; ", inv.Driver.Version, inv.Driver.CUDA())
 		for i, d := range inv.Devices {
 			if i > 0 {
@@ -130,7 +129,7 @@ func runCheck(ctx context.Context, out io.Writer, g *globals, o *doctorOptions) 
 			failures = append(failures, t.Ref()+": "+f)
 		}
 	}
-	if device == workers.CUDA {
+	if device == engine.CUDA {
 		if deps, err := rt.PrepareProvider("cuda"); err == nil && len(deps) > 0 {
 			fmt.Fprintf(w, "\nCUDA libraries the provider loaded:\n\n")
 			for _, d := range deps {
@@ -228,16 +227,21 @@ func checkTargets(ctx context.Context, g *globals, c *checkOptions, rt *onnxrt.R
 
 // checkModel runs every measurement of one model, writes its tables, and
 // returns what failed.
-func checkModel(ctx context.Context, w io.Writer, t checkTarget, o *doctorOptions, device workers.Device, watch *gpu.Monitor, gpus int,
+func checkModel(ctx context.Context, w io.Writer, t checkTarget, o *doctorOptions, device engine.Device, watch *gpu.Monitor, gpus int,
 	batches []int, log *slog.Logger) (failures []string) {
 	c := &o.check
 	fail := func(format string, args ...any) { failures = append(failures, fmt.Sprintf(format, args...)) }
 	fmt.Fprintf(w, "\n## %s (%s, %s)\n\n", t.Ref(), t.source, bytesize.Format(t.Size))
 
-	so := newServeOptions(pflag.NewFlagSet("serve", pflag.ContinueOnError))
+	flags := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+	so := newServeOptions(flags)
 	so.device, so.workers, so.workersPerGPU, so.intraOp = string(device), o.workers, o.workersPerGPU, o.intraOp
 	so.gpuSampleInterval = 250 * time.Millisecond
-	so.maxBatchRows = t.Settings.MaxBatchRows
+	eo, err := so.engine(flags)
+	if err != nil {
+		fail("%v", err)
+		return failures
+	}
 
 	metrics := prometheus.NewRegistry()
 	labelled := prometheus.WrapRegistererWith(prometheus.Labels{"model": t.Name, "version": t.Version.Version}, metrics)
@@ -248,13 +252,13 @@ func checkModel(ctx context.Context, w io.Writer, t checkTarget, o *doctorOption
 	}
 	before := memoryInUse(watch, gpus)
 	start := time.Now()
-	m, err := startModel(ctx, t.reg, t.Version, so, device, log, labelled, rec)
+	m, err := engine.Start(ctx, t.reg, t.Version, eo, engine.Env{Log: log, Metrics: metrics, Panics: rec})
 	if err != nil {
 		fail("loading: %v", err)
 		fmt.Fprintf(w, "Loading failed: %v\n", err)
 		return failures
 	}
-	defer m.close(context.Background())
+	defer m.Close(context.Background())
 	loadTime := time.Since(start)
 	after := memoryInUse(watch, gpus)
 
@@ -275,7 +279,7 @@ func checkModel(ctx context.Context, w io.Writer, t checkTarget, o *doctorOption
 	route := base + t.Signature.DefaultFunction().Path()
 
 	var scrape *gpuScrape
-	if device == workers.CUDA {
+	if device == engine.CUDA {
 		scrape = startScrape(base+"/metrics", 250*time.Millisecond)
 		defer scrape.stop()
 	}
@@ -283,9 +287,9 @@ func checkModel(ctx context.Context, w io.Writer, t checkTarget, o *doctorOption
 	// Workers: the device and provider each one really runs on.
 	fmt.Fprintf(w, "| check | measured | verdict |\n|---|---|---|\n")
 	workerInfo := labelsOf(metrics, "modelserve_worker_info", "worker", "device", "provider")
-	wantProvider := workers.ProviderCPU
-	if device == workers.CUDA {
-		wantProvider = workers.ProviderCUDA
+	wantProvider := engine.ProviderCPU
+	if device == engine.CUDA {
+		wantProvider = engine.ProviderCUDA
 	}
 	var desc []string
 	wrong := 0
@@ -299,7 +303,7 @@ func checkModel(ctx context.Context, w io.Writer, t checkTarget, o *doctorOption
 	if wrong > 0 || len(workerInfo) == 0 {
 		fail("%d of %d workers are not on %s", wrong, len(workerInfo), wantProvider)
 	}
-	plan := m.pool.Plan()
+	plan := m.Placement()
 	fmt.Fprintf(w, "| workers (%d × %d intra-op threads) | %s | %s |\n", plan.Workers, plan.IntraOpThreads, strings.Join(desc, "; "), v)
 	fmt.Fprintf(w, "| load, warm-up included | %s | |\n", loadTime.Round(time.Millisecond))
 
@@ -310,7 +314,7 @@ func checkModel(ctx context.Context, w io.Writer, t checkTarget, o *doctorOption
 		return failures
 	}
 
-	qA, err := m.admit(so, prometheus.NewRegistry(), log)
+	qA, err := m.Admit(eo.Admission, prometheus.NewRegistry())
 	if err != nil {
 		fail("admission: %v", err)
 		return failures
@@ -326,10 +330,10 @@ func checkModel(ctx context.Context, w io.Writer, t checkTarget, o *doctorOption
 	// Throughput: raw sessions against the server, at each size.
 	var rows bytes.Buffer
 	fmt.Fprintf(&rows, "\n| rows per request | raw ONNX Runtime rows/s | /predict rows/s | ÷ raw | callers | p50 | p99 | 429s | other answers |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
-	target := qA.Config().MaxQueueWait
+	target := qA.Limits().MaxQueueWait
 	for _, b := range batches {
 		in := sliceRows(inputs, b)
-		raw, err := rawRate(ctx, m.pool, in, c.duration)
+		raw, err := rawRate(ctx, m, plan.Workers, in, c.duration)
 		if err != nil {
 			fail("raw ONNX Runtime at %d rows: %v", b, err)
 			continue
@@ -360,7 +364,7 @@ func checkModel(ctx context.Context, w io.Writer, t checkTarget, o *doctorOption
 			short(loadgen.Percentile(st.OK, 0.5)), short(loadgen.Percentile(st.OK, 0.99)), len(st.Rejected), st.Others())
 	}
 	fmt.Fprintf(&rows, "\nRaw: the server's own workers called in-process with calls of the request's size, one goroutine each, no HTTP and no admission. /predict: the same workers behind HTTP on loopback, each request cut into calls of at most %d rows; callers in a closed loop (a 429 is retried after 2 ms); a request whose own work passes the queue's wait target (%v) runs alone, so it gets one caller.\n",
-		qA.Config().MaxBatchRows, target.Round(time.Microsecond))
+		qA.Limits().MaxBatchRows, target.Round(time.Microsecond))
 
 	// Batching: callers of one row each, with dynamic batching on and off.
 	fmt.Fprintf(&rows, "\n| %d callers of 1 row | requests/s | mean rows per ONNX Runtime call | p50 | p99 | answers other than 200 |\n|---|---:|---:|---:|---:|---:|\n", c.callers)
@@ -369,11 +373,11 @@ func checkModel(ctx context.Context, w io.Writer, t checkTarget, o *doctorOption
 	for _, cell := range []struct {
 		label string
 		rows  int
-	}{{"batching on (defaults)", so.maxBatchRows}, {"batching off (--max-batch-rows 1)", 1}} {
-		co := *so
-		co.maxBatchRows = cell.rows
+	}{{"batching on (defaults)", 0}, {"batching off (--max-batch-rows 1)", 1}} {
+		co := eo.Admission
+		co.MaxBatchRows = cell.rows
 		reg := prometheus.NewRegistry()
-		q, err := m.admit(&co, reg, log)
+		q, err := m.Admit(co, reg)
 		if err != nil {
 			fail("%s: %v", cell.label, err)
 			continue
@@ -409,22 +413,22 @@ func checkModel(ctx context.Context, w io.Writer, t checkTarget, o *doctorOption
 
 	// Admission: memory narrowed to checkRows rows, then a request four
 	// times that and a flood of callers.
-	adm, admFailures := checkAdmission(m, so, device, inputs, route, c, log, srv, qA)
+	adm, admFailures := checkAdmission(m, eo, device, inputs, route, c, srv, qA)
 	failures = append(failures, admFailures...)
 
 	// Memory.
 	peak, peakNote := after, ""
 	if scrape != nil {
 		peak = max(peak, scrape.memory.Load())
-	} else if p, err := admission.PeakResidentBytes(); err == nil {
+	} else if p, err := engine.PeakResidentBytes(); err == nil {
 		peak, peakNote = p, " (the process's, raw calls and earlier models included)"
 	}
 	what := "host memory (resident)"
-	perRow := fmt.Sprintf("%s a row by admission's count (inputs and outputs)", bytesize.Format(hostRowBytes(t.Signature)))
-	if device == workers.CUDA {
+	perRow := fmt.Sprintf("%s a row by admission's count (inputs and outputs)", bytesize.Format(t.Signature.RowBytes()))
+	if device == engine.CUDA {
 		what = "device memory (used, all processes)"
-		perRow = fmt.Sprintf("%s a row, measured at load (a 64-row batch's growth)", bytesize.Format(m.pool.DeviceBytesPerRow()))
-		if m.pool.DeviceBytesPerRow() == 0 {
+		perRow = fmt.Sprintf("%s a row, measured at load (a 64-row batch's growth)", bytesize.Format(m.DeviceBytesPerRow()))
+		if m.DeviceBytesPerRow() == 0 {
 			perRow = "no growth at load to measure; admission counts 4× the row's bytes"
 		}
 	}
@@ -461,38 +465,29 @@ func checkModel(ctx context.Context, w io.Writer, t checkTarget, o *doctorOption
 // budget on the CPU), then sends one request of four times that and a
 // flood of callers: every answer must be 200, 413 or 429, never a failure
 // (a CUDA out-of-memory error reaching a caller).
-func checkAdmission(m *started, so *serveOptions, device workers.Device, inputs []model.Tensor, route string, c *checkOptions,
-	log *slog.Logger, srv *server.Server, restore server.Admitter) (table string, failures []string) {
+func checkAdmission(m *engine.Workers, eo engine.Options, device engine.Device, inputs []model.Tensor, route string, c *checkOptions,
+	srv *server.Server, restore server.Admitter) (table string, failures []string) {
 	fail := func(format string, args ...any) { failures = append(failures, fmt.Sprintf(format, args...)) }
 	var b strings.Builder
-	co := *so
 	var narrowed string
-	if device == workers.CUDA && m.mon != nil {
-		deviceRow := int64(co.deviceBytesPerRow)
-		if deviceRow == 0 {
-			deviceRow = m.v.Settings.DeviceBytesPerRow
-		}
-		if deviceRow == 0 {
-			deviceRow = m.pool.DeviceBytesPerRow()
-		}
-		if deviceRow == 0 {
-			deviceRow = 4 * hostRowBytes(m.v.Signature)
-		}
-		s, ok := m.mon.Latest(m.pool.Plan().GPUs[0])
+	sig := m.Version().Signature
+	if device == engine.CUDA && m.Monitor() != nil {
+		deviceRow, _ := m.DeviceRowBytes()
+		s, ok := m.Monitor().Latest(m.Placement().GPUs[0])
 		if !ok || s.MemoryTotal == 0 {
 			fail("the GPU does not answer NVML")
 			return "", failures
 		}
 		room := uint64(checkRows * deviceRow)
-		co.gpuMemoryMargin = max(0, float64(s.MemoryFree-min(room, s.MemoryFree))/float64(s.MemoryTotal))
+		eo.GPU.MemoryMargin = max(0, float64(s.MemoryFree-min(room, s.MemoryFree))/float64(s.MemoryTotal))
 		narrowed = fmt.Sprintf("GPU memory narrowed to about %d rows (%s of %s free, at %s a row)", checkRows,
 			bytesize.Format(int64(room)), bytesize.Format(int64(s.MemoryFree)), bytesize.Format(deviceRow))
 	} else {
-		budget := int64(len(gatewayBody(inputs, checkRows))) + checkRows*hostRowBytes(m.v.Signature)
-		co.memoryBudget = byteSize(budget)
+		budget := int64(len(gatewayBody(inputs, checkRows))) + checkRows*sig.RowBytes()
+		eo.Admission.MemoryBudget = budget
 		narrowed = fmt.Sprintf("memory budget narrowed to about %d rows (%s)", checkRows, bytesize.Format(budget))
 	}
-	q, err := m.admit(&co, prometheus.NewRegistry(), log)
+	q, err := m.AdmitWith(eo, prometheus.NewRegistry())
 	if err != nil {
 		fail("admission narrowed to %d rows: %v", checkRows, err)
 		return "", failures
@@ -597,13 +592,12 @@ func checkAnswer(url string, body []byte, rows int) error {
 	return nil
 }
 
-// rawRate runs in through the pool's sessions from as many goroutines as
-// there are workers, with no HTTP and no admission: the ceiling /predict
+// rawRate runs in through the workers' sessions from as many goroutines
+// as there are workers (n), with no HTTP and no admission: the ceiling /predict
 // is held against. Each worker is warmed with one call; then rows are
 // counted for d, or, when one call takes longer than d, over one more
 // call on every worker.
-func rawRate(ctx context.Context, pool *workers.Pool, in []model.Tensor, d time.Duration) (rowsPerSec float64, err error) {
-	n := pool.Size()
+func rawRate(ctx context.Context, pool *engine.Workers, n int, in []model.Tensor, d time.Duration) (rowsPerSec float64, err error) {
 	rows := int64(in[0].Rows())
 	each := func(f func(i int) error) error {
 		var wg sync.WaitGroup
@@ -743,19 +737,11 @@ func gatewayBody(inputs []model.Tensor, rows int) []byte {
 	return append(b, "]}"...)
 }
 
-func hostRowBytes(s model.Signature) int64 {
-	n := s.OutputRowBytes()
-	for _, in := range s.Inputs {
-		n += in.RowBytes()
-	}
-	return n
-}
-
 // memoryInUse is the GPUs' used memory, or this process's resident
 // memory when there is no GPU monitor.
 func memoryInUse(watch *gpu.Monitor, gpus int) int64 {
 	if watch == nil {
-		n, _ := admission.ResidentBytes()
+		n, _ := engine.ResidentBytes()
 		return n
 	}
 	watch.Sample()

@@ -11,10 +11,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/modelserve/modelserve/engine"
 	"github.com/modelserve/modelserve/gpu"
 	"github.com/modelserve/modelserve/internal/bytesize"
 	"github.com/modelserve/modelserve/onnxrt"
-	"github.com/modelserve/modelserve/workers"
 )
 
 type doctorOptions struct {
@@ -64,7 +64,7 @@ check on the CPU.`,
 }
 
 func doctor(out io.Writer, o *doctorOptions) error {
-	device, err := workers.ParseDevice(o.device)
+	device, err := engine.ParseDevice(o.device)
 	if err != nil {
 		return err
 	}
@@ -135,11 +135,7 @@ func doctor(out io.Writer, o *doctorOptions) error {
 		line("plan", "none: ONNX Runtime is missing")
 		return nil
 	}
-	cfg := workers.Config{Device: device, Workers: o.workers, WorkersPerGPU: o.workersPerGPU, IntraOpThreads: o.intraOp, GPUs: inv}
-	if mon != nil {
-		cfg.Memory = mon
-	}
-	plan, err := workers.Choose(cfg, runtime.GOMAXPROCS(0), rt, func(p workers.Plan) error { return rt.ProbeCUDA(p.GPUs[0]) })
+	plan, err := engine.PlanWorkers(engine.Options{Device: device, Workers: o.workers, WorkersPerGPU: o.workersPerGPU, IntraOpThreads: o.intraOp}, rt, inv, mon)
 	if err != nil {
 		line("plan", "serve would fail at start: %v", err)
 		return nil

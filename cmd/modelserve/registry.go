@@ -11,12 +11,11 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/modelserve/modelserve/admission"
+	"github.com/modelserve/modelserve/engine"
 	"github.com/modelserve/modelserve/internal/bytesize"
 	"github.com/modelserve/modelserve/model"
 	"github.com/modelserve/modelserve/onnxrt"
 	"github.com/modelserve/modelserve/registry"
-	"github.com/modelserve/modelserve/workers"
 )
 
 func newRegistryCmd(g *globals) *cobra.Command {
@@ -258,7 +257,7 @@ func printVersion(out io.Writer, v registry.Version) error {
 type settingsFlags struct {
 	cmd               *cobra.Command
 	maxBatchRows      int
-	maxBatchDelay     admission.BatchDelay
+	maxBatchDelay     engine.BatchDelay
 	deviceBytesPerRow byteSize
 	gpuMemLimit       byteSize
 	arenaStrategy     string
@@ -272,7 +271,7 @@ func (s *settingsFlags) register(cmd *cobra.Command) {
 	f.Var((*batchDelayFlag)(&s.maxBatchDelay), "max-batch-delay", "serve this version waiting up to this long to fill a batch: auto or a duration")
 	f.Var(&s.deviceBytesPerRow, "device-bytes-per-row", "on a GPU, the device memory one row takes, for admission (default: measured at load)")
 	f.Var(&s.gpuMemLimit, "gpu-mem-limit", "on a GPU, cap each session's memory arena, e.g. 8Gi")
-	f.StringVar(&s.arenaStrategy, "arena-extend-strategy", "", "on a GPU, how the arena grows: "+workers.SameAsRequested+" or "+workers.NextPowerOfTwo)
+	f.StringVar(&s.arenaStrategy, "arena-extend-strategy", "", "on a GPU, how the arena grows: "+engine.SameAsRequested+" or "+engine.NextPowerOfTwo)
 	f.StringVar(&s.convAlgoSearch, "cudnn-conv-algo-search", "", "on a GPU, how cuDNN picks convolution algorithms: EXHAUSTIVE, HEURISTIC or DEFAULT")
 }
 
@@ -297,20 +296,20 @@ func (s *settingsFlags) apply(base registry.Settings) (registry.Settings, error)
 	if f.Changed("cudnn-conv-algo-search") {
 		base.ConvAlgoSearch = strings.ToUpper(s.convAlgoSearch)
 	}
-	err := workers.CUDAConfig{ArenaExtendStrategy: base.ArenaExtendStrategy, ConvAlgoSearch: base.ConvAlgoSearch}.Validate()
+	err := engine.ValidateGPUSettings(base.ArenaExtendStrategy, base.ConvAlgoSearch)
 	return base, err
 }
 
 // batchDelayFlag reads --max-batch-delay: auto or a duration.
-type batchDelayFlag admission.BatchDelay
+type batchDelayFlag engine.BatchDelay
 
 func (f *batchDelayFlag) Set(s string) error {
-	d, err := admission.ParseBatchDelay(s)
+	d, err := engine.ParseBatchDelay(s)
 	*f = batchDelayFlag(d)
 	return err
 }
 
-func (f *batchDelayFlag) String() string { return admission.BatchDelay(*f).String() }
+func (f *batchDelayFlag) String() string { return engine.BatchDelay(*f).String() }
 func (f *batchDelayFlag) Type() string   { return "delay" }
 
 func newSetCmd(g *globals) *cobra.Command {

@@ -9,8 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
-	"os"
-	"slices"
 	"strconv"
 	"time"
 
@@ -19,15 +17,10 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/modelserve/modelserve/admission"
 	"github.com/modelserve/modelserve/auth"
-	"github.com/modelserve/modelserve/gpu"
-	"github.com/modelserve/modelserve/internal/bytesize"
+	"github.com/modelserve/modelserve/engine"
 	"github.com/modelserve/modelserve/internal/panics"
-	"github.com/modelserve/modelserve/onnxrt"
-	"github.com/modelserve/modelserve/registry"
 	"github.com/modelserve/modelserve/server"
-	"github.com/modelserve/modelserve/workers"
 )
 
 type serveOptions struct {
@@ -58,7 +51,7 @@ type serveOptions struct {
 	memoryBudget      byteSize
 	memoryFraction    float64
 	maxBatchRows      int
-	maxBatchDelay     admission.BatchDelay
+	maxBatchDelay     engine.BatchDelay
 	requestTimeout    time.Duration
 	maxRequestTimeout time.Duration
 	unbounded         bool
@@ -87,21 +80,22 @@ type serveOptions struct {
 
 // gpuFlags adds the GPU flags serve and predict-batch share.
 func (o *serveOptions) gpuFlags(f *pflag.FlagSet) {
+	d := engine.DefaultGPU()
 	f.IntVar(&o.workersPerGPU, "workers-per-gpu", 1, "workers on each GPU, each with its own session (--workers sets the total instead)")
 	f.Var(&o.gpuMemLimit, "gpu-mem-limit", "cap each GPU session's memory arena, e.g. 8Gi (default: registry setting, else none)")
 	f.StringVar(&o.arenaStrategy, "arena-extend-strategy", "", "how a GPU session's arena grows: kSameAsRequested or kNextPowerOfTwo (default: registry setting, else kSameAsRequested)")
 	f.StringVar(&o.convAlgoSearch, "cudnn-conv-algo-search", "", "how cuDNN picks convolution algorithms: EXHAUSTIVE, HEURISTIC or DEFAULT (default: registry setting, else ONNX Runtime's)")
-	f.BoolVar(&o.copyInDefaultStream, "copy-in-default-stream", true, "copy inputs and outputs on the GPU's default stream (do_copy_in_default_stream)")
+	f.BoolVar(&o.copyInDefaultStream, "copy-in-default-stream", d.CopyInDefaultStream, "copy inputs and outputs on the GPU's default stream (do_copy_in_default_stream)")
 	f.BoolVar(&o.tensorRT, "tensorrt", false, "put the TensorRT provider before CUDA when its library is there")
 	f.Var(&o.deviceBytesPerRow, "device-bytes-per-row", "the GPU memory one row takes, for admission (default: registry setting, else measured at load)")
-	f.Float64Var(&o.gpuMemoryMargin, "gpu-memory-margin", 0.1, "share of each GPU's memory admission leaves free")
-	f.DurationVar(&o.gpuSampleInterval, "gpu-sample-interval", gpu.DefaultSampleInterval, "how often GPUs are sampled for metrics and admission")
+	f.Float64Var(&o.gpuMemoryMargin, "gpu-memory-margin", d.MemoryMargin, "share of each GPU's memory admission leaves free")
+	f.DurationVar(&o.gpuSampleInterval, "gpu-sample-interval", d.SampleInterval, "how often GPUs are sampled for metrics and admission")
 }
 
 // newServeOptions returns serve's options at their defaults, the flags
 // registered on f (a throwaway set gives the defaults alone).
 func newServeOptions(f *pflag.FlagSet) *serveOptions {
-	o := &serveOptions{maxBodyBytes: server.DefaultMaxBodyBytes, maxBatchDelay: admission.AutoDelay,
+	o := &serveOptions{maxBodyBytes: server.DefaultMaxBodyBytes, maxBatchDelay: engine.AutoDelay,
 		minBodyRate: server.DefaultMinBodyRate, maxHeaderBytes: server.DefaultMaxHeaderBytes}
 	o.flags(f)
 	return o
@@ -156,13 +150,13 @@ func (o *serveOptions) flags(f *pflag.FlagSet) {
 	f.Var(&o.maxHeaderBytes, "max-header-bytes", "largest request headers accepted (431 above)")
 	f.IntVar(&o.maxConnections, "max-connections", server.DefaultMaxConnections, "most open connections (503 and closed above)")
 
-	f.DurationVar(&o.maxQueueWait, "max-queue-wait", 0, "longest a request may be predicted to wait for a worker, from the cost of the work ahead of it (default: 50ms or one full batch at the measured cost, whichever is longer); low priority is shed at half, high at twice")
+	f.DurationVar(&o.maxQueueWait, "max-queue-wait", 0, "longest a request may be predicted to wait for a worker, from the cost of the work ahead of it (default: 50ms, or 8 times a call's fixed cost when that is longer); batches are cut to fit it; low priority is shed at half, high at twice")
 	f.StringVar(&o.defaultPriority, "default-priority", "normal", "priority of a request without "+server.PriorityHeader+": high, normal or low")
-	f.IntVar(&o.maxQueue, "max-queue", admission.DefaultMaxQueued, "requests that may wait for a worker (a backstop: the wait bounds the queue first)")
+	f.IntVar(&o.maxQueue, "max-queue", engine.DefaultMaxQueued, "requests that may wait for a worker (a backstop: the wait bounds the queue first)")
 	f.IntVar(&o.maxQueueRows, "max-queue-rows", 0, "rows that may wait for a worker (default: no bound of its own; the wait bounds them)")
 	f.Var(&o.maxQueueBytes, "max-queue-bytes", "input bytes that may wait for a worker (default: half the memory budget)")
 	f.Var(&o.memoryBudget, "memory-budget", "bytes admitted requests may hold, e.g. 2Gi (default: --memory-fraction of the memory left once the model is loaded)")
-	f.Float64Var(&o.memoryFraction, "memory-fraction", 0.5, "share of the memory left after loading that becomes the budget (cgroup limit, else physical memory)")
+	f.Float64Var(&o.memoryFraction, "memory-fraction", engine.DefaultMemoryFraction, "share of the memory left after loading that becomes the budget (cgroup limit, else physical memory)")
 	f.IntVar(&o.maxBatchRows, "max-batch-rows", 0, "most rows in one ONNX Runtime call (default: registry setting, else 64); 1 turns batching off")
 	f.Var((*batchDelayFlag)(&o.maxBatchDelay), "max-batch-delay", "how long a free worker may wait to fill a batch: auto (wait a few times the model's fixed cost per call, only while rows keep coming), a duration, or 0 (default: registry setting, else auto)")
 	f.DurationVar(&o.requestTimeout, "request-timeout", server.DefaultRequestTimeout, "a request's deadline unless its "+server.TimeoutHeader+" header says otherwise")
@@ -179,7 +173,7 @@ func (o *serveOptions) flags(f *pflag.FlagSet) {
 
 func serve(cmd *cobra.Command, g *globals, o *serveOptions, log *slog.Logger) error {
 	ctx := cmd.Context()
-	device, err := workers.ParseDevice(o.device)
+	eo, err := o.engine(cmd.Flags())
 	if err != nil {
 		return err
 	}
@@ -193,15 +187,6 @@ func serve(cmd *cobra.Command, g *globals, o *serveOptions, log *slog.Logger) er
 	}
 	defer release()
 	log = log.With("model", v.Name, "version", v.Version)
-	// Flags win over the version's own settings, which win over defaults.
-	if !cmd.Flags().Changed("max-batch-rows") {
-		o.maxBatchRows = v.Settings.MaxBatchRows
-	}
-	if !cmd.Flags().Changed("max-batch-delay") && v.Settings.MaxBatchDelay != "" {
-		if o.maxBatchDelay, err = admission.ParseBatchDelay(v.Settings.MaxBatchDelay); err != nil {
-			return fmt.Errorf("%s's settings: %w", v.Ref(), err)
-		}
-	}
 
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -219,7 +204,7 @@ func serve(cmd *cobra.Command, g *globals, o *serveOptions, log *slog.Logger) er
 	}
 	sec.keepFresh(ctx, log)
 
-	prio, err := admission.ParsePriority(o.defaultPriority)
+	prio, err := engine.ParsePriority(o.defaultPriority)
 	if err != nil {
 		return fmt.Errorf("--default-priority: %w", err)
 	}
@@ -271,29 +256,50 @@ func serve(cmd *cobra.Command, g *globals, o *serveOptions, log *slog.Logger) er
 	}
 	log.Info("listening", "addr", ln.Addr().String(), "routes", srv.Routes())
 
-	queue, pool, stopGPU, err := load(ctx, reg, v, o, device, log, labelled, recorder)
+	version, err := engine.Load(ctx, reg, v, eo, engine.Env{Log: log, Metrics: metrics, Panics: recorder})
 	if err != nil {
 		srv.Shutdown(context.Background())
 		return err
 	}
-	defer stopGPU()
-	srv.SetAdmitter(queue)
+	srv.SetAdmitter(version)
 	log.Info("ready")
 
 	select {
 	case <-ctx.Done():
 		log.Info("shutting down", "drain_timeout", o.drain.String())
 	case err := <-served:
-		queue.Close()
-		pool.Close(context.Background())
+		version.Close(context.Background())
 		return fmt.Errorf("server stopped: %w", err)
 	}
 	drainCtx, cancel := context.WithTimeout(context.Background(), o.drain)
 	defer cancel()
-	errs := []error{srv.Shutdown(drainCtx)}
-	queue.Close()
-	errs = append(errs, pool.Close(drainCtx))
-	return errors.Join(errs...)
+	return errors.Join(srv.Shutdown(drainCtx), version.Close(drainCtx))
+}
+
+// engine is the engine's options, as the flags set them; f tells which
+// were given (a batch delay not given is the version's setting).
+func (o *serveOptions) engine(f *pflag.FlagSet) (engine.Options, error) {
+	device, err := engine.ParseDevice(o.device)
+	if err != nil {
+		return engine.Options{}, err
+	}
+	if o.memoryFraction <= 0 || o.memoryFraction > 1 {
+		return engine.Options{}, fmt.Errorf("--memory-fraction %v: give a share between 0 and 1", o.memoryFraction)
+	}
+	eo := engine.Options{
+		Device: device, Workers: o.workers, IntraOpThreads: o.intraOp, WorkersPerGPU: o.workersPerGPU,
+		GPU: engine.GPUOptions{MemLimit: int64(o.gpuMemLimit), ArenaExtendStrategy: o.arenaStrategy, ConvAlgoSearch: o.convAlgoSearch,
+			CopyInDefaultStream: o.copyInDefaultStream, TensorRT: o.tensorRT, DeviceBytesPerRow: int64(o.deviceBytesPerRow),
+			MemoryMargin: o.gpuMemoryMargin, SampleInterval: o.gpuSampleInterval},
+		Admission: engine.AdmissionOptions{MaxQueueWait: o.maxQueueWait, MaxQueue: o.maxQueue, MaxQueueRows: o.maxQueueRows,
+			MaxQueueBytes: int64(o.maxQueueBytes), MemoryBudget: int64(o.memoryBudget), MemoryFraction: o.memoryFraction,
+			MaxBatchRows: o.maxBatchRows, Unbounded: o.unbounded},
+	}
+	if f.Changed("max-batch-delay") {
+		d := o.maxBatchDelay
+		eo.Admission.MaxBatchDelay = &d
+	}
+	return eo, nil
 }
 
 // serveDebug serves the profiler on its own listener, apart from the
@@ -318,232 +324,4 @@ func serveDebug(addr string, log *slog.Logger, sec *security) (stop func(), err 
 	go hs.Serve(ln)
 	log.Info("profiler", "addr", ln.Addr().String())
 	return func() { hs.Close() }, nil
-}
-
-// load checks the model file against its checksum, starts the workers
-// (on the GPUs NVML finds, unless told the CPU) and puts the admission
-// queue in front of them. release stops the GPU sampling. A panic in a
-// worker or a dispatcher fails its batch and is counted in rec.
-func load(ctx context.Context, reg *registry.Registry, v registry.Version, o *serveOptions, device workers.Device,
-	log *slog.Logger, metrics prometheus.Registerer, rec *panics.Recorder) (*admission.Queue, *workers.Pool, func(), error) {
-	m, err := startModel(ctx, reg, v, o, device, log, metrics, rec)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	queue, err := m.admit(o, metrics, log)
-	if err != nil {
-		m.close(ctx)
-		return nil, nil, nil, err
-	}
-	return queue, m.pool, m.release, nil
-}
-
-// started is a version's workers, and the GPU monitor when they run on GPUs.
-type started struct {
-	v       registry.Version
-	pool    *workers.Pool
-	mon     *gpu.Monitor // nil unless the workers are on GPUs
-	rec     *panics.Recorder
-	release func()
-	loaded  time.Time
-}
-
-func (m *started) close(ctx context.Context) {
-	m.pool.Close(ctx)
-	m.release()
-}
-
-// startModel checks the model file, loads ONNX Runtime and starts the
-// workers; on GPUs it samples them every --gpu-sample-interval and
-// exports their metrics.
-func startModel(ctx context.Context, reg *registry.Registry, v registry.Version, o *serveOptions, device workers.Device,
-	log *slog.Logger, metrics prometheus.Registerer, rec *panics.Recorder) (*started, error) {
-	start := time.Now()
-	if err := reg.Verify(ctx, v); err != nil {
-		return nil, err
-	}
-	rt, err := onnxrt.Load("")
-	if err != nil {
-		return nil, err
-	}
-	log.Info("ONNX Runtime loaded", "ort_version", rt.Version, "library", rt.LibraryPath)
-	cfg := workers.Config{Workers: o.workers, IntraOpThreads: o.intraOp, Device: device, WorkersPerGPU: o.workersPerGPU,
-		CUDA: cudaConfig(o, v.Settings), Panics: rec}
-	var mon *gpu.Monitor
-	release := func() {}
-	if device != workers.CPU {
-		cfg.GPUs = gpu.Discover(gpu.NewNVML(), os.LookupEnv)
-		for _, note := range cfg.GPUs.Notes {
-			log.Info("GPUs", "note", note)
-		}
-		if len(cfg.GPUs.Devices) > 0 {
-			if mon, err = gpu.NewMonitor(gpu.NewNVML(), cfg.GPUs, log); err != nil {
-				log.Warn("cannot sample the GPUs; placement and admission go without their memory", "error", err.Error())
-				mon = nil
-			} else {
-				cfg.Memory = mon
-				release = func() { mon.Close() }
-				// A GPU without room for the margin gets no worker.
-				cfg.CUDA.MinFreeBytes = uint64(o.gpuMemoryMargin * float64(smallestGPU(cfg.GPUs)))
-			}
-		}
-	}
-	pool, err := workers.Start(ctx, rt, workers.Model{
-		Path:    v.ModelPath(),
-		Inputs:  v.Signature.Inputs,
-		Outputs: v.Signature.FetchedOutputs(),
-	}, cfg, log, metrics)
-	if err != nil {
-		release()
-		return nil, fmt.Errorf("loading %s: %w", v.Ref(), err)
-	}
-	if mon != nil && pool.Plan().Device != workers.CUDA {
-		release()
-		release, mon = func() {}, nil
-	}
-	if mon != nil {
-		if err := metrics.Register(mon); err != nil {
-			pool.Close(ctx)
-			release()
-			return nil, fmt.Errorf("registering GPU metrics: %w", err)
-		}
-		mon.Start(o.gpuSampleInterval)
-	}
-	log.Info("model loaded", "seconds", time.Since(start).Seconds())
-	return &started{v: v, pool: pool, mon: mon, rec: rec, release: release, loaded: time.Now()}, nil
-}
-
-// admit puts an admission queue in front of the workers, sized by o, its
-// metrics in metrics. On GPUs it also keeps in-flight rows within their
-// free memory.
-func (m *started) admit(o *serveOptions, metrics prometheus.Registerer, log *slog.Logger) (*admission.Queue, error) {
-	acfg, err := admissionConfig(o, m.v, m.pool, log)
-	if err != nil {
-		return nil, err
-	}
-	acfg.Panics = m.rec
-	if m.mon != nil {
-		limit, err := gpuAdmission(o, m.v, m.pool, m.mon, log)
-		if err != nil {
-			return nil, err
-		}
-		acfg.Limits = append(acfg.Limits, limit)
-	}
-	queue, err := admission.New(m.pool, acfg, metrics)
-	if err != nil {
-		return nil, err
-	}
-	c := queue.Config()
-	log.Info("admission", "max_batch_rows", c.MaxBatchRows, "max_batch_delay", c.MaxBatchDelay.String(),
-		"max_queue_wait", c.MaxQueueWait.String(), "max_queue", c.MaxQueuedRequests, "max_queue_rows", c.MaxQueuedRows, "max_queue_bytes", c.MaxQueuedBytes,
-		"memory_budget", c.MemoryBudget, "unbounded", c.Unbounded)
-	return queue, nil
-}
-
-// cudaConfig takes the GPU session settings from the flags, else from the
-// version's settings.
-func cudaConfig(o *serveOptions, st registry.Settings) workers.CUDAConfig {
-	c := workers.CUDAConfig{MemLimit: int64(o.gpuMemLimit), ArenaExtendStrategy: o.arenaStrategy, ConvAlgoSearch: o.convAlgoSearch,
-		CopyInDefaultStream: &o.copyInDefaultStream, TensorRT: o.tensorRT}
-	if c.MemLimit == 0 {
-		c.MemLimit = st.GPUMemLimit
-	}
-	if c.ArenaExtendStrategy == "" {
-		c.ArenaExtendStrategy = st.ArenaExtendStrategy
-	}
-	if c.ConvAlgoSearch == "" {
-		c.ConvAlgoSearch = st.ConvAlgoSearch
-	}
-	return c
-}
-
-func smallestGPU(inv gpu.Inventory) uint64 {
-	var least uint64
-	for _, d := range inv.Devices {
-		if least == 0 || d.MemoryTotal < least {
-			least = d.MemoryTotal
-		}
-	}
-	return least
-}
-
-// gpuAdmission is the admission limit that keeps in-flight rows within
-// the GPUs' free memory, at the device bytes a row takes.
-func gpuAdmission(o *serveOptions, v registry.Version, pool *workers.Pool, mon *gpu.Monitor, log *slog.Logger) (*gpu.MemoryLimit, error) {
-	hostRow := v.Signature.OutputRowBytes()
-	for _, in := range v.Signature.Inputs {
-		hostRow += in.RowBytes()
-	}
-	deviceRow, source := int64(o.deviceBytesPerRow), "--device-bytes-per-row"
-	if deviceRow == 0 && v.Settings.DeviceBytesPerRow > 0 {
-		deviceRow, source = v.Settings.DeviceBytesPerRow, "the version's settings"
-	}
-	if deviceRow == 0 {
-		deviceRow, source = pool.DeviceBytesPerRow(), "measured at load"
-	}
-	if deviceRow == 0 {
-		// The warm-up batch fit in the arena as it was: no growth to read.
-		deviceRow, source = 4*hostRow, "4× the row's input and output bytes (nothing to measure at load)"
-	}
-	var ordinals []int
-	for _, k := range pool.Plan().GPUs {
-		if !slices.Contains(ordinals, k) {
-			ordinals = append(ordinals, k)
-		}
-	}
-	limit, err := gpu.NewMemoryLimit(mon, ordinals, o.gpuMemoryMargin, deviceRow, hostRow)
-	if err != nil {
-		return nil, err
-	}
-	log.Info("GPU memory admission", "device_bytes_per_row", deviceRow, "source", source,
-		"rows_in_flight", limit.Rows(), "margin", o.gpuMemoryMargin)
-	return limit, nil
-}
-
-// admissionConfig sizes the queue and the memory budget. It runs once the
-// workers have loaded, so what they hold is no longer counted as free.
-func admissionConfig(o *serveOptions, v registry.Version, pool *workers.Pool, log *slog.Logger) (admission.Config, error) {
-	cfg := admission.Config{
-		MaxQueueWait:      o.maxQueueWait,
-		MaxQueuedRequests: o.maxQueue,
-		MaxQueuedRows:     o.maxQueueRows,
-		MaxQueuedBytes:    int64(o.maxQueueBytes),
-		MemoryBudget:      int64(o.memoryBudget),
-		MaxBatchRows:      o.maxBatchRows,
-		MaxBatchDelay:     o.maxBatchDelay,
-		OutputRowBytes:    v.Signature.OutputRowBytes(),
-		CallFixedCost:     pool.Cost().Fixed,
-		CallPerRowCost:    pool.Cost().PerRow,
-		Unbounded:         o.unbounded,
-	}
-	if o.unbounded {
-		log.Warn("admission limits are off: the queue and its memory grow without bound")
-		return cfg, nil
-	}
-	if cfg.MemoryBudget == 0 {
-		if o.memoryFraction <= 0 || o.memoryFraction > 1 {
-			return cfg, fmt.Errorf("--memory-fraction %v: give a share between 0 and 1", o.memoryFraction)
-		}
-		limit, source, err := admission.MemoryLimit()
-		if err != nil {
-			return cfg, err
-		}
-		resident, err := admission.ResidentBytes()
-		if err != nil {
-			return cfg, fmt.Errorf("reading this process's memory use: %w", err)
-		}
-		cfg.MemoryBudget = admission.DefaultBudget(limit, resident, o.memoryFraction)
-		const floor = 16 << 20
-		if cfg.MemoryBudget < floor {
-			log.Warn("the loaded model leaves almost no memory; the budget is set to its floor",
-				"limit", limit, "limit_source", source, "resident", resident, "budget", floor)
-			cfg.MemoryBudget = floor
-		}
-		log.Info("memory budget", "budget", bytesize.Format(cfg.MemoryBudget), "limit", bytesize.Format(limit),
-			"limit_source", source, "resident", bytesize.Format(resident), "fraction", o.memoryFraction)
-	}
-	if cfg.MaxQueuedBytes == 0 {
-		cfg.MaxQueuedBytes = cfg.MemoryBudget / 2
-	}
-	return cfg, nil
 }

@@ -6,7 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/modelserve/modelserve/admission"
+	"github.com/modelserve/modelserve/engine"
 	"github.com/modelserve/modelserve/sqlfunc"
 )
 
@@ -45,7 +45,7 @@ gateway's concurrency keeps every worker busy.`,
 			if !cmd.Flags().Changed("max-batch-rows") {
 				o.MaxBatchRows = v.Settings.MaxBatchRows
 				if o.MaxBatchRows == 0 {
-					o.MaxBatchRows = admission.DefaultMaxBatchRows
+					o.MaxBatchRows = engine.DefaultMaxBatchRows
 				}
 			}
 			if headers != "" {

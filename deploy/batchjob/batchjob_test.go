@@ -22,13 +22,13 @@ import (
 	"github.com/modelserve/modelserve/workers"
 )
 
-// engine is a test model behind a real admission queue and worker pool.
-type engine struct {
+// testEngine is a test model behind a real admission queue and worker pool.
+type testEngine struct {
 	sig   model.Signature
 	queue *admission.Queue
 }
 
-func newEngine(t *testing.T, name string, sig func(model.Signature) model.Signature) engine {
+func newEngine(t *testing.T, name string, sig func(model.Signature) model.Signature) testEngine {
 	t.Helper()
 	rt := testenv.Runtime(t)
 	b, err := os.ReadFile(testenv.Model(t, name))
@@ -61,10 +61,10 @@ func newEngine(t *testing.T, name string, sig func(model.Signature) model.Signat
 		q.Close()
 		pool.Close(context.Background())
 	})
-	return engine{sig: s, queue: q}
+	return testEngine{sig: s, queue: q}
 }
 
-func irisEngine(t *testing.T) engine {
+func irisEngine(t *testing.T) testEngine {
 	return newEngine(t, "iris", func(s model.Signature) model.Signature {
 		s.Functions = []model.Function{{Name: "predict", Outputs: []string{"label"}}, {Name: "predict_proba", Outputs: []string{"probabilities"}}}
 		s.Features = map[string][]string{s.Inputs[0].Name: {"sepal_length", "sepal_width", "petal_length", "petal_width"}}
@@ -73,7 +73,7 @@ func irisEngine(t *testing.T) engine {
 }
 
 // run prepares and runs a job, failing the test on an error.
-func (e engine) run(t *testing.T, job Job) Result {
+func (e testEngine) run(t *testing.T, job Job) Result {
 	t.Helper()
 	res, err := e.try(context.Background(), job, e.queue)
 	if err != nil {
@@ -82,7 +82,7 @@ func (e engine) run(t *testing.T, job Job) Result {
 	return res
 }
 
-func (e engine) try(ctx context.Context, job Job, q Admitter) (Result, error) {
+func (e testEngine) try(ctx context.Context, job Job, q Admitter) (Result, error) {
 	job.Signature = e.sig
 	if job.Function.Name == "" {
 		job.Function = e.sig.DefaultFunction()
@@ -246,7 +246,7 @@ func readTable(t *testing.T, path string) [][]string {
 
 // reference runs the whole of irisRows as one request: what every format
 // must give, row for row.
-func (e engine) reference(t *testing.T) []string {
+func (e testEngine) reference(t *testing.T) []string {
 	t.Helper()
 	x, _ := model.NewTensor(model.Float32, model.Shape{int64(len(irisRows)), 4})
 	d := x.Data.([]float32)

@@ -18,7 +18,7 @@ import (
 
 	"github.com/parquet-go/parquet-go"
 
-	"github.com/modelserve/modelserve/admission"
+	"github.com/modelserve/modelserve/engine"
 	"github.com/modelserve/modelserve/internal/atomicfile"
 	"github.com/modelserve/modelserve/model"
 )
@@ -63,16 +63,12 @@ const (
 
 // ChunkRowsFor is the default chunk size for a model's rows.
 func ChunkRowsFor(sig model.Signature) int {
-	row := sig.OutputRowBytes()
-	for _, in := range sig.Inputs {
-		row += in.RowBytes()
-	}
-	return int(min(DefaultChunkRows, max(MinChunkRows, ChunkBytes/max(row, 1))))
+	return int(min(DefaultChunkRows, max(MinChunkRows, ChunkBytes/max(sig.RowBytes(), 1))))
 }
 
-// Admitter is admission's queue in front of the workers.
+// Admitter is a loaded version's admission queue (an engine.Version).
 type Admitter interface {
-	Admit(bodyBytes int64) (*admission.Ticket, error)
+	Admit(bodyBytes int64) (*engine.Ticket, error)
 }
 
 // Result says what a run did.
@@ -245,7 +241,7 @@ func (p *Plan) Run(ctx context.Context, q Admitter) (Result, error) {
 	res, err := r.all(ctx)
 	r.progress.finish()
 	res.Elapsed = time.Since(start)
-	if peak, perr := admission.PeakResidentBytes(); perr == nil {
+	if peak, perr := engine.PeakResidentBytes(); perr == nil {
 		res.PeakBytes = peak
 	}
 	return res, err
@@ -569,7 +565,7 @@ func (r *run) predict(ctx context.Context, c *chunk) ([]model.Tensor, func(), er
 			t.Done()
 		}
 		switch {
-		case errors.Is(err, admission.ErrOverloaded):
+		case errors.Is(err, engine.ErrOverloaded):
 			select {
 			case <-time.After(wait):
 			case <-ctx.Done():
@@ -577,7 +573,7 @@ func (r *run) predict(ctx context.Context, c *chunk) ([]model.Tensor, func(), er
 			}
 			wait = min(2*wait, time.Second)
 			continue
-		case errors.Is(err, admission.ErrTooLarge):
+		case errors.Is(err, engine.ErrTooLarge):
 			return nil, nil, fmt.Errorf("a chunk of %d rows does not fit the memory budget: lower --chunk-rows or raise --memory-budget (%w)", c.rows, err)
 		case ctx.Err() != nil:
 			return nil, nil, context.Cause(ctx)
