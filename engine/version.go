@@ -40,3 +40,6 @@ func (v *Version) Close(ctx context.Context) error {
 	v.Queue.Close()
 	return v.w.Close(ctx)
 }
+
+// VersionName is the registry version loaded, for the server's metrics.
+func (v *Version) VersionName() string { return v.w.v.Version }

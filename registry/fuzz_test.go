@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -33,6 +34,31 @@ func FuzzParseRef(f *testing.F) {
 		for kind := model.ModelName; kind <= model.KeyName; kind++ {
 			if model.CheckName(kind, name) == nil && (strings.ContainsAny(name, "/\\\x00 ") || name == "." || name == "..") {
 				t.Fatalf("%s %q accepted", kind, name)
+			}
+		}
+	})
+}
+
+// FuzzReadAliases reads alias files as anyone with write access to the
+// registry could leave them: what is accepted maps names a command could
+// have written to versions a reference could name.
+func FuzzReadAliases(f *testing.F) {
+	for _, s := range []string{`{"prod": "3"}`, `{}`, `{"../x": "1"}`, `{"a": "../../etc"}`, `[]`, `{"a": 1}`, `null`, `{"a":"1","a":"2"}`} {
+		f.Add([]byte(s))
+	}
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, b []byte) {
+		path := filepath.Join(dir, "aliases.json")
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		aliases, err := readAliases(path)
+		if err != nil {
+			return
+		}
+		for a, v := range aliases {
+			if model.CheckName(model.VersionName, a) != nil || model.CheckName(model.VersionName, v) != nil {
+				t.Fatalf("accepted %q → %q", a, v)
 			}
 		}
 	})

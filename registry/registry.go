@@ -124,6 +124,11 @@ func (r *Registry) Log(ctx context.Context, req LogRequest) (Version, error) {
 	if r.inspect == nil {
 		return Version{}, fmt.Errorf("this registry was opened read-only")
 	}
+	if aliases, err := r.Aliases(req.Name); err != nil {
+		return Version{}, err
+	} else if _, ok := aliases[req.Version]; ok {
+		return Version{}, fmt.Errorf("%s:%s %w as an alias; a version needs a name of its own", req.Name, req.Version, ErrExists)
+	}
 	final := r.versionDir(req.Name, req.Version)
 	if err := r.confined(modelsDir, req.Name, req.Version); err != nil {
 		return Version{}, err
@@ -331,6 +336,18 @@ func (r *Registry) Get(name, version string) (Version, error) {
 	}
 	v, err := r.readManifest(name, version)
 	if errors.Is(err, fs.ErrNotExist) {
+		// Not a version: perhaps an alias of one.
+		aliases, aerr := r.Aliases(name)
+		if aerr != nil {
+			return Version{}, aerr
+		}
+		if target, ok := aliases[version]; ok {
+			v, err = r.readManifest(name, target)
+			if errors.Is(err, fs.ErrNotExist) {
+				return Version{}, fmt.Errorf("model %s:%s names version %s, which is gone: %w in registry %s", name, version, target, ErrNotFound, r.root)
+			}
+			return v, err
+		}
 		return Version{}, fmt.Errorf("model %s:%s: %w in registry %s", name, version, ErrNotFound, r.root)
 	}
 	return v, err
@@ -358,6 +375,17 @@ func (r *Registry) Delete(name, version string) error {
 	v, err := r.Get(name, version)
 	if err != nil {
 		return err
+	}
+	if v.Version != version {
+		return fmt.Errorf("%s:%s is an alias (of version %s); delete versions by their name, or remove the alias", name, version, v.Version)
+	}
+	aliases, err := r.Aliases(name)
+	if err != nil {
+		return err
+	}
+	if as := aliasedAs(aliases, version); len(as) > 0 {
+		slices.Sort(as)
+		return fmt.Errorf("cannot delete %s: it is %w as %s:%s; move or remove the alias first", v.Ref(), ErrInUse, name, strings.Join(as, ", "+name+":"))
 	}
 	if err := r.confined(modelsDir, v.Name, v.Version, lockFile); err != nil {
 		return err
@@ -388,8 +416,14 @@ func (r *Registry) Delete(name, version string) error {
 	if err := os.RemoveAll(trash); err != nil {
 		return fmt.Errorf("deleting %s: %w", v.Ref(), err)
 	}
-	// The model's folder goes with its last version; Remove fails harmlessly
+	// The model's folder goes with its last version (its alias files,
+	// which can name no version then, with it); Remove fails harmlessly
 	// if another version remains.
+	if rest, err := readDirNames(filepath.Dir(v.Dir)); err == nil && len(rest) == 0 {
+		for _, f := range []string{aliasFile, aliasLockFile} {
+			os.Remove(filepath.Join(filepath.Dir(v.Dir), f))
+		}
+	}
 	os.Remove(filepath.Dir(v.Dir))
 	return nil
 }

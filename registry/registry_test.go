@@ -388,3 +388,59 @@ func moveAndLink(t *testing.T, path, to string) {
 		t.Fatal(err)
 	}
 }
+
+func TestAliases_nameAVersionAndMove(t *testing.T) {
+	r := openTemp(t)
+	for _, v := range []string{"1", "2"} {
+		logIris(t, r, v)
+	}
+	if err := r.SetAlias("iris", "prod", "1"); err != nil {
+		t.Fatal(err)
+	}
+	v, err := r.Get("iris", "prod")
+	if err != nil || v.Version != "1" {
+		t.Fatalf("iris:prod = %v, %v; want version 1", v.Version, err)
+	}
+	if err := r.SetAlias("iris", "prod", "2"); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := r.Get("iris", "prod"); v.Version != "2" {
+		t.Fatalf("after the move iris:prod = %s, want 2", v.Version)
+	}
+	if a, _ := r.Aliases("iris"); len(a) != 1 || a["prod"] != "2" {
+		t.Errorf("aliases = %v", a)
+	}
+	tests := []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"an alias to a version that is not there", r.SetAlias("iris", "prod", "9"), "not found"},
+		{"an alias to an alias", r.SetAlias("iris", "staging", "prod"), "is an alias"},
+		{"an alias named as a version", r.SetAlias("iris", "1", "2"), "already exists as a version"},
+		{"an alias with a bad name", r.SetAlias("iris", "../x", "2"), "alias"},
+		{"deleting the version an alias names", r.Delete("iris", "2"), "move or remove the alias first"},
+		{"deleting through an alias", r.Delete("iris", "prod"), "is an alias"},
+		{"removing an alias that is not there", r.RemoveAlias("iris", "staging"), "not found"},
+	}
+	for _, tt := range tests {
+		if tt.err == nil || !strings.Contains(tt.err.Error(), tt.want) {
+			t.Errorf("%s: %v, want an error with %q", tt.name, tt.err, tt.want)
+		}
+	}
+	if _, err := r.Log(context.Background(), LogRequest{Name: "iris", Version: "prod", File: testenv.Model(t, "iris")}); err == nil || !strings.Contains(err.Error(), "as an alias") {
+		t.Errorf("logging a version named as an alias: %v", err)
+	}
+	if err := r.Delete("iris", "1"); err != nil {
+		t.Errorf("deleting a version no alias names: %v", err)
+	}
+	if err := r.RemoveAlias("iris", "prod"); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Delete("iris", "2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(r.Root(), "models", "iris")); !os.IsNotExist(err) {
+		t.Errorf("the model's folder outlived its last version: %v", err)
+	}
+}

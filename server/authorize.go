@@ -37,14 +37,14 @@ func (s *Server) authorize(c *fiber.Ctx) error {
 
 // need is what the route asked for requires; open when it requires nothing.
 func (s *Server) need(c *fiber.Ctx) (auth.Need, bool) {
-	switch p := c.Path(); p {
-	case "/health", "/healthcheck":
+	switch p := c.Path(); {
+	case p == "/health", p == "/healthcheck", strings.HasPrefix(p, "/health/"):
 		return auth.Need{}, !s.cfg.AuthHealth
-	case "/metrics":
+	case p == "/metrics":
 		return auth.Need{Scope: auth.ScopeMetrics}, false
 	default:
 		if r, ok := s.routes[p]; ok {
-			return auth.Need{Scope: auth.ScopePredict, Model: s.cfg.Model, Function: r.fn.Name}, false
+			return auth.Need{Scope: auth.ScopePredict, Model: r.m.name, Function: r.fn.Name}, false
 		}
 		return auth.Need{}, false // any principal, then 404
 	}

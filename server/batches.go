@@ -76,6 +76,8 @@ type answer struct {
 	retryAfter int
 	reason     string
 	rows       int
+	// version is the model version that computed it ("" before one did).
+	version string
 	// panic is set when the answer is a recovered panic's 500.
 	panic *panics.Error
 }

@@ -56,7 +56,7 @@ func (s *Server) poll(r *route) fiber.Handler {
 	return func(c *fiber.Ctx) error {
 		start := time.Now()
 		g := readGateway(&c.Request().Header)
-		key := batchKey(r.fn.Path(), principal(c), g)
+		key := batchKey(r.key, principal(c), g)
 		if key == "" {
 			c.Set(fiber.HeaderAllow, fiber.MethodPost)
 			s.respond(c, r, g, s.failure(inputErr(-1, "", "%s takes POST; GET polls an async batch and needs the sf-external-function-query-batch-id header", r.fn.Path()), http.StatusMethodNotAllowed), "", start)
@@ -109,10 +109,15 @@ func (s *Server) handle(c *fiber.Ctx, r *route, g gateway) (ans answer, how stri
 		c.Context().SetConnectionClose()
 		return s.failure(errDraining, 0), ""
 	}
-	ref := s.pred.Load()
+	ref := r.m.pred.Load()
 	if ref == nil {
 		return s.failure(errNotReady, 0), ""
 	}
+	defer func() {
+		if ans.version == "" {
+			ans.version = ref.version
+		}
+	}()
 	if g.Format != "" && !strings.EqualFold(g.Format, "json") {
 		return s.failure(inputErr(-1, "", "sf-external-function-format is %q; modelserve speaks json", g.Format), 0), ""
 	}
@@ -123,7 +128,7 @@ func (s *Server) handle(c *fiber.Ctx, r *route, g gateway) (ans answer, how stri
 	defer cancel()
 	faults.Inject(ctx, panics.Handler)
 
-	key := batchKey(r.fn.Path(), principal(c), g)
+	key := batchKey(r.key, principal(c), g)
 	if key != "" {
 		if e := s.batches.get(key); e != nil {
 			if !s.batches.failedAsync(e) {
@@ -196,7 +201,9 @@ func (s *Server) handle(c *fiber.Ctx, r *route, g gateway) (ans answer, how stri
 			return s.failure(err, 0)
 		}
 		faults.Inject(ctx, panics.Batch)
-		return s.encodeAnswer(r, b, outs)
+		ans = s.encodeAnswer(r, b, outs)
+		ans.version = ref.version // a retry's answer names the version that computed it
+		return ans
 	})
 	if async {
 		s.batches.async.Inc()
@@ -373,10 +380,10 @@ func (s *Server) respond(c *fiber.Ctx, r *route, g gateway, ans answer, how stri
 		s.writeBody(c, ans.status, fiber.MIMEApplicationJSON, ans.body)
 	}
 	elapsed := time.Since(start)
-	s.requests.WithLabelValues(r.fn.Name, outcome(ans.status)).Inc()
-	s.duration.WithLabelValues(r.fn.Name).Observe(elapsed.Seconds())
+	s.requests.WithLabelValues(r.m.name, ans.version, r.fn.Name, outcome(ans.status)).Inc()
+	s.duration.WithLabelValues(r.m.name, ans.version, r.fn.Name).Observe(elapsed.Seconds())
 	if ans.status == http.StatusOK && how != "replayed" && how != "polled" {
-		s.rows.WithLabelValues(r.fn.Name).Add(float64(ans.rows))
+		s.rows.WithLabelValues(r.m.name, ans.version, r.fn.Name).Add(float64(ans.rows))
 	}
 	who := principal(c)
 	if ans.status >= 500 && ans.status != http.StatusServiceUnavailable && ans.panic == nil {
@@ -391,7 +398,7 @@ func (s *Server) respond(c *fiber.Ctx, r *route, g gateway, ans answer, how stri
 		if g.present() {
 			msg = "batch"
 		}
-		s.cfg.Audit.Info(msg, append(g.attrs(), "principal", who, "function", r.fn.Name, "rows", ans.rows, "status", ans.status,
+		s.cfg.Audit.Info(msg, append(g.attrs(), "principal", who, "model", r.m.name, "version", ans.version, "function", r.fn.Name, "rows", ans.rows, "status", ans.status,
 			"how", how, "ms", float64(elapsed.Microseconds())/1000)...)
 	}
 }

@@ -525,7 +525,7 @@ func TestStatusDiscipline_whatARetryCanFixIsNeverA4xx(t *testing.T) {
 	waitForGauge(t, f.metrics, "modelserve_queue_requests", 1)
 	check("overloaded", gatewayRequest("POST", "/predict", "q", "b3", row), http.StatusTooManyRequests)
 
-	f.srv.SetAdmitter(nil)
+	f.srv.SetAdmitter(f.name, nil)
 	check("draining", gatewayRequest("POST", "/predict", "q", "b4", row), http.StatusServiceUnavailable)
 	ready()
 	late := gatewayRequest("POST", "/predict", "q", "b5", row)

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -37,9 +38,20 @@ type Admitter interface {
 	Estimate(rows int) time.Duration
 }
 
-// Config describes the model a server serves and where it reports.
-type Config struct {
+// Model is one model a server serves: its name, the first part of its
+// routes (/iris/predict-proba) and what predict:NAME scopes match, and
+// the signature of the version it serves.
+type Model struct {
+	Name      string
 	Signature model.Signature
+}
+
+// Config describes the models a server serves and where it reports.
+type Config struct {
+	// Models are served each under /<name>/<function>; the default model
+	// (DefaultModel, or the only one) also under /<function> and /predict.
+	Models       []Model
+	DefaultModel string
 	// MaxBodyBytes bounds a request body, also once decompressed; larger
 	// ones get 413. MaxInflateRatio refuses (413) a compressed body that
 	// inflates past a megabyte and more than this many times its size.
@@ -47,7 +59,8 @@ type Config struct {
 	MaxInflateRatio int
 	Log             *slog.Logger
 	// Gatherer is exposed on /metrics; Registerer takes the server's own
-	// metrics (the caller labels them with the model and version).
+	// metrics, labelled by model and version (the version an Admitter
+	// with a VersionName method names).
 	Gatherer   prometheus.Gatherer
 	Registerer prometheus.Registerer
 	// RequestTimeout is a request's deadline unless its X-Request-Timeout
@@ -70,8 +83,6 @@ type Config struct {
 	// DefaultPriority is a request's priority when it sends no
 	// X-Priority (the zero value is normal).
 	DefaultPriority engine.Priority
-	// Model is the served model's name, which predict:NAME scopes match.
-	Model string
 	// Auth decides who may call; nil lets everyone in.
 	Auth *auth.Policy
 	// AuthHealth makes the probes need a credential too.
@@ -169,7 +180,7 @@ type Server struct {
 	cfg     Config
 	app     *fiber.App
 	routes  map[string]*route
-	pred    atomic.Pointer[admitterRef]
+	models  map[string]*served
 	bufs    buffers
 	hangups *disconnects
 	batches *batches
@@ -190,11 +201,28 @@ type Server struct {
 	ready    prometheus.Gauge
 }
 
-type admitterRef struct{ Admitter }
+type admitterRef struct {
+	Admitter
+	version string
+}
 
-// route is one function's path with its decoder and encoder.
+// served is one model: the admitter its requests go to, nil until it is
+// loaded.
+type served struct {
+	name string
+	sig  model.Signature
+	pred atomic.Pointer[admitterRef]
+}
+
+// versioned is an Admitter that names the version it runs, for metrics.
+type versioned interface{ VersionName() string }
+
+// route is one function of one model, with its decoder and encoder; key
+// names it for the batch store (the same whichever path reached it).
 type route struct {
+	m   *served
 	fn  model.Function
+	key string
 	dec *decoder
 	enc *encoder
 }
@@ -210,8 +238,19 @@ const ReasonHeader = "X-Modelserve-Rejected"
 
 // New builds the server; it answers 503 on its routes until SetPredictor.
 func New(cfg Config) (*Server, error) {
-	if err := cfg.Signature.Validate(); err != nil {
-		return nil, err
+	if len(cfg.Models) == 0 {
+		return nil, errors.New("a server needs a model to serve")
+	}
+	if cfg.DefaultModel == "" && len(cfg.Models) == 1 {
+		cfg.DefaultModel = cfg.Models[0].Name
+	}
+	for _, m := range cfg.Models {
+		if err := model.CheckName(model.ModelName, m.Name); err != nil {
+			return nil, err
+		}
+		if err := m.Signature.Validate(); err != nil {
+			return nil, fmt.Errorf("model %s: %w", m.Name, err)
+		}
 	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
@@ -238,7 +277,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.ResultBytes = DefaultResultBytes
 	}
 	cfg.Conn.defaults()
-	s := &Server{cfg: cfg, routes: map[string]*route{}, hangups: newDisconnects(50 * time.Millisecond),
+	s := &Server{cfg: cfg, routes: map[string]*route{}, models: map[string]*served{}, hangups: newDisconnects(50 * time.Millisecond),
 		decoders: make(chan struct{}, max(1, runtime.GOMAXPROCS(0)-1)),
 		conns:    &connTracker{conns: map[net.Conn]*trackedConn{}, limits: cfg.Conn}}
 	if err := s.registerMetrics(); err != nil {
@@ -275,45 +314,73 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.app.Use(s.guard)
 	s.app.Use(s.authorize)
-	dec := newDecoder(cfg.Signature)
-	fetched := cfg.Signature.FetchedOutputs()
-	for _, fn := range cfg.Signature.Functions {
-		r := &route{fn: fn, dec: dec, enc: newEncoder(fn, fetched)}
-		s.routes[fn.Path()] = r
-		s.app.Post(fn.Path(), s.predict(r))
-		s.app.Get(fn.Path(), s.poll(r))
+	for _, m := range cfg.Models {
+		if err := s.addModel(m, m.Name == cfg.DefaultModel); err != nil {
+			return nil, err
+		}
 	}
-	if _, ok := s.routes["/predict"]; !ok {
-		def := cfg.Signature.DefaultFunction()
-		r := s.routes[def.Path()]
-		s.routes["/predict"] = r
-		s.app.Post("/predict", s.predict(r))
-		s.app.Get("/predict", s.poll(r))
+	if _, ok := s.models[cfg.DefaultModel]; cfg.DefaultModel != "" && !ok {
+		return nil, fmt.Errorf("the default model %s is not among those served", cfg.DefaultModel)
 	}
 	s.app.Get("/healthcheck", s.health)
 	s.app.Get("/health", s.health)
+	s.app.Get("/health/:model", s.modelHealth)
 	s.app.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{})))
 	s.app.Use(s.notFound)
 	return s, nil
 }
 
+// addModel registers m's routes: /<model>/<function> and /<model>/predict,
+// and, for the default model, /<function> and /predict.
+func (s *Server) addModel(m Model, isDefault bool) error {
+	if _, dup := s.models[m.Name]; dup {
+		return fmt.Errorf("model %s is served twice", m.Name)
+	}
+	sm := &served{name: m.Name, sig: m.Signature}
+	s.models[m.Name] = sm
+	dec := newDecoder(m.Signature)
+	fetched := m.Signature.FetchedOutputs()
+	add := func(path string, r *route) {
+		s.routes[path] = r
+		s.app.Post(path, s.predict(r))
+		s.app.Get(path, s.poll(r))
+	}
+	byFn := map[string]*route{}
+	for _, fn := range m.Signature.Functions {
+		r := &route{m: sm, fn: fn, key: "/" + m.Name + fn.Path(), dec: dec, enc: newEncoder(fn, fetched)}
+		byFn[fn.Name] = r
+		add("/"+m.Name+fn.Path(), r)
+		if isDefault {
+			add(fn.Path(), r)
+		}
+	}
+	def := byFn[m.Signature.DefaultFunction().Name]
+	if _, ok := s.routes["/"+m.Name+"/predict"]; !ok {
+		add("/"+m.Name+"/predict", def)
+	}
+	if _, ok := s.routes["/predict"]; isDefault && !ok {
+		add("/predict", def)
+	}
+	return nil
+}
+
 func (s *Server) registerMetrics() error {
 	s.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "modelserve_requests_total",
-		Help: "Prediction requests answered, by function and outcome.",
-	}, []string{"function", "outcome"})
+		Help: "Prediction requests answered, by model, version, function and outcome.",
+	}, []string{"model", "version", "function", "outcome"})
 	s.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "modelserve_request_duration_seconds",
 		Help:    "Time from a prediction request's arrival to its answer.",
 		Buckets: prometheus.ExponentialBuckets(100e-6, 2.5, 14),
-	}, []string{"function"})
+	}, []string{"model", "version", "function"})
 	s.rows = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "modelserve_rows_predicted_total",
-		Help: "Rows answered with a prediction, by function.",
-	}, []string{"function"})
+		Help: "Rows answered with a prediction, by model, version and function.",
+	}, []string{"model", "version", "function"})
 	s.ready = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "modelserve_ready",
-		Help: "1 once every worker has loaded the model, else 0.",
+		Help: "1 once every model served has loaded, else 0.",
 	})
 	for _, c := range []prometheus.Collector{s.requests, s.duration, s.rows, s.ready} {
 		if err := s.cfg.Registerer.Register(c); err != nil {
@@ -323,16 +390,39 @@ func (s *Server) registerMetrics() error {
 	return nil
 }
 
-// SetAdmitter makes the server ready: the model is loaded and requests go
-// to a. A nil a makes it not ready again.
-func (s *Server) SetAdmitter(a Admitter) {
-	if a == nil {
-		s.pred.Store(nil)
-		s.ready.Set(0)
-		return
+// SetAdmitter sends model's requests to a from now on: the model is
+// loaded, or a new version of it takes over (requests already admitted
+// finish on the one they started on). A nil a makes it not ready again.
+// The server is ready once every model has an admitter.
+func (s *Server) SetAdmitter(model string, a Admitter) error {
+	m, ok := s.models[model]
+	if !ok {
+		return fmt.Errorf("model %s is not served here", model)
 	}
-	s.pred.Store(&admitterRef{a})
-	s.ready.Set(1)
+	if a == nil {
+		m.pred.Store(nil)
+	} else {
+		ref := &admitterRef{Admitter: a}
+		if v, ok := a.(versioned); ok {
+			ref.version = v.VersionName()
+		}
+		m.pred.Store(ref)
+	}
+	if s.allReady() {
+		s.ready.Set(1)
+	} else {
+		s.ready.Set(0)
+	}
+	return nil
+}
+
+func (s *Server) allReady() bool {
+	for _, m := range s.models {
+		if m.pred.Load() == nil {
+			return false
+		}
+	}
+	return true
 }
 
 // Test answers one request in process, without a socket (for tests).
@@ -406,7 +496,23 @@ func (s *Server) health(c *fiber.Ctx) error {
 	if s.draining.Load() {
 		return c.Status(http.StatusServiceUnavailable).SendString(`{"status":"shutting down"}`)
 	}
-	if s.pred.Load() == nil {
+	if !s.allReady() {
+		return c.Status(http.StatusServiceUnavailable).SendString(`{"status":"not ready"}`)
+	}
+	return c.SendString(`{"status":"ready"}`)
+}
+
+// modelHealth answers /health/<model>: that model's readiness alone.
+func (s *Server) modelHealth(c *fiber.Ctx) error {
+	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
+	m, ok := s.models[c.Params("model")]
+	switch {
+	case !ok:
+		writeJSONError(c, http.StatusNotFound, "no model "+strconv.Quote(c.Params("model"))+" is served here")
+		return nil
+	case s.draining.Load():
+		return c.Status(http.StatusServiceUnavailable).SendString(`{"status":"shutting down"}`)
+	case m.pred.Load() == nil:
 		return c.Status(http.StatusServiceUnavailable).SendString(`{"status":"not ready"}`)
 	}
 	return c.SendString(`{"status":"ready"}`)
@@ -422,10 +528,11 @@ func (s *Server) notFound(c *fiber.Ctx) error {
 	}
 	if c.Method() == fiber.MethodPost {
 		paths := make([]string, 0, len(s.routes))
-		for _, fn := range s.cfg.Signature.Functions {
-			paths = append(paths, fn.Path())
+		for p := range s.routes {
+			paths = append(paths, p)
 		}
-		writeJSONError(c, http.StatusNotFound, fmt.Sprintf("unknown function %s; this model serves %s", c.Path(), strings.Join(paths, ", ")))
+		slices.Sort(paths)
+		writeJSONError(c, http.StatusNotFound, fmt.Sprintf("unknown function %s; this server serves %s", c.Path(), strings.Join(paths, ", ")))
 		return nil
 	}
 	writeJSONError(c, http.StatusNotFound, "not found: "+c.Method()+" "+c.Path())

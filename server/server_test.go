@@ -29,6 +29,7 @@ type fixture struct {
 	srv     *Server
 	queue   *admission.Queue
 	metrics *prometheus.Registry
+	name    string // the model served
 }
 
 // newFixture serves a generated model with the given functions over a real
@@ -66,7 +67,7 @@ func newFixtureWith(t *testing.T, name string, fns []model.Function, o fixtureOp
 	if o.log != nil {
 		log = slog.New(slog.NewTextHandler(o.log, nil))
 	}
-	cfg := Config{Signature: sig, Log: log, Gatherer: metrics, Registerer: metrics, MaxBodyBytes: 1 << 20}
+	cfg := Config{Models: []Model{{Name: name, Signature: sig}}, Log: log, Gatherer: metrics, Registerer: metrics, MaxBodyBytes: 1 << 20}
 	if o.server != nil {
 		o.server(&cfg)
 	}
@@ -98,9 +99,9 @@ func newFixtureWith(t *testing.T, name string, fns []model.Function, o fixtureOp
 		q.Close()
 		pool.Close(context.Background())
 	})
-	f := fixture{srv: srv, queue: q, metrics: metrics}
+	f := fixture{srv: srv, queue: q, metrics: metrics, name: name}
 	t.Cleanup(func() { srv.Shutdown(context.Background()) })
-	return f, func() { srv.SetAdmitter(q) }
+	return f, func() { srv.SetAdmitter(name, q) }
 }
 
 var irisFunctions = []model.Function{{Name: "predict", Outputs: []string{"label"}}, {Name: "predict_proba", Outputs: []string{"probabilities"}}}
@@ -153,7 +154,11 @@ func TestServer_eachFunctionHasItsRoute(t *testing.T) {
 	}{
 		{"POST", "/predict", 200, `{"data":[[0,{"label":0}],[1,{"label":2}]]}`},
 		{"POST", "/predict-proba", 200, `"probabilities":[`},
-		{"POST", "/predict_proba", 404, "unknown function /predict_proba; this model serves /predict, /predict-proba"},
+		{"POST", "/predict_proba", 404, "unknown function /predict_proba; this server serves /iris/predict, /iris/predict-proba, /predict, /predict-proba"},
+		{"POST", "/iris/predict-proba", 200, `"probabilities":[`},
+		{"POST", "/iris/predict", 200, `{"data":[[0,{"label":0}],[1,{"label":2}]]}`},
+		{"GET", "/health/iris", 200, `{"status":"ready"}`},
+		{"GET", "/health/dlrm", 404, `no model \"dlrm\" is served here`},
 		{"GET", "/predict", 405, "takes POST"},
 		{"GET", "/nothing", 404, "not found"},
 	}
@@ -431,10 +436,10 @@ func TestServer_metricsCountRequestsAndRows(t *testing.T) {
 		c    prometheus.Collector
 		want float64
 	}{
-		{f.srv.requests.WithLabelValues("predict", "ok"), 1},
-		{f.srv.requests.WithLabelValues("predict", "bad_request"), 1},
-		{f.srv.requests.WithLabelValues("predict_proba", "ok"), 1},
-		{f.srv.rows.WithLabelValues("predict"), 2},
+		{f.srv.requests.WithLabelValues("iris", "", "predict", "ok"), 1},
+		{f.srv.requests.WithLabelValues("iris", "", "predict", "bad_request"), 1},
+		{f.srv.requests.WithLabelValues("iris", "", "predict_proba", "ok"), 1},
+		{f.srv.rows.WithLabelValues("iris", "", "predict"), 2},
 	}
 	for i, c := range checks {
 		if got := testutil.ToFloat64(c.c); got != c.want {

@@ -19,6 +19,10 @@ type Options struct {
 	// Service is the service's name, possibly qualified (db.schema.svc).
 	Service  string
 	Endpoint string
+	// Model, when set, routes each function to /<model>/<function>: the
+	// path every modelserve server answers for the model, whether it
+	// serves it alone or beside others. Empty: /<function>.
+	Model string
 	// MaxBatchRows is how many rows the gateway puts in one request.
 	MaxBatchRows int
 	// Wide declares one OBJECT argument instead of one per column.
@@ -95,7 +99,11 @@ func Create(sig model.Signature, o Options) ([]string, error) {
 		if o.BatchTimeoutSecs > 0 {
 			fmt.Fprintf(&b, "  BATCH_TIMEOUT_SECS = %d\n", o.BatchTimeoutSecs)
 		}
-		fmt.Fprintf(&b, "  AS '%s';\n", fn.Path())
+		path := fn.Path()
+		if o.Model != "" {
+			path = "/" + o.Model + path
+		}
+		fmt.Fprintf(&b, "  AS '%s';\n", path)
 		out = append(out, b.String())
 	}
 	return out, nil

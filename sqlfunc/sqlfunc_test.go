@@ -46,6 +46,18 @@ func TestCreate_oneFunctionPerModelFunction(t *testing.T) {
 	}
 }
 
+func TestCreate_pathsNameTheModel(t *testing.T) {
+	got, err := Create(irisSignature(), Options{Service: "svc", Endpoint: "inference", MaxBatchRows: 64, Model: "iris"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []string{"AS '/iris/predict';", "AS '/iris/predict-proba';"} {
+		if !strings.Contains(got[i], want) {
+			t.Errorf("statement %d lacks %s:\n%s", i, want, got[i])
+		}
+	}
+}
+
 func TestCreate_typesAndWideRows(t *testing.T) {
 	sig := model.Signature{
 		Inputs: []model.Spec{

@@ -244,8 +244,7 @@ func checkModel(ctx context.Context, w io.Writer, t checkTarget, o *doctorOption
 	}
 
 	metrics := prometheus.NewRegistry()
-	labelled := prometheus.WrapRegistererWith(prometheus.Labels{"model": t.Name, "version": t.Version.Version}, metrics)
-	rec, err := panics.New(labelled)
+	rec, err := panics.New(metrics)
 	if err != nil {
 		fail("%v", err)
 		return failures
@@ -262,7 +261,7 @@ func checkModel(ctx context.Context, w io.Writer, t checkTarget, o *doctorOption
 	loadTime := time.Since(start)
 	after := memoryInUse(watch, gpus)
 
-	srv, err := server.New(server.Config{Signature: t.Signature, Log: log, Gatherer: metrics, Registerer: labelled, Panics: rec,
+	srv, err := server.New(server.Config{Models: []server.Model{{Name: t.Name, Signature: t.Signature}}, Log: log, Gatherer: metrics, Registerer: metrics, Panics: rec,
 		MaxBodyBytes: int(so.maxBodyBytes), RequestTimeout: 10 * time.Minute, MaxRequestTimeout: 10 * time.Minute})
 	if err != nil {
 		fail("starting the server: %v", err)
@@ -320,7 +319,7 @@ func checkModel(ctx context.Context, w io.Writer, t checkTarget, o *doctorOption
 		return failures
 	}
 	defer qA.Close()
-	srv.SetAdmitter(qA)
+	srv.SetAdmitter(t.Name, qA)
 
 	// A first request proves the route answers every row.
 	if err := checkAnswer(route, gatewayBody(inputs, min(8, maxBatch)), min(8, maxBatch)); err != nil {
@@ -382,7 +381,7 @@ func checkModel(ctx context.Context, w io.Writer, t checkTarget, o *doctorOption
 			fail("%s: %v", cell.label, err)
 			continue
 		}
-		srv.SetAdmitter(q)
+		srv.SetAdmitter(t.Name, q)
 		tg, err := loadgen.NewTarget(route, c.callers)
 		if err != nil {
 			fail("%v", err)
@@ -397,7 +396,7 @@ func checkModel(ctx context.Context, w io.Writer, t checkTarget, o *doctorOption
 				sum1, n1 = histogram(reg, "modelserve_batch_rows")
 			}
 		})
-		srv.SetAdmitter(qA)
+		srv.SetAdmitter(t.Name, qA)
 		q.Close()
 		if st.Others() > 0 || len(st.OK) == 0 {
 			fail("%s: %d answered, other answers %v", cell.label, len(st.OK), st.Statuses)
@@ -492,9 +491,9 @@ func checkAdmission(m *engine.Workers, eo engine.Options, device engine.Device, 
 		fail("admission narrowed to %d rows: %v", checkRows, err)
 		return "", failures
 	}
-	srv.SetAdmitter(q)
+	srv.SetAdmitter(m.Version().Name, q)
 	defer func() {
-		srv.SetAdmitter(restore)
+		srv.SetAdmitter(m.Version().Name, restore)
 		q.Close()
 	}()
 

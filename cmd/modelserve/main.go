@@ -56,6 +56,10 @@ func newRoot() *cobra.Command {
 	return root
 }
 
+// envList marks a repeated flag whose values hold no comma: its variable
+// takes a comma-separated list (MODELSERVE_MODEL=iris,dlrm:3).
+const envList = "modelserve-env-list"
+
 // bindEnv lets MODELSERVE_<FLAG_NAME> set any flag not given on the command
 // line (--max-queue ← MODELSERVE_MAX_QUEUE), so a container's environment
 // configures it.
@@ -70,11 +74,18 @@ func bindEnv(cmd *cobra.Command) error {
 		if !ok {
 			return
 		}
+		values := []string{v}
 		if f.Value.Type() == "stringArray" || f.Value.Type() == "stringSlice" {
-			return // repeated flags have no one-variable form
+			if _, ok := f.Annotations[envList]; !ok {
+				return // a repeated flag whose values may hold commas has no one-variable form
+			}
+			values = strings.Split(v, ",")
 		}
-		if serr := cmd.Flags().Set(f.Name, v); serr != nil {
-			err = fmt.Errorf("%s=%q: %w", name, v, serr)
+		for _, v := range values {
+			if serr := cmd.Flags().Set(f.Name, strings.TrimSpace(v)); serr != nil {
+				err = fmt.Errorf("%s=%q: %w", name, v, serr)
+				return
+			}
 		}
 	})
 	return err

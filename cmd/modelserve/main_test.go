@@ -251,9 +251,17 @@ func TestRegistryCLI_logShowListDelete(t *testing.T) {
 	if err := json.Unmarshal([]byte(c.must("registry", "show", "iris", "--json")), &manifest); err != nil || len(manifest.SHA256) != 64 || manifest.Size == 0 {
 		t.Errorf("show --json = %+v, %v", manifest, err)
 	}
-	if list := c.must("registry", "list"); !regexp.MustCompile(`iris\s+1\s+\S+ \S+\s+\S+ B\s+predict,predict_proba`).MatchString(list) {
+	c.must("registry", "alias", "iris", "prod", "1")
+	if list := c.must("registry", "list"); !regexp.MustCompile(`iris\s+1\s+prod\s+\S+ \S+\s+\S+ B\s+predict,predict_proba`).MatchString(list) {
 		t.Errorf("registry list:\n%s", list)
 	}
+	if show := c.must("registry", "show", "iris:prod"); !strings.Contains(show, "iris:1") || !strings.Contains(show, "aliases      prod") {
+		t.Errorf("registry show iris:prod:\n%s", show)
+	}
+	if _, errOut, err := c.run("registry", "delete", "iris:1"); err == nil || !strings.Contains(errOut, "move or remove the alias first") {
+		t.Errorf("deleting an aliased version: %v %s", err, errOut)
+	}
+	c.must("registry", "alias", "--remove", "iris", "prod")
 	c.must("registry", "delete", "iris:1")
 	if _, errOut, err := c.run("registry", "show", "iris:1"); err == nil || !strings.Contains(errOut, "not found") {
 		t.Errorf("show after delete: %v %s", err, errOut)
@@ -273,7 +281,7 @@ func TestSQLFunctions_forEveryFunction(t *testing.T) {
 		"MAX_BATCH_ROWS = 128",
 		"CONTEXT_HEADERS = (CURRENT_USER)",
 		"ON_BATCH_FAILURE = RETURN_NULL",
-		"AS '/predict-proba';",
+		"AS '/iris/predict-proba';",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("sql functions lacks %q:\n%s", want, out)
@@ -382,7 +390,7 @@ func TestServe_errorsNameTheRowAndColumn(t *testing.T) {
 		{iris, "/predict", `{"data": [[0, 1, 2, 3, 4], [1, 1, 2, 3]]}`, 400, "row 1: expected 4 arguments"},
 		{iris, "/predict", `{"data": [[0, 1, 2, "x", 4]]}`, 400, `row 0, column \"petal_length\": expected FLOAT, got string \"x\"`},
 		{iris, "/predict", `{"data": [[0, {"sepal_length": 1, "petal": 2}]]}`, 400, `row 0, column \"petal\": unknown column`},
-		{iris, "/classify", `{"data": [[0, 1, 2, 3, 4]]}`, 404, "unknown function /classify; this model serves /predict, /predict-proba"},
+		{iris, "/classify", `{"data": [[0, 1, 2, 3, 4]]}`, 404, "unknown function /classify; this server serves /iris/predict, /iris/predict-proba, /predict, /predict-proba"},
 		{fragile, "/predict", `{"data": [[0, [1, 2, 3]]]}`, 500, "Prediction failed: "},
 	}
 	for _, tt := range tests {
@@ -417,7 +425,7 @@ func TestServe_metricsPassPromtool(t *testing.T) {
 		`modelserve_requests_total{function="predict",model="iris",outcome="bad_request",version="1"} 1`,
 		`modelserve_rows_predicted_total{function="predict",model="iris",version="1"} 1`,
 		`modelserve_workers_busy{model="iris",version="1"} 0`,
-		`modelserve_ready{model="iris",version="1"} 1`,
+		`modelserve_ready 1`,
 		`modelserve_request_duration_seconds_count{function="predict",model="iris",version="1"} 2`,
 		`modelserve_inference_duration_seconds_count{model="iris",version="1"} 1`,
 		`modelserve_batch_rows_count{model="iris",version="1"} 1`,

@@ -2,8 +2,10 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -23,7 +25,7 @@ func newRegistryCmd(g *globals) *cobra.Command {
 		Use:   "registry",
 		Short: "Register, list, show and delete model versions",
 	}
-	cmd.AddCommand(newLogCmd(g), newListCmd(g), newShowCmd(g), newSetCmd(g), newDeleteCmd(g))
+	cmd.AddCommand(newLogCmd(g), newListCmd(g), newShowCmd(g), newSetCmd(g), newDeleteCmd(g), newAliasCmd(g))
 	return cmd
 }
 
@@ -153,13 +155,19 @@ func newListCmd(g *globals) *cobra.Command {
 				return err
 			}
 			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "NAME\tVERSION\tCREATED\tSIZE\tFUNCTIONS")
+			fmt.Fprintln(w, "NAME\tVERSION\tALIASES\tCREATED\tSIZE\tFUNCTIONS")
+			aliases := map[string]map[string]string{}
 			for _, v := range vs {
+				if _, ok := aliases[v.Name]; !ok {
+					if aliases[v.Name], err = reg.Aliases(v.Name); err != nil {
+						return err
+					}
+				}
 				names := make([]string, len(v.Signature.Functions))
 				for i, f := range v.Signature.Functions {
 					names[i] = f.Name
 				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", v.Name, v.Version, created(v),
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", v.Name, v.Version, aliasesOf(aliases[v.Name], v.Version), created(v),
 					bytesize.Format(v.Size), strings.Join(names, ","))
 			}
 			return w.Flush()
@@ -174,7 +182,11 @@ func newShowCmd(g *globals) *cobra.Command {
 		Short: "Show a version's signature, functions, SQL arguments and checksum",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			_, v, err := g.version(args[0])
+			reg, v, err := g.version(args[0])
+			if err != nil {
+				return err
+			}
+			aliases, err := reg.Aliases(v.Name)
 			if err != nil {
 				return err
 			}
@@ -183,17 +195,20 @@ func newShowCmd(g *globals) *cobra.Command {
 				enc.SetIndent("", "  ")
 				return enc.Encode(v)
 			}
-			return printVersion(cmd.OutOrStdout(), v)
+			return printVersion(cmd.OutOrStdout(), v, aliasesOf(aliases, v.Version))
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the manifest as JSON")
 	return cmd
 }
 
-func printVersion(out io.Writer, v registry.Version) error {
+func printVersion(out io.Writer, v registry.Version, aliases string) error {
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	sig := v.Signature
 	fmt.Fprintf(w, "%s\n", v.Ref())
+	if aliases != "-" {
+		fmt.Fprintf(w, "  aliases\t%s\n", aliases)
+	}
 	fmt.Fprintf(w, "  created\t%s\n", created(v))
 	fmt.Fprintf(w, "  size\t%s (%d bytes)\n", bytesize.Format(v.Size), v.Size)
 	fmt.Fprintf(w, "  sha256\t%s\n", v.SHA256)
@@ -389,6 +404,116 @@ func (g *globals) use(ref string) (reg *registry.Registry, v registry.Version, r
 		return nil, v, nil, err
 	}
 	return reg, v, release, nil
+}
+
+// inUse is a version a command serves, held so that it cannot be deleted
+// meanwhile, and the registry it is in.
+type inUse struct {
+	reg *registry.Registry
+	v   registry.Version
+}
+
+// useAll is use for each of refs, or, with all, for every model in the
+// registry at its latest version; release lets them all go.
+func (g *globals) useAll(refs []string, all bool) (used []inUse, release func() error, err error) {
+	var releases []func() error
+	release = func() error {
+		var errs []error
+		for _, r := range releases {
+			errs = append(errs, r())
+		}
+		return errors.Join(errs...)
+	}
+	switch {
+	case all && len(refs) > 0:
+		return nil, nil, errors.New("give --model or --all, not both")
+	case all:
+		reg, err := registry.Open(g.registry, nil)
+		if err != nil {
+			return nil, nil, err
+		}
+		versions, err := reg.List()
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, v := range versions {
+			if !slices.Contains(refs, v.Name) {
+				refs = append(refs, v.Name)
+			}
+		}
+		if len(refs) == 0 {
+			return nil, nil, fmt.Errorf("registry %s holds no model to serve", g.registry)
+		}
+	case len(refs) == 0:
+		return nil, nil, errors.New("name a model to serve with --model NAME[:VERSION], or serve every one with --all")
+	}
+	seen := map[string]bool{}
+	for _, ref := range refs {
+		reg, v, rel, err := g.use(ref)
+		if err != nil {
+			release()
+			return nil, nil, err
+		}
+		releases = append(releases, rel)
+		if seen[v.Name] {
+			release()
+			return nil, nil, fmt.Errorf("model %s is named twice; one server serves one version of each model", v.Name)
+		}
+		seen[v.Name] = true
+		used = append(used, inUse{reg, v})
+	}
+	return used, release, nil
+}
+
+// aliasesOf lists, sorted, the aliases that name version; "-" for none.
+func aliasesOf(aliases map[string]string, version string) string {
+	var out []string
+	for a, v := range aliases {
+		if v == version {
+			out = append(out, a)
+		}
+	}
+	if len(out) == 0 {
+		return "-"
+	}
+	slices.Sort(out)
+	return strings.Join(out, ",")
+}
+
+func newAliasCmd(g *globals) *cobra.Command {
+	var remove bool
+	cmd := &cobra.Command{
+		Use:   "alias NAME ALIAS VERSION | alias --remove NAME ALIAS",
+		Short: "Point an alias (prod, staging) at a version, or move it",
+		Long: `Point ALIAS at NAME's VERSION: NAME:ALIAS then reads as that version
+everywhere a version is named, and a server started with --model NAME:ALIAS
+follows the alias when it moves (it loads and warms the new version beside
+the old, switches new requests to it, lets the old one finish what it
+admitted, then unloads it). A version an alias names cannot be deleted.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			reg, err := registry.Open(g.registry, nil)
+			if err != nil {
+				return err
+			}
+			switch {
+			case remove && len(args) == 2:
+				if err := reg.RemoveAlias(args[0], args[1]); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "removed %s:%s\n", args[0], args[1])
+				return nil
+			case !remove && len(args) == 3:
+				if err := reg.SetAlias(args[0], args[1], args[2]); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s:%s → %s:%s\n", args[0], args[1], args[0], args[2])
+				return nil
+			}
+			return fmt.Errorf("usage: %s", cmd.Use)
+		},
+	}
+	cmd.Flags().BoolVar(&remove, "remove", false, "remove the alias (the version stays)")
+	return cmd
 }
 
 func newDeleteCmd(g *globals) *cobra.Command {

@@ -207,7 +207,7 @@ func TestSecurity_tokensJWTsAndTLS(t *testing.T) {
 	if status, _, _, err := call(t, http.DefaultClient, "POST", s.url+"/predict", "gateway-token-0123456789", irisBody); err == nil && status == 200 {
 		t.Error("plain HTTP was answered on the TLS port")
 	}
-	for _, want := range []string{`msg=refused model=iris version=1 status=401 reason=expired`, `msg=batch model=iris version=1 query_id=q-owned batch_id=7 principal=gateway function=predict`} {
+	for _, want := range []string{`msg=refused status=401 reason=expired`, `msg=batch query_id=q-owned batch_id=7 principal=gateway model=iris version=1 function=predict`} {
 		waitLog(t, s, want)
 	}
 	if strings.Contains(s.logs.String(), "gateway-token-0123456789") {
@@ -252,7 +252,7 @@ func TestSecurity_mutualTLS(t *testing.T) {
 	if status, _, _, err := call(t, none, "GET", base+"/healthcheck", "", ""); err != nil || status != 200 {
 		t.Errorf("the probe without a client certificate: %v %d", err, status)
 	}
-	waitLog(t, s, "principal=analytics-job function=predict rows=1 status=200")
+	waitLog(t, s, "principal=analytics-job model=iris version=1 function=predict rows=1 status=200")
 }
 
 // TestSecurity_rotationUnderLoad: while a steady stream calls with token
@@ -432,7 +432,7 @@ func TestSecurity_trustedProxiesAndSIGHUP(t *testing.T) {
 	if err != nil || status != 200 {
 		t.Fatalf("a trusted proxy's caller: %v %d %s", err, status, body)
 	}
-	waitLog(t, trusting, "principal=JDOE function=predict rows=1 status=200")
+	waitLog(t, trusting, "principal=JDOE model=iris version=1 function=predict rows=1 status=200")
 	if status, body, _, _ := call(t, http.DefaultClient, "POST", trusting.url+"/predict", "", irisBody); status != 401 {
 		t.Errorf("no caller named by the proxy: %d %s", status, body)
 	}

@@ -24,7 +24,10 @@ import (
 )
 
 type serveOptions struct {
-	model        string
+	model        string // predict-batch's one model
+	models       []string
+	all          bool
+	defaultModel string
 	host         string
 	port         int
 	workers      int
@@ -104,12 +107,14 @@ func newServeOptions(f *pflag.FlagSet) *serveOptions {
 func newServeCmd(g *globals) *cobra.Command {
 	var o *serveOptions
 	cmd := &cobra.Command{
-		Use:   "serve --model NAME[:VERSION]",
-		Short: "Serve a registered model over HTTP",
-		Long: `Serve a registered model over HTTP: POST /predict runs the default
-function and POST /<function> each named one (underscores become hyphens),
-in the SQL gateway's external-function format. GET /healthcheck (or /health)
-answers 200 once every worker has loaded, and GET /metrics is for Prometheus.
+		Use:   "serve --model NAME[:VERSION] [--model ...] | --all",
+		Short: "Serve registered models over HTTP",
+		Long: `Serve registered models over HTTP, in the SQL gateway's external-function
+format: POST /<model>/<function> runs a model's function (underscores become
+hyphens) and /<model>/predict its default one; the default model (the only
+one served, or --default-model) also answers POST /predict and /<function>.
+GET /healthcheck (or /health) answers 200 once every model has loaded,
+/health/<model> for one model, and GET /metrics is for Prometheus.
 
 Admission keeps the queue short and memory bounded: a request that does not
 fit is answered 429 at once. Concurrent requests share ONNX Runtime calls of
@@ -128,13 +133,15 @@ Every flag can also be set as MODELSERVE_<FLAG>, e.g. MODELSERVE_WORKERS=4.`,
 		},
 	}
 	o = newServeOptions(cmd.Flags())
-	cmd.MarkFlagRequired("model")
 	return cmd
 }
 
 // flags registers serve's flags on f, each at its default.
 func (o *serveOptions) flags(f *pflag.FlagSet) {
-	f.StringVar(&o.model, "model", "", "model to serve, NAME[:VERSION] (default version: the latest)")
+	f.StringArrayVar(&o.models, "model", nil, "model to serve, NAME[:VERSION] (default version: the latest); repeat it to serve several (MODELSERVE_MODEL=iris,dlrm:3)")
+	f.SetAnnotation("model", envList, []string{"true"})
+	f.BoolVar(&o.all, "all", false, "serve every model in the registry, each at its latest version")
+	f.StringVar(&o.defaultModel, "default-model", "", "the model /predict and /<function> answer for (default: the only one served)")
 	f.StringVar(&o.host, "host", "0.0.0.0", "address to listen on")
 	f.IntVar(&o.port, "port", 8080, "port to listen on")
 	f.IntVar(&o.workers, "workers", 0, "workers, each with its own session (default: one per core on CPU, one per GPU)")
@@ -181,29 +188,24 @@ func serve(cmd *cobra.Command, g *globals, o *serveOptions, log *slog.Logger) er
 	if err != nil {
 		return err
 	}
-	reg, v, release, err := g.use(o.model)
+	models, release, err := g.useAll(o.models, o.all)
 	if err != nil {
 		return err
 	}
 	defer release()
-	log = log.With("model", v.Name, "version", v.Version)
 
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	labelled := prometheus.WrapRegistererWith(prometheus.Labels{"model": v.Name, "version": v.Version}, metrics)
-	recorder, err := panics.New(labelled)
+	recorder, err := panics.New(metrics)
 	if err != nil {
 		return err
 	}
-
-	// Listen before loading, so probes get an honest 503 meanwhile.
 	addr := net.JoinHostPort(o.host, strconv.Itoa(o.port))
-	sec, err := o.sec.setup(labelled, log, addr)
+	sec, err := o.sec.setup(metrics, log, addr)
 	if err != nil {
 		return err
 	}
 	sec.keepFresh(ctx, log)
-
 	prio, err := engine.ParsePriority(o.defaultPriority)
 	if err != nil {
 		return fmt.Errorf("--default-priority: %w", err)
@@ -213,19 +215,18 @@ func serve(cmd *cobra.Command, g *globals, o *serveOptions, log *slog.Logger) er
 		return err
 	}
 	defer closeAudit()
-	srv, err := server.New(server.Config{
-		Audit:             audit.With("model", v.Name, "version", v.Version),
+	cfg := server.Config{
+		DefaultModel:      o.defaultModel,
+		Audit:             audit,
 		DefaultPriority:   prio,
-		Model:             v.Name,
 		Auth:              sec.policy,
 		AuthHealth:        o.sec.authHealth,
 		TLS:               sec.tlsConfig(),
-		Signature:         v.Signature,
 		MaxBodyBytes:      int(o.maxBodyBytes),
 		MaxInflateRatio:   o.inflateRatio,
 		Log:               log,
 		Gatherer:          metrics,
-		Registerer:        labelled,
+		Registerer:        metrics,
 		RequestTimeout:    o.requestTimeout,
 		MaxRequestTimeout: o.maxRequestTimeout,
 		Async:             async,
@@ -235,9 +236,13 @@ func serve(cmd *cobra.Command, g *globals, o *serveOptions, log *slog.Logger) er
 		Panics:            recorder,
 		Conn: server.ConnLimits{HeaderTimeout: o.headerTimeout, MinBodyRate: int64(o.minBodyRate), IdleTimeout: o.idleTimeout,
 			WriteTimeout: o.writeTimeout, MaxHeaderBytes: int(o.maxHeaderBytes), MaxConnections: o.maxConnections},
-	})
+	}
+	for _, m := range models {
+		cfg.Models = append(cfg.Models, server.Model{Name: m.v.Name, Signature: m.v.Signature})
+	}
+	srv, err := server.New(cfg)
 	if err != nil {
-		return fmt.Errorf("serving %s: %w", v.Ref(), err)
+		return err
 	}
 	// Listen before loading, so probes get an honest 503 meanwhile.
 	ln, err := net.Listen("tcp", addr)
@@ -256,24 +261,37 @@ func serve(cmd *cobra.Command, g *globals, o *serveOptions, log *slog.Logger) er
 	}
 	log.Info("listening", "addr", ln.Addr().String(), "routes", srv.Routes())
 
-	version, err := engine.Load(ctx, reg, v, eo, engine.Env{Log: log, Metrics: metrics, Panics: recorder})
-	if err != nil {
-		srv.Shutdown(context.Background())
-		return err
+	var loaded []*engine.Version
+	closeAll := func(ctx context.Context) error {
+		var errs []error
+		for _, v := range loaded {
+			errs = append(errs, v.Close(ctx))
+		}
+		return errors.Join(errs...)
 	}
-	srv.SetAdmitter(version)
-	log.Info("ready")
+	for _, m := range models {
+		mlog := log.With("model", m.v.Name, "version", m.v.Version)
+		version, err := engine.Load(ctx, m.reg, m.v, eo, engine.Env{Log: mlog, Metrics: metrics, Panics: recorder})
+		if err != nil {
+			srv.Shutdown(context.Background())
+			closeAll(context.Background())
+			return err
+		}
+		loaded = append(loaded, version)
+		srv.SetAdmitter(m.v.Name, version)
+		mlog.Info("ready")
+	}
 
 	select {
 	case <-ctx.Done():
 		log.Info("shutting down", "drain_timeout", o.drain.String())
 	case err := <-served:
-		version.Close(context.Background())
+		closeAll(context.Background())
 		return fmt.Errorf("server stopped: %w", err)
 	}
 	drainCtx, cancel := context.WithTimeout(context.Background(), o.drain)
 	defer cancel()
-	return errors.Join(srv.Shutdown(drainCtx), version.Close(drainCtx))
+	return errors.Join(srv.Shutdown(drainCtx), closeAll(drainCtx))
 }
 
 // engine is the engine's options, as the flags set them; f tells which

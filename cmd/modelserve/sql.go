@@ -31,7 +31,9 @@ func newSQLFunctionsCmd(g *globals) *cobra.Command {
 		Long: `Print one CREATE OR REPLACE FUNCTION per function of the model: arguments
 named and typed from its signature (FLOAT, NUMBER, VARCHAR, BOOLEAN, ARRAY
 for vectors; one OBJECT argument with --wide or past 500 arguments), RETURNS
-OBJECT, routed to the function's path on the service's endpoint.
+OBJECT, routed to the function's path on the service's endpoint:
+/<model>/<function>, which a server answers whether it serves the model
+alone or beside others.
 
 MAX_BATCH_ROWS defaults to the version's batch size (registry setting, else
 64): one gateway request then makes one full ONNX Runtime call, and the
@@ -48,6 +50,7 @@ gateway's concurrency keeps every worker busy.`,
 					o.MaxBatchRows = engine.DefaultMaxBatchRows
 				}
 			}
+			o.Model = v.Name
 			if headers != "" {
 				o.ContextHeaders = strings.Split(headers, ",")
 			}
