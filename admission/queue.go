@@ -137,9 +137,11 @@ type Queue struct {
 	// request's bytes until its answer is written.
 	queuedRequests int
 	queuedRows     int
-	queuedBytes    int64
-	inflight       int64
-	outRowBytes    int64
+	// tickets counts the tickets admitted and not yet Done.
+	tickets     int
+	queuedBytes int64
+	inflight    int64
+	outRowBytes int64
 	// cost is what a call costs, learned from the calls run; ctl scales
 	// the wait target down while the measured sojourn runs above it.
 	cost costModel
@@ -314,6 +316,7 @@ func (q *Queue) AdmitArrival(a Arrival) (*Ticket, error) {
 		}
 	}
 	q.inflight += a.Bytes
+	q.tickets++
 	q.decoding++
 	q.decodingBytes[a.Priority.idx()] += a.Bytes
 	q.m.inflight.Set(float64(q.inflight))
@@ -572,6 +575,14 @@ func (q *Queue) Estimate(rows int) time.Duration {
 	return q.cost.work(q.queuedRows+rows, q.batchRows(Normal)) / time.Duration(q.runner.Size())
 }
 
+// Outstanding counts the tickets admitted and not yet Done: requests a
+// drain waits for.
+func (q *Queue) Outstanding() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.tickets
+}
+
 // Done releases the ticket's memory; call it once the answer is written.
 func (t *Ticket) Done() {
 	q := t.q
@@ -581,6 +592,7 @@ func (t *Ticket) Done() {
 		return
 	}
 	t.done = true
+	q.tickets--
 	q.settle(t)
 	q.inflight -= t.bytes
 	q.m.inflight.Set(float64(q.inflight))

@@ -409,7 +409,7 @@ func sameOutputs(got, want []model.Tensor) error {
 }
 
 func TestQueue_coalescedBatchesReturnEachCallerItsOwnRows(t *testing.T) {
-	cfg := Config{MaxBatchRows: 32, MaxBatchDelay: BatchDelay{Fixed: 2 * time.Millisecond}, MaxQueuedRows: 1 << 16}
+	cfg := Config{MaxBatchRows: 32, MaxBatchDelay: BatchDelay{Fixed: 2 * time.Millisecond}, MaxQueuedRows: 1 << 16, MaxQueueWait: time.Minute}
 	f := newFixture(t, "vectors", vectorsInputs, []string{"norm", "scaled", "top"}, 2, cfg)
 	rng := rand.New(rand.NewPCG(3, 4))
 	const callers = 48
@@ -459,7 +459,7 @@ func TestQueue_coalescedBatchesReturnEachCallerItsOwnRows(t *testing.T) {
 }
 
 func TestQueue_splitRequestsReassembleInOrder(t *testing.T) {
-	f := newFixture(t, "vectors", vectorsInputs, []string{"norm", "scaled", "top"}, 2, Config{MaxBatchRows: 64, MaxQueuedRows: 1 << 16})
+	f := newFixture(t, "vectors", vectorsInputs, []string{"norm", "scaled", "top"}, 2, Config{MaxBatchRows: 64, MaxQueuedRows: 1 << 16, MaxQueueWait: time.Minute})
 	rng := rand.New(rand.NewPCG(5, 6))
 	req := vectorRows(rng, 1000)
 	want, err := f.pool.Run(context.Background(), req)
@@ -480,7 +480,7 @@ func TestQueue_splitRequestsReassembleInOrder(t *testing.T) {
 
 func TestQueue_fixedBatchModelsAreNeverCoalesced(t *testing.T) {
 	inputs := []model.Spec{{Name: "x", DType: model.Float32, Shape: model.Shape{1, 4}}}
-	f := newFixture(t, "fixed", inputs, []string{"y"}, 1, Config{MaxBatchDelay: BatchDelay{Fixed: 5 * time.Millisecond}})
+	f := newFixture(t, "fixed", inputs, []string{"y"}, 1, Config{MaxBatchDelay: BatchDelay{Fixed: 5 * time.Millisecond}, MaxQueueWait: time.Minute})
 	var wg sync.WaitGroup
 	for range 16 {
 		wg.Add(1)

@@ -78,10 +78,22 @@ type costModel struct {
 	w, sx, sy, sxx, sxy float64
 }
 
-// costDecay is how much each new call weighs against the history.
-const costDecay = 0.05
+// costDecay is how much each new call weighs against the history;
+// costClip bounds how many times the prediction one call may count as.
+const (
+	costDecay = 0.05
+	costClip  = 4
+)
 
 func (c *costModel) observe(rows int, d time.Duration) {
+	// One call far slower than expected (its thread descheduled, a page
+	// fault, a neighbour's burst) says little about the next: it counts
+	// as at most costClip times the prediction, so a lasting slowdown is
+	// learned in a few dozen calls and a single outlier cannot multiply
+	// every predicted wait (and refuse a queue's worth of requests).
+	if pred := c.call(rows); pred > 0 && d > costClip*pred {
+		d = costClip * pred
+	}
 	x, y := float64(rows), d.Seconds()
 	k := 1 - costDecay
 	c.w = k*c.w + 1

@@ -68,6 +68,23 @@ func TestQueue_theWaitTargetDoesNotGrowWithTheLoad(t *testing.T) {
 	}
 }
 
+func TestCostModel_oneSlowCallDoesNotMultiplyTheCost(t *testing.T) {
+	c := costModel{fixed: 100 * time.Microsecond, perRow: 10 * time.Microsecond}
+	for range 50 {
+		c.observe(64, 740*time.Microsecond)
+	}
+	c.observe(64, 80*time.Millisecond) // descheduled for 80 ms
+	if got := c.call(64); got > 2*740*time.Microsecond {
+		t.Errorf("after one outlier a call of 64 rows is predicted at %v, want under %v", got, 2*740*time.Microsecond)
+	}
+	for range 60 { // a lasting 10× slowdown is learned all the same
+		c.observe(64, 7400*time.Microsecond)
+	}
+	if got := c.call(64); got < 6*time.Millisecond {
+		t.Errorf("after 60 calls ten times slower the prediction is %v", got)
+	}
+}
+
 func TestDefaultQueueWait(t *testing.T) {
 	if got := defaultQueueWait(time.Millisecond); got != DefaultQueueWait {
 		t.Errorf("a fast model: %v, want %v", got, DefaultQueueWait)

@@ -140,7 +140,13 @@ type process struct {
 var listeningRE = regexp.MustCompile(`msg=listening .*addr=(\S+)`)
 
 func (e *env) serve(m benchModel, extra ...string) (*process, error) {
-	args := append([]string{"--registry", e.registry, "serve", "--model", m.name, "--host", "127.0.0.1", "--port", "0", "--device", "cpu"}, extra...)
+	return e.serveRef(m.name, extra...)
+}
+
+// serveRef serves a model named by a reference (NAME, NAME:VERSION or
+// NAME:ALIAS).
+func (e *env) serveRef(ref string, extra ...string) (*process, error) {
+	args := append([]string{"--registry", e.registry, "serve", "--model", ref, "--host", "127.0.0.1", "--port", "0", "--device", "cpu"}, extra...)
 	cmd := exec.Command(e.o.binary, args...)
 	// A bench stopped halfway must not leave servers loading the machine.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

@@ -17,7 +17,9 @@
 //   - batch: predict-batch over Parquet files of the DLRM's rows against
 //     raw ONNX Runtime, and its peak memory for ten times the rows;
 //   - auth: 1-row requests with no credential, a bearer token, TLS, and
-//     mutual TLS.
+//     mutual TLS;
+//   - switch: a steady load across an alias move (a version switched
+//     live) against the same load without one.
 //
 // Every server is a real modelserve process; the load comes over HTTP.
 package main
@@ -52,7 +54,7 @@ func main() {
 	flag.StringVar(&o.python, "python", "/usr/bin/python3", "python with python3-onnx")
 	flag.DurationVar(&o.duration, "duration", 8*time.Second, "measuring window of each closed-loop cell")
 	flag.DurationVar(&o.overload, "overload", 30*time.Second, "how long the overload is offered")
-	flag.StringVar(&o.only, "only", "wire,json,batching,overload,image,batch,auth", "sections to run (soak runs only when named)")
+	flag.StringVar(&o.only, "only", "wire,json,batching,overload,image,batch,auth,switch", "sections to run (soak runs only when named)")
 	flag.DurationVar(&o.soak, "soak", 10*time.Minute, "how long the soak section runs")
 	flag.Parse()
 	if err := run(o); err != nil {
@@ -80,6 +82,7 @@ func run(o options) error {
 		{"image", imageSection},
 		{"batch", batchSection},
 		{"auth", authSection},
+		{"switch", switchSection},
 		{"soak", soakSection},
 	}
 	want := strings.Split(o.only, ",")

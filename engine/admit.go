@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"time"
@@ -31,7 +32,7 @@ func (w *Workers) Admit(o AdmissionOptions, metrics prometheus.Registerer) (*Que
 func (w *Workers) AdmitWith(eo Options, metrics prometheus.Registerer) (*Queue, error) {
 	o, log := eo.Admission, w.env.log()
 	if metrics == nil {
-		metrics = w.metrics
+		metrics = w.metrics // taken off with the workers
 	} else {
 		metrics = prometheus.WrapRegistererWith(prometheus.Labels{"model": w.v.Name, "version": w.v.Version}, metrics)
 	}
@@ -82,6 +83,21 @@ func (q *Queue) Limits() Limits {
 
 // Close refuses new requests and answers what waits with ErrClosed.
 func (q *Queue) Close() { q.q.Close() }
+
+// Drain waits until every request admitted has been answered (or ctx
+// ends): a version switched away from finishes what it took.
+func (q *Queue) Drain(ctx context.Context) error {
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for q.q.Outstanding() > 0 {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("draining: %d requests still running: %w", q.q.Outstanding(), ctx.Err())
+		case <-tick.C:
+		}
+	}
+	return nil
+}
 
 // admissionConfig sizes the queue and the memory budget. It runs once the
 // workers have loaded, so what they hold is no longer counted as free.

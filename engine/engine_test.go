@@ -3,9 +3,13 @@ package engine
 import (
 	"context"
 	"errors"
+	"os"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/modelserve/modelserve/internal/testenv"
 	"github.com/modelserve/modelserve/model"
@@ -103,5 +107,121 @@ func TestLoad_refusesAModelFileThatChanged(t *testing.T) {
 	v.SHA256 = "0000000000000000000000000000000000000000000000000000000000000000"
 	if _, err := Load(context.Background(), reg, v, Options{Device: CPU, Workers: 1}, Env{}); err == nil {
 		t.Fatal("a model whose checksum does not match was loaded")
+	}
+}
+
+func TestModel_followsItsAliasWithoutDroppingARequest(t *testing.T) {
+	reg, _ := logged(t, "iris", registry.Settings{})
+	for _, v := range []string{"2", "3"} {
+		if _, err := reg.Log(context.Background(), registry.LogRequest{Name: "iris", Version: v, File: testenv.Model(t, "iris")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := reg.SetAlias("iris", "prod", "1"); err != nil {
+		t.Fatal(err)
+	}
+	m, err := Resolve(reg, "iris:prod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close(context.Background())
+	if m.Alias != "prod" || m.Version().Version != "1" {
+		t.Fatalf("iris:prod resolved to %s (alias %q)", m.Version().Version, m.Alias)
+	}
+	metrics := prometheus.NewRegistry()
+	var mu sync.Mutex
+	var served []*Version
+	err = m.Start(context.Background(), Options{Device: CPU, Workers: 1}, Env{Metrics: metrics}, func(v *Version) {
+		mu.Lock()
+		served = append(served, v)
+		mu.Unlock()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	current := func() *Version { mu.Lock(); defer mu.Unlock(); return served[len(served)-1] }
+	old := current()
+	if err := m.Check(context.Background(), time.Second); err != nil || len(served) != 1 {
+		t.Fatalf("a check with the alias unmoved: %v, %d versions handed over", err, len(served))
+	}
+
+	// A request admitted on version 1 before the move: the switch waits
+	// for it, and it runs to the end on version 1.
+	held, err := old.AdmitArrival(Arrival{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.SetAlias("iris", "prod", "2"); err != nil {
+		t.Fatal(err)
+	}
+	switched := make(chan error, 1)
+	go func() { switched <- m.Check(context.Background(), time.Minute) }()
+	for deadline := time.Now().Add(30 * time.Second); current() == old; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("version 2 was never handed over")
+		}
+	}
+	if v := current().VersionName(); v != "2" {
+		t.Fatalf("handed over version %s, want 2", v)
+	}
+	select {
+	case err := <-switched:
+		t.Fatalf("the switch ended (%v) while version 1 still held a request", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	if outs, err := held.Run(context.Background(), irisRows(3)); err != nil || outs[0].Rows() != 3 {
+		t.Fatalf("the request admitted before the move: %v", err)
+	}
+	held.Done()
+	if err := <-switched; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := old.AdmitArrival(Arrival{}); !errors.Is(err, ErrClosed) {
+		t.Errorf("version 1 still admits after the switch: %v", err)
+	}
+	if err := reg.Delete("iris", "1"); err != nil {
+		t.Errorf("version 1, unloaded and no alias's, cannot be deleted: %v", err)
+	}
+
+	// Version 3's file is damaged: it fails to load, 2 goes on serving.
+	v3, _ := reg.Get("iris", "3")
+	if err := os.WriteFile(v3.ModelPath(), []byte("not a model"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.SetAlias("iris", "prod", "3"); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Check(context.Background(), time.Second); err == nil {
+		t.Fatal("a switch to a damaged version succeeded")
+	}
+	if v := current().VersionName(); v != "2" {
+		t.Fatalf("after a failed switch version %s serves, want 2", v)
+	}
+	if err := m.Check(context.Background(), time.Second); err != nil {
+		t.Errorf("the damaged version was tried again: %v", err)
+	}
+	tk, err := current().AdmitArrival(Arrival{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tk.Run(context.Background(), irisRows(1)); err != nil {
+		t.Errorf("version 2 after the failed switch: %v", err)
+	}
+	tk.Done()
+	for outcome, want := range map[string]float64{"ok": 1, "failed": 1} {
+		if got := testutil.ToFloat64(m.m.switches.WithLabelValues("iris", outcome)); got != want {
+			t.Errorf("switches %s = %v, want %v", outcome, got, want)
+		}
+	}
+	// Version 1's series left /metrics with it.
+	families, _ := metrics.Gather()
+	for _, f := range families {
+		for _, s := range f.GetMetric() {
+			for _, l := range s.GetLabel() {
+				if l.GetName() == "version" && l.GetValue() == "1" {
+					t.Fatalf("%s still reports version 1", f.GetName())
+				}
+			}
+		}
 	}
 }

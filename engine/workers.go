@@ -22,7 +22,7 @@ type Workers struct {
 	v       registry.Version
 	o       Options
 	env     Env
-	metrics prometheus.Registerer // labelled with the version
+	metrics *tracked // labelled with the version; unregistered on Close
 	pool    *workers.Pool
 	mon     *gpu.Monitor // nil unless the workers are on GPUs
 	release func()
@@ -37,7 +37,7 @@ type Workers struct {
 func Start(ctx context.Context, reg *registry.Registry, v registry.Version, o Options, env Env) (*Workers, error) {
 	start := time.Now()
 	log := env.log()
-	metrics := prometheus.WrapRegistererWith(prometheus.Labels{"model": v.Name, "version": v.Version}, env.metrics())
+	metrics := &tracked{Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"model": v.Name, "version": v.Version}, env.metrics())}
 	if err := reg.Verify(ctx, v); err != nil {
 		return nil, err
 	}
@@ -77,6 +77,7 @@ func Start(ctx context.Context, reg *registry.Registry, v registry.Version, o Op
 	}, cfg, log, metrics)
 	if err != nil {
 		release()
+		metrics.unregisterAll()
 		return nil, fmt.Errorf("loading %s: %w", v.Ref(), err)
 	}
 	if mon != nil && pool.Plan().Device != workers.CUDA {
@@ -87,6 +88,7 @@ func Start(ctx context.Context, reg *registry.Registry, v registry.Version, o Op
 		if err := metrics.Register(mon); err != nil {
 			pool.Close(ctx)
 			release()
+			metrics.unregisterAll()
 			return nil, fmt.Errorf("registering GPU metrics: %w", err)
 		}
 		mon.Start(o.GPU.SampleInterval)
@@ -100,6 +102,7 @@ func Start(ctx context.Context, reg *registry.Registry, v registry.Version, o Op
 func (w *Workers) Close(ctx context.Context) error {
 	err := w.pool.Close(ctx)
 	w.release()
+	w.metrics.unregisterAll()
 	return err
 }
 

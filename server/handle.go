@@ -138,6 +138,14 @@ func (s *Server) handle(c *fiber.Ctx, r *route, g gateway) (ans answer, how stri
 		}
 	}
 	ticket, body, err := s.readBody(c, ref)
+	if errors.Is(err, engine.ErrClosed) {
+		// The model switched versions since this request looked: the old
+		// one drains and closes; the request goes to the new one.
+		if now := r.m.pred.Load(); now != nil && now != ref {
+			ref = now
+			ticket, body, err = s.readBody(c, ref)
+		}
+	}
 	if err != nil {
 		return s.failure(err, statusForBodyError(err)), ""
 	}
@@ -368,6 +376,9 @@ func errorBody(msg string) []byte {
 
 // respond writes an answer and accounts for it.
 func (s *Server) respond(c *fiber.Ctx, r *route, g gateway, ans answer, how string, start time.Time) {
+	if ans.version != "" {
+		c.Set(VersionHeader, ans.version)
+	}
 	if ans.retryAfter > 0 {
 		c.Set(fiber.HeaderRetryAfter, strconv.Itoa(ans.retryAfter))
 	}

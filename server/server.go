@@ -232,6 +232,10 @@ var (
 	errDraining = errors.New("the server is shutting down; send the request to another instance")
 )
 
+// VersionHeader names the model version that computed an answer: during a
+// switch, callers (and tests) see which one answered.
+const VersionHeader = "X-Modelserve-Version"
+
 // ReasonHeader names the limit a rejected request hit (queue_full, memory,
 // deadline), for the caller's logs; the body stays the gateway's format.
 const ReasonHeader = "X-Modelserve-Rejected"

@@ -2,26 +2,39 @@ package main
 
 import (
 	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/modelserve/modelserve/internal/testenv"
 )
 
-// mlpBody is a request of rows rows for the mlp test model (64 floats).
-func mlpBody(rows int) string {
+// gatewayRows is a request of n rows, each row's arguments args.
+func gatewayRows(n int, args string) string {
 	var b strings.Builder
 	b.WriteString(`{"data": [`)
-	for r := range rows {
-		if r > 0 {
+	for i := range n {
+		if i > 0 {
 			b.WriteString(",")
 		}
-		fmt.Fprintf(&b, "[%d, [%s]]", r, strings.TrimSuffix(strings.Repeat("0.25, ", 64), ", "))
+		fmt.Fprintf(&b, "[%d, %s]", i, args)
 	}
 	b.WriteString("]}")
 	return b.String()
 }
+
+// mlpBody is a request of n rows for the mlp test model (64 floats).
+func mlpBody(n int) string {
+	return gatewayRows(n, "["+strings.TrimSuffix(strings.Repeat("0.25, ", 64), ", ")+"]")
+}
+
+// irisRowsBody is a request of n iris rows.
+func irisRowsBody(n int) string { return gatewayRows(n, "5.1, 3.5, 1.4, 0.2") }
 
 func TestServe_severalModelsInOneProcess(t *testing.T) {
 	c := newCLI(t)
@@ -112,5 +125,94 @@ func TestServe_allModelsAndADefault(t *testing.T) {
 		} else if strings.Contains(stderr, "panic") {
 			t.Errorf("%v: %s", args, stderr)
 		}
+	}
+}
+
+func TestServe_followsAnAliasUnderLoadWithNoFailedRequest(t *testing.T) {
+	c := newCLI(t)
+	c.logIris()
+	for _, v := range []string{"2", "3"} {
+		c.must("registry", "log", "--name", "iris", "--version", v, "--file", testenv.Model(t, "iris"),
+			"--function", "predict=label", "--function", "predict_proba=probabilities",
+			"--features", "sepal_length,sepal_width,petal_length,petal_width")
+	}
+	c.must("registry", "alias", "iris", "prod", "1")
+	// A wait target the steady load never reaches: a 429 here would be
+	// admission's, not the switch's.
+	s := c.serve("--model", "iris:prod", "--follow-interval", "50ms", "--workers", "1", "--max-queue-wait", "5s")
+	s.waitReady()
+
+	var mu sync.Mutex
+	seen := map[string]int{}
+	send := func(rows int) func() error {
+		body := irisRowsBody(rows)
+		return func() error {
+			resp, err := http.Post(s.url+"/iris/predict", "application/json", strings.NewReader(body))
+			if err != nil {
+				return err
+			}
+			b, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil {
+				return err
+			}
+			if resp.StatusCode != 200 || strings.Count(string(b), `"label"`) != rows {
+				return fmt.Errorf("%d rows: %d %s (version %s, retry after %s) %.200s", rows, resp.StatusCode, resp.Header.Get("X-Modelserve-Rejected"), resp.Header.Get("X-Modelserve-Version"), resp.Header.Get("Retry-After"), b)
+			}
+			v := resp.Header.Get("X-Modelserve-Version")
+			if v != "1" && v != "2" {
+				return fmt.Errorf("an answer from version %q", v)
+			}
+			mu.Lock()
+			seen[v]++
+			mu.Unlock()
+			return nil
+		}
+	}
+	small, large := steadyLoad(4, send(1)), steadyLoad(1, send(4096))
+	time.Sleep(500 * time.Millisecond)
+	c.must("registry", "alias", "iris", "prod", "2")
+	for deadline := time.Now().Add(30 * time.Second); metric(t, s, `modelserve_version_switches_total{model="iris",outcome="ok"}`) < 1; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the alias move was not taken into service\n%s", s.logs)
+		}
+	}
+	time.Sleep(500 * time.Millisecond)
+	rs, rl := small(), large()
+	if rs.failed+rl.failed > 0 {
+		t.Fatalf("%d of %d 1-row and %d of %d 4096-row requests failed across the switch; first: %v %v",
+			rs.failed, rs.sent, rl.failed, rl.sent, rs.first, rl.first)
+	}
+	t.Logf("answers by version: %v (1-row %d, 4096-row %d)", seen, rs.sent, rl.sent)
+	if seen["1"] == 0 || seen["2"] == 0 {
+		t.Errorf("answers by version %v: want both", seen)
+	}
+	// Version 1 is unloaded: nothing holds it, and it can be deleted.
+	waitLog(t, s, "msg=unloaded model=iris alias=prod version=1")
+	c.must("registry", "delete", "iris:1")
+
+	// A version that cannot load leaves the old one serving.
+	out := c.must("registry", "show", "iris:3")
+	file := regexp.MustCompile(`file\s+(\S+)`).FindStringSubmatch(out)[1]
+	if err := os.WriteFile(file, []byte("damaged"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c.must("registry", "alias", "iris", "prod", "3")
+	for deadline := time.Now().Add(30 * time.Second); metric(t, s, `modelserve_version_switches_total{model="iris",outcome="failed"}`) < 1; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the failed switch was not counted\n%s", s.logs)
+		}
+	}
+	if err := send(1)(); err != nil {
+		t.Errorf("after a failed switch: %v", err)
+	}
+	if v := seen["2"]; v == 0 {
+		t.Error("version 2 stopped answering")
+	}
+	if _, errOut, err := c.run("registry", "delete", "iris:2"); err == nil || !strings.Contains(errOut, "in use") {
+		t.Errorf("deleting the version being served: %v %s", err, errOut)
+	}
+	if err := s.stop(); err != nil {
+		t.Errorf("SIGTERM: %v\n%s", err, s.logs)
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -406,35 +407,21 @@ func (g *globals) use(ref string) (reg *registry.Registry, v registry.Version, r
 	return reg, v, release, nil
 }
 
-// inUse is a version a command serves, held so that it cannot be deleted
-// meanwhile, and the registry it is in.
-type inUse struct {
-	reg *registry.Registry
-	v   registry.Version
-}
-
-// useAll is use for each of refs, or, with all, for every model in the
-// registry at its latest version; release lets them all go.
-func (g *globals) useAll(refs []string, all bool) (used []inUse, release func() error, err error) {
-	var releases []func() error
-	release = func() error {
-		var errs []error
-		for _, r := range releases {
-			errs = append(errs, r())
-		}
-		return errors.Join(errs...)
+// models resolves the models serve is asked for: refs, or, with all, every
+// model in the registry at its latest version. Each version is held (it
+// cannot be deleted) until its model is closed.
+func (g *globals) models(refs []string, all bool) ([]*engine.Model, error) {
+	reg, err := registry.Open(g.registry, nil)
+	if err != nil {
+		return nil, err
 	}
 	switch {
 	case all && len(refs) > 0:
-		return nil, nil, errors.New("give --model or --all, not both")
+		return nil, errors.New("give --model or --all, not both")
 	case all:
-		reg, err := registry.Open(g.registry, nil)
-		if err != nil {
-			return nil, nil, err
-		}
 		versions, err := reg.List()
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		for _, v := range versions {
 			if !slices.Contains(refs, v.Name) {
@@ -442,27 +429,32 @@ func (g *globals) useAll(refs []string, all bool) (used []inUse, release func() 
 			}
 		}
 		if len(refs) == 0 {
-			return nil, nil, fmt.Errorf("registry %s holds no model to serve", g.registry)
+			return nil, fmt.Errorf("registry %s holds no model to serve", g.registry)
 		}
 	case len(refs) == 0:
-		return nil, nil, errors.New("name a model to serve with --model NAME[:VERSION], or serve every one with --all")
+		return nil, errors.New("name a model to serve with --model NAME[:VERSION], or serve every one with --all")
 	}
-	seen := map[string]bool{}
+	var models []*engine.Model
+	closeAll := func() {
+		for _, m := range models {
+			m.Close(context.Background())
+		}
+	}
 	for _, ref := range refs {
-		reg, v, rel, err := g.use(ref)
+		m, err := engine.Resolve(reg, ref)
 		if err != nil {
-			release()
-			return nil, nil, err
+			closeAll()
+			return nil, err
 		}
-		releases = append(releases, rel)
-		if seen[v.Name] {
-			release()
-			return nil, nil, fmt.Errorf("model %s is named twice; one server serves one version of each model", v.Name)
+		models = append(models, m)
+		for _, other := range models[:len(models)-1] {
+			if other.Name == m.Name {
+				closeAll()
+				return nil, fmt.Errorf("model %s is named twice; one server serves one version of each model", m.Name)
+			}
 		}
-		seen[v.Name] = true
-		used = append(used, inUse{reg, v})
 	}
-	return used, release, nil
+	return models, nil
 }
 
 // aliasesOf lists, sorted, the aliases that name version; "-" for none.

@@ -65,7 +65,8 @@ type serveOptions struct {
 	resultMemory byteSize
 	contentMD5   bool
 
-	debugAddr string
+	debugAddr      string
+	followInterval time.Duration
 
 	sec securityOptions
 
@@ -173,6 +174,7 @@ func (o *serveOptions) flags(f *pflag.FlagSet) {
 	f.DurationVar(&o.resultTTL, "result-ttl", server.DefaultResultTTL, "how long a gateway batch's answer is kept for retries and polls (at least, memory permitting)")
 	f.Var(&o.resultMemory, "result-memory", "memory for kept answers, oldest evicted first (default: a quarter of the memory budget)")
 	f.BoolVar(&o.contentMD5, "content-md5", false, "add a Content-MD5 header to answers")
+	f.DurationVar(&o.followInterval, "follow-interval", time.Second, "how often a model named by an alias (--model iris:prod) checks whether the alias moved")
 	f.StringVar(&o.debugAddr, "debug-addr", "", "serve Go's profiler (/debug/pprof) on this address, e.g. 127.0.0.1:6060 (off by default)")
 	o.gpuFlags(f)
 	o.sec.flags(f)
@@ -188,11 +190,18 @@ func serve(cmd *cobra.Command, g *globals, o *serveOptions, log *slog.Logger) er
 	if err != nil {
 		return err
 	}
-	models, release, err := g.useAll(o.models, o.all)
+	models, err := g.models(o.models, o.all)
 	if err != nil {
 		return err
 	}
-	defer release()
+	closeAll := func(ctx context.Context) error {
+		var errs []error
+		for _, m := range models {
+			errs = append(errs, m.Close(ctx))
+		}
+		return errors.Join(errs...)
+	}
+	defer closeAll(context.Background())
 
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -238,7 +247,7 @@ func serve(cmd *cobra.Command, g *globals, o *serveOptions, log *slog.Logger) er
 			WriteTimeout: o.writeTimeout, MaxHeaderBytes: int(o.maxHeaderBytes), MaxConnections: o.maxConnections},
 	}
 	for _, m := range models {
-		cfg.Models = append(cfg.Models, server.Model{Name: m.v.Name, Signature: m.v.Signature})
+		cfg.Models = append(cfg.Models, server.Model{Name: m.Name, Signature: m.Version().Signature})
 	}
 	srv, err := server.New(cfg)
 	if err != nil {
@@ -261,25 +270,14 @@ func serve(cmd *cobra.Command, g *globals, o *serveOptions, log *slog.Logger) er
 	}
 	log.Info("listening", "addr", ln.Addr().String(), "routes", srv.Routes())
 
-	var loaded []*engine.Version
-	closeAll := func(ctx context.Context) error {
-		var errs []error
-		for _, v := range loaded {
-			errs = append(errs, v.Close(ctx))
-		}
-		return errors.Join(errs...)
-	}
 	for _, m := range models {
-		mlog := log.With("model", m.v.Name, "version", m.v.Version)
-		version, err := engine.Load(ctx, m.reg, m.v, eo, engine.Env{Log: mlog, Metrics: metrics, Panics: recorder})
-		if err != nil {
+		env := engine.Env{Log: log, Metrics: metrics, Panics: recorder}
+		if err := m.Start(ctx, eo, env, func(v *engine.Version) { srv.SetAdmitter(m.Name, v) }); err != nil {
 			srv.Shutdown(context.Background())
-			closeAll(context.Background())
 			return err
 		}
-		loaded = append(loaded, version)
-		srv.SetAdmitter(m.v.Name, version)
-		mlog.Info("ready")
+		log.Info("ready", "model", m.Name, "version", m.Version().Version, "alias", m.Alias)
+		go m.Follow(ctx, o.followInterval, o.drain)
 	}
 
 	select {
