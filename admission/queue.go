@@ -575,6 +575,14 @@ func (q *Queue) Estimate(rows int) time.Duration {
 	return q.cost.work(q.queuedRows+rows, q.batchRows(Normal)) / time.Duration(q.runner.Size())
 }
 
+// Cost is what a call costs as the queue has learned it: a fixed part and
+// a part per row.
+func (q *Queue) Cost() (fixed, perRow time.Duration) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.cost.fixed, q.cost.perRow
+}
+
 // Outstanding counts the tickets admitted and not yet Done: requests a
 // drain waits for.
 func (q *Queue) Outstanding() int {

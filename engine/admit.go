@@ -26,10 +26,24 @@ func (w *Workers) Admit(o AdmissionOptions, metrics prometheus.Registerer) (*Que
 	return w.AdmitWith(Options{Admission: o, GPU: w.o.GPU}, metrics)
 }
 
+// admitLike is Admit for a version that takes over from like (an alias
+// moved): its queue starts from the cost like has learned of the calls
+// served, not from a warm-up measured while like kept the cores busy.
+func (w *Workers) admitLike(o AdmissionOptions, like *Queue) (*Queue, error) {
+	fixed, perRow := like.q.Cost()
+	return w.admit(Options{Admission: o, GPU: w.o.GPU}, nil, fixed, perRow)
+}
+
 // AdmitWith is Admit with the GPU options too (the margin of memory
 // admission leaves free, the device bytes of a row) taken from o rather
 // than from the options the workers started with.
 func (w *Workers) AdmitWith(eo Options, metrics prometheus.Registerer) (*Queue, error) {
+	return w.admit(eo, metrics, w.pool.Cost().Fixed, w.pool.Cost().PerRow)
+}
+
+// admit puts the queue in front of the workers, its cost model starting
+// from fixed and perRow.
+func (w *Workers) admit(eo Options, metrics prometheus.Registerer, fixed, perRow time.Duration) (*Queue, error) {
 	o, log := eo.Admission, w.env.log()
 	if metrics == nil {
 		metrics = w.metrics // taken off with the workers
@@ -41,6 +55,7 @@ func (w *Workers) AdmitWith(eo Options, metrics prometheus.Registerer) (*Queue, 
 		return nil, err
 	}
 	cfg.Panics = w.env.Panics
+	cfg.CallFixedCost, cfg.CallPerRowCost = fixed, perRow
 	if w.mon != nil && !o.Unbounded {
 		limit, err := w.gpuAdmission(eo.GPU)
 		if err != nil {
@@ -112,8 +127,6 @@ func (w *Workers) admissionConfig(o AdmissionOptions) (admission.Config, error) 
 		MaxBatchRows:      o.MaxBatchRows,
 		MaxBatchDelay:     admission.AutoDelay,
 		OutputRowBytes:    v.Signature.OutputRowBytes(),
-		CallFixedCost:     w.pool.Cost().Fixed,
-		CallPerRowCost:    w.pool.Cost().PerRow,
 		Unbounded:         o.Unbounded,
 	}
 	// The options win over the version's own settings, which win over

@@ -164,6 +164,12 @@ func TestModel_followsItsAliasWithoutDroppingARequest(t *testing.T) {
 	if v := current().VersionName(); v != "2" {
 		t.Fatalf("handed over version %s, want 2", v)
 	}
+	// Version 2's queue starts from the cost version 1 learned, not from
+	// a warm-up measured while version 1 kept the cores busy.
+	of, op := old.q.Cost()
+	if nf, np := current().q.Cost(); nf != of || np != op {
+		t.Errorf("version 2 starts from cost %v + %v a row, version 1 had learned %v + %v", nf, np, of, op)
+	}
 	select {
 	case err := <-switched:
 		t.Fatalf("the switch ended (%v) while version 1 still held a request", err)

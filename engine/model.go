@@ -169,7 +169,7 @@ func (m *Model) switchTo(ctx context.Context, old *Version, v registry.Version, 
 		return err
 	}
 	log.Info("loading the version the alias names now", "from", old.VersionName(), "to", v.Version)
-	ver, err := Load(ctx, m.reg, v, m.o, m.envFor(v))
+	ver, err := load(ctx, m.reg, v, m.o, m.envFor(v), old)
 	if err != nil {
 		lease()
 		return err

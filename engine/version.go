@@ -16,11 +16,22 @@ type Version struct {
 // Load starts a version's workers and puts a queue in front of them, as
 // o says: what serve and predict-batch run rows through.
 func Load(ctx context.Context, reg *registry.Registry, v registry.Version, o Options, env Env) (*Version, error) {
+	return load(ctx, reg, v, o, env, nil)
+}
+
+// load is Load; a version taking over from like starts its queue from
+// like's learned cost.
+func load(ctx context.Context, reg *registry.Registry, v registry.Version, o Options, env Env, like *Version) (*Version, error) {
 	w, err := Start(ctx, reg, v, o, env)
 	if err != nil {
 		return nil, err
 	}
-	q, err := w.Admit(o.Admission, nil)
+	var q *Queue
+	if like != nil {
+		q, err = w.admitLike(o.Admission, like.Queue)
+	} else {
+		q, err = w.Admit(o.Admission, nil)
+	}
 	if err != nil {
 		w.Close(ctx)
 		return nil, err

@@ -398,9 +398,9 @@ func (s *Server) respond(c *fiber.Ctx, r *route, g gateway, ans answer, how stri
 	}
 	who := principal(c)
 	if ans.status >= 500 && ans.status != http.StatusServiceUnavailable && ans.panic == nil {
-		s.cfg.Log.Warn("prediction failed", append(g.attrs(), "principal", who, "function", r.fn.Name, "status", ans.status, "error", string(ans.body))...)
+		s.cfg.Log.Warn("prediction failed", append(g.attrs(), "principal", who, "model", r.m.name, "version", ans.version, "function", r.fn.Name, "status", ans.status, "error", string(ans.body))...)
 	} else if ans.status == http.StatusTooManyRequests {
-		s.cfg.Log.Debug("request refused", append(g.attrs(), "principal", who, "function", r.fn.Name, "reason", ans.reason)...)
+		s.cfg.Log.Debug("request refused", append(g.attrs(), "principal", who, "model", r.m.name, "version", ans.version, "function", r.fn.Name, "reason", ans.reason, "retry_after", ans.retryAfter)...)
 	}
 	// The audit line: every gateway batch, and every request when callers
 	// authenticate. It names the principal, never the credential.

@@ -261,7 +261,9 @@ func TestServiceUp_twoInstancesRestartAndDrain(t *testing.T) {
 		if err == nil && code == 503 {
 			refused = true
 		}
-		if err == nil && code != 200 && code != 503 {
+		// 429: admission's answer to a request behind the large one, sent
+		// before the signal is handled.
+		if err == nil && code != 200 && code != 503 && code != 429 {
 			t.Errorf("during the drain: %d", code)
 		}
 	}
