@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -138,10 +139,13 @@ type Queue struct {
 	queuedRequests int
 	queuedRows     int
 	// tickets counts the tickets admitted and not yet Done.
-	tickets     int
-	queuedBytes int64
-	inflight    int64
-	outRowBytes int64
+	tickets int
+	// memoryBudget is cfg.MemoryBudget, which SetMemoryBudget may change
+	// while budget reads it without the lock.
+	memoryBudget atomic.Int64
+	queuedBytes  int64
+	inflight     int64
+	outRowBytes  int64
 	// cost is what a call costs, learned from the calls run; ctl scales
 	// the wait target down while the measured sojourn runs above it.
 	cost costModel
@@ -227,6 +231,7 @@ func New(r Runner, cfg Config, reg prometheus.Registerer) (*Queue, error) {
 		wake:        make(chan struct{}, r.Size()),
 		stop:        make(chan struct{}),
 	}
+	q.memoryBudget.Store(cfg.MemoryBudget)
 	var err error
 	budget := func() int64 {
 		b, _ := q.budget()
@@ -269,7 +274,24 @@ func (q *Queue) fixedCost() time.Duration {
 }
 
 // Config is the configuration in force, defaults filled in.
-func (q *Queue) Config() Config { return q.cfg }
+func (q *Queue) Config() Config {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	c := q.cfg
+	c.MemoryBudget = q.memoryBudget.Load()
+	return c
+}
+
+// SetMemoryBudget sets the bytes admitted requests may hold from now on,
+// and, when it was not given, the bytes that may wait (half of it): the
+// share of a process's budget that several queues split. What is in
+// flight already is not refused.
+func (q *Queue) SetMemoryBudget(b int64, queuedBytes int64) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.memoryBudget.Store(b)
+	q.cfg.MaxQueuedBytes = queuedBytes
+}
 
 // Ticket is one request's claim on the queue and the memory budget, from
 // before its body is parsed until its answer is written.
@@ -464,7 +486,7 @@ func (q *Queue) budget() (b int64, exhausted bool) {
 	if q.cfg.Unbounded {
 		return 0, false
 	}
-	b = q.cfg.MemoryBudget
+	b = q.memoryBudget.Load()
 	for _, l := range q.cfg.Limits {
 		v := l.Bytes()
 		if v <= 0 {

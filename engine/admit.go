@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
 	"time"
 
@@ -31,7 +32,14 @@ func (w *Workers) Admit(o AdmissionOptions, metrics prometheus.Registerer) (*Que
 // served, not from a warm-up measured while like kept the cores busy.
 func (w *Workers) admitLike(o AdmissionOptions, like *Queue) (*Queue, error) {
 	fixed, perRow := like.q.Cost()
-	return w.admit(Options{Admission: o, GPU: w.o.GPU}, nil, fixed, perRow)
+	q, err := w.admit(Options{Admission: o, GPU: w.o.GPU}, nil, fixed, perRow)
+	if err != nil {
+		return nil, err
+	}
+	// And from like's share of the memory budget.
+	c := like.q.Config()
+	q.q.SetMemoryBudget(c.MemoryBudget, c.MaxQueuedBytes)
+	return q, nil
 }
 
 // AdmitWith is Admit with the GPU options too (the margin of memory
@@ -114,11 +122,77 @@ func (q *Queue) Drain(ctx context.Context) error {
 	return nil
 }
 
+// ShareMemory splits one memory budget among the models a process serves,
+// in equal shares, so that their queues together never hold more than it:
+// o.MemoryBudget when given, else o.MemoryFraction of the memory left now
+// that every model is loaded. Each queue's waiting bytes are half its
+// share unless o.MaxQueueBytes says otherwise. With limits off
+// (Unbounded) there is nothing to share.
+func ShareMemory(models []*Model, o AdmissionOptions, log *slog.Logger) error {
+	if o.Unbounded || len(models) == 0 {
+		return nil
+	}
+	budget, err := processBudget(o, log)
+	if err != nil {
+		return err
+	}
+	share := budget / int64(len(models))
+	queued := o.MaxQueueBytes
+	if queued == 0 {
+		queued = share / 2
+	}
+	for _, m := range models {
+		m.mu.Lock()
+		if m.current != nil {
+			m.current.q.SetMemoryBudget(share, queued)
+		}
+		m.mu.Unlock()
+	}
+	if len(models) > 1 {
+		log.Info("memory budget shared", "budget", bytesize.Format(budget), "models", len(models), "each", bytesize.Format(share))
+	}
+	return nil
+}
+
+// processBudget is o.MemoryBudget, or o.MemoryFraction (default one
+// half) of the memory left: the cgroup's limit, else the machine's
+// memory, less what this process holds now.
+func processBudget(o AdmissionOptions, log *slog.Logger) (int64, error) {
+	if o.MemoryBudget > 0 {
+		return o.MemoryBudget, nil
+	}
+	fraction := o.MemoryFraction
+	if fraction == 0 {
+		fraction = DefaultMemoryFraction
+	}
+	if fraction < 0 || fraction > 1 {
+		return 0, fmt.Errorf("memory fraction %v: give a share between 0 and 1", fraction)
+	}
+	limit, source, err := admission.MemoryLimit()
+	if err != nil {
+		return 0, err
+	}
+	resident, err := admission.ResidentBytes()
+	if err != nil {
+		return 0, fmt.Errorf("reading this process's memory use: %w", err)
+	}
+	budget := admission.DefaultBudget(limit, resident, fraction)
+	const floor = 16 << 20
+	if budget < floor {
+		log.Warn("the loaded models leave almost no memory; the budget is set to its floor",
+			"limit", limit, "limit_source", source, "resident", resident, "budget", floor)
+		budget = floor
+	}
+	log.Info("memory budget", "budget", bytesize.Format(budget), "limit", bytesize.Format(limit),
+		"limit_source", source, "resident", bytesize.Format(resident), "fraction", fraction)
+	return budget, nil
+}
+
 // admissionConfig sizes the queue and the memory budget. It runs once the
 // workers have loaded, so what they hold is no longer counted as free.
-func (w *Workers) admissionConfig(o AdmissionOptions) (admission.Config, error) {
+func (w *Workers) admissionConfig(o AdmissionOptions) (cfg admission.Config, err error) {
 	log, v := w.env.log(), w.v
-	cfg := admission.Config{
+	cfg = admission.Config{
 		MaxQueueWait:      o.MaxQueueWait,
 		MaxQueuedRequests: o.MaxQueue,
 		MaxQueuedRows:     o.MaxQueueRows,
@@ -148,31 +222,8 @@ func (w *Workers) admissionConfig(o AdmissionOptions) (admission.Config, error) 
 		log.Warn("admission limits are off: the queue and its memory grow without bound")
 		return cfg, nil
 	}
-	if cfg.MemoryBudget == 0 {
-		fraction := o.MemoryFraction
-		if fraction == 0 {
-			fraction = DefaultMemoryFraction
-		}
-		if fraction < 0 || fraction > 1 {
-			return cfg, fmt.Errorf("memory fraction %v: give a share between 0 and 1", fraction)
-		}
-		limit, source, err := admission.MemoryLimit()
-		if err != nil {
-			return cfg, err
-		}
-		resident, err := admission.ResidentBytes()
-		if err != nil {
-			return cfg, fmt.Errorf("reading this process's memory use: %w", err)
-		}
-		cfg.MemoryBudget = admission.DefaultBudget(limit, resident, fraction)
-		const floor = 16 << 20
-		if cfg.MemoryBudget < floor {
-			log.Warn("the loaded model leaves almost no memory; the budget is set to its floor",
-				"limit", limit, "limit_source", source, "resident", resident, "budget", floor)
-			cfg.MemoryBudget = floor
-		}
-		log.Info("memory budget", "budget", bytesize.Format(cfg.MemoryBudget), "limit", bytesize.Format(limit),
-			"limit_source", source, "resident", bytesize.Format(resident), "fraction", fraction)
+	if cfg.MemoryBudget, err = processBudget(o, log); err != nil {
+		return cfg, err
 	}
 	if cfg.MaxQueuedBytes == 0 {
 		cfg.MaxQueuedBytes = cfg.MemoryBudget / 2

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"sync"
 	"testing"
@@ -141,6 +142,9 @@ func TestModel_followsItsAliasWithoutDroppingARequest(t *testing.T) {
 	}
 	current := func() *Version { mu.Lock(); defer mu.Unlock(); return served[len(served)-1] }
 	old := current()
+	if err := ShareMemory([]*Model{m}, AdmissionOptions{MemoryBudget: 10 << 20}, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
 	if err := m.Check(context.Background(), time.Second); err != nil || len(served) != 1 {
 		t.Fatalf("a check with the alias unmoved: %v, %d versions handed over", err, len(served))
 	}
@@ -166,6 +170,9 @@ func TestModel_followsItsAliasWithoutDroppingARequest(t *testing.T) {
 	}
 	// Version 2's queue starts from the cost version 1 learned, not from
 	// a warm-up measured while version 1 kept the cores busy.
+	if b := current().Limits().MemoryBudget; b != 10<<20 {
+		t.Errorf("version 2's memory budget is %d, want version 1's share, %d", b, 10<<20)
+	}
 	of, op := old.q.Cost()
 	if nf, np := current().q.Cost(); nf != of || np != op {
 		t.Errorf("version 2 starts from cost %v + %v a row, version 1 had learned %v + %v", nf, np, of, op)
@@ -229,5 +236,44 @@ func TestModel_followsItsAliasWithoutDroppingARequest(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+func TestShareMemory_splitsOneBudgetAmongTheModels(t *testing.T) {
+	reg, _ := logged(t, "iris", registry.Settings{})
+	if _, err := reg.Log(context.Background(), registry.LogRequest{Name: "mlp", Version: "1", File: testenv.Model(t, "mlp")}); err != nil {
+		t.Fatal(err)
+	}
+	var models []*Model
+	for _, ref := range []string{"iris", "mlp"} {
+		m, err := Resolve(reg, ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close(context.Background())
+		if err := m.Start(context.Background(), Options{Device: CPU, Workers: 1}, Env{}, func(*Version) {}); err != nil {
+			t.Fatal(err)
+		}
+		models = append(models, m)
+	}
+	log := slog.New(slog.DiscardHandler)
+	if err := ShareMemory(models, AdmissionOptions{MemoryBudget: 64 << 20}, log); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range models {
+		m.mu.Lock()
+		c := m.current.q.Config()
+		m.mu.Unlock()
+		if c.MemoryBudget != 32<<20 || c.MaxQueuedBytes != 16<<20 {
+			t.Errorf("%s: budget %d, queued bytes %d; want half of 64 MiB, and half that", m.Name, c.MemoryBudget, c.MaxQueuedBytes)
+		}
+	}
+	// Without a budget given: the fraction of what is left, split.
+	if err := ShareMemory(models, AdmissionOptions{MemoryFraction: 0.5}, log); err != nil {
+		t.Fatal(err)
+	}
+	a, b := models[0].current.Limits().MemoryBudget, models[1].current.Limits().MemoryBudget
+	if a != b || a <= 0 {
+		t.Errorf("shares %d and %d, want two equal ones", a, b)
 	}
 }

@@ -40,7 +40,7 @@ func TestServe_severalModelsInOneProcess(t *testing.T) {
 	c := newCLI(t)
 	c.logIris()
 	c.must("registry", "log", "--name", "mlp", "--version", "1", "--file", testenv.Model(t, "mlp"))
-	s := c.serve("--model", "iris", "--model", "mlp:1", "--workers", "1")
+	s := c.serve("--model", "iris", "--model", "mlp:1", "--workers", "1", "--memory-budget", "64Mi")
 	s.waitReady()
 
 	// Both answer at once, each on its own routes.
@@ -88,6 +88,9 @@ func TestServe_severalModelsInOneProcess(t *testing.T) {
 		`modelserve_requests_total{function="predict",model="mlp",outcome="ok",version="1"}`,
 		`modelserve_batch_rows_count{model="mlp",version="1"}`,
 		`modelserve_ready 1`,
+		// One budget of 64 MiB, shared.
+		`modelserve_memory_budget_bytes{model="iris",version="1"} 3.3554432e+07`,
+		`modelserve_memory_budget_bytes{model="mlp",version="1"} 3.3554432e+07`,
 	} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %s", want)

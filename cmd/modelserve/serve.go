@@ -277,7 +277,14 @@ func serve(cmd *cobra.Command, g *globals, o *serveOptions, log *slog.Logger) er
 			return err
 		}
 		log.Info("ready", "model", m.Name, "version", m.Version().Version, "alias", m.Alias)
-		go m.Follow(ctx, o.followInterval, o.drain)
+	}
+	// One budget for all of them, now that all are loaded.
+	if err := engine.ShareMemory(models, eo.Admission, log); err != nil {
+		srv.Shutdown(context.Background())
+		return err
+	}
+	for _, m := range models {
+		m.Follow(ctx, o.followInterval, o.drain)
 	}
 
 	select {
