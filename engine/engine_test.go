@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -225,6 +226,18 @@ func TestModel_followsItsAliasWithoutDroppingARequest(t *testing.T) {
 		if got := testutil.ToFloat64(m.m.switches.WithLabelValues("iris", outcome)); got != want {
 			t.Errorf("switches %s = %v, want %v", outcome, got, want)
 		}
+	}
+	life, err := newLifeMetrics(metrics)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for labels, want := range map[[2]string]float64{{"load", "ok"}: 2, {"load", "failed"}: 1, {"unload", "ok"}: 1} {
+		if got := testutil.ToFloat64(life.loads.WithLabelValues("iris", labels[0], labels[1])); got != want {
+			t.Errorf("%s %s = %v, want %v", labels[0], labels[1], got, want)
+		}
+	}
+	if err := testutil.GatherAndCompare(metrics, strings.NewReader(""), "modelserve_model_memory_bytes"); err == nil {
+		t.Error("no modelserve_model_memory_bytes for the version served")
 	}
 	// Version 1's series left /metrics with it.
 	families, _ := metrics.Gather()

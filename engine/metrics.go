@@ -2,7 +2,9 @@ package engine
 
 import (
 	"errors"
+	"fmt"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -55,4 +57,38 @@ func shared[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
 		}
 	}
 	return c, err
+}
+
+// lifeMetrics count the loads and unloads of every model's versions.
+type lifeMetrics struct {
+	loads   *prometheus.CounterVec
+	seconds *prometheus.HistogramVec
+}
+
+func newLifeMetrics(reg prometheus.Registerer) (lifeMetrics, error) {
+	var m lifeMetrics
+	var err error
+	if m.loads, err = shared(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "modelserve_model_loads_total",
+		Help: "Versions loaded (event load: outcome ok or failed) and unloaded (event unload), by model.",
+	}, []string{"model", "event", "outcome"})); err != nil {
+		return m, fmt.Errorf("registering load metrics: %w", err)
+	}
+	if m.seconds, err = shared(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "modelserve_model_load_seconds",
+		Help:    "Time to load a version (checksum, sessions, warm-up) or to unload it, by model and event.",
+		Buckets: prometheus.ExponentialBuckets(0.01, 2.5, 12),
+	}, []string{"model", "event"})); err != nil {
+		return m, fmt.Errorf("registering load metrics: %w", err)
+	}
+	return m, nil
+}
+
+func (m lifeMetrics) record(model, event string, err error, d time.Duration) {
+	outcome := "ok"
+	if err != nil {
+		outcome = "failed"
+	}
+	m.loads.WithLabelValues(model, event, outcome).Inc()
+	m.seconds.WithLabelValues(model, event).Observe(d.Seconds())
 }

@@ -9,7 +9,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/modelserve/modelserve/admission"
 	"github.com/modelserve/modelserve/gpu"
+	"github.com/modelserve/modelserve/internal/bytesize"
 	"github.com/modelserve/modelserve/model"
 	"github.com/modelserve/modelserve/onnxrt"
 	"github.com/modelserve/modelserve/registry"
@@ -27,6 +29,9 @@ type Workers struct {
 	mon     *gpu.Monitor // nil unless the workers are on GPUs
 	release func()
 	loaded  time.Time
+	life    lifeMetrics
+	// memory is the host memory the sessions took at load.
+	memory int64
 }
 
 // Start checks the version's model file against its checksum, loads ONNX
@@ -34,8 +39,14 @@ type Workers struct {
 // CPU); on GPUs it samples them every o.GPU.SampleInterval and exports
 // their metrics. A panic in a worker fails its batch and is counted in
 // env.Panics.
-func Start(ctx context.Context, reg *registry.Registry, v registry.Version, o Options, env Env) (*Workers, error) {
+func Start(ctx context.Context, reg *registry.Registry, v registry.Version, o Options, env Env) (w *Workers, err error) {
 	start := time.Now()
+	life, err := newLifeMetrics(env.metrics())
+	if err != nil {
+		return nil, err
+	}
+	defer func() { life.record(v.Name, "load", err, time.Since(start)) }()
+	residentBefore, _ := admission.ResidentBytes()
 	log := env.log()
 	metrics := &tracked{Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"model": v.Name, "version": v.Version}, env.metrics())}
 	if err := reg.Verify(ctx, v); err != nil {
@@ -93,18 +104,36 @@ func Start(ctx context.Context, reg *registry.Registry, v registry.Version, o Op
 		}
 		mon.Start(o.GPU.SampleInterval)
 	}
-	log.Info("model loaded", "seconds", time.Since(start).Seconds())
-	return &Workers{v: v, o: o, env: env, metrics: metrics, pool: pool, mon: mon, release: release, loaded: time.Now()}, nil
+	// What the version holds: the host memory its sessions took (the
+	// process's growth while loading, so a concurrent load blurs it).
+	residentAfter, _ := admission.ResidentBytes()
+	held := max(0, residentAfter-residentBefore)
+	if err := metrics.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "modelserve_model_memory_bytes",
+		Help: "Host memory the version's sessions took when it loaded.",
+	}, func() float64 { return float64(held) })); err != nil {
+		pool.Close(ctx)
+		release()
+		metrics.unregisterAll()
+		return nil, fmt.Errorf("registering model metrics: %w", err)
+	}
+	log.Info("model loaded", "seconds", time.Since(start).Seconds(), "memory", bytesize.Format(held))
+	return &Workers{v: v, o: o, env: env, metrics: metrics, life: life, pool: pool, mon: mon, release: release, loaded: time.Now(), memory: held}, nil
 }
 
 // Close waits for the running calls (or ctx) and releases every session
 // and the GPU monitor.
 func (w *Workers) Close(ctx context.Context) error {
+	start := time.Now()
 	err := w.pool.Close(ctx)
 	w.release()
 	w.metrics.unregisterAll()
+	w.life.record(w.v.Name, "unload", err, time.Since(start))
 	return err
 }
+
+// Memory is the host memory the sessions took when they loaded.
+func (w *Workers) Memory() int64 { return w.memory }
 
 // Version is the registry version the workers run.
 func (w *Workers) Version() registry.Version { return w.v }
