@@ -227,7 +227,7 @@ func TestModel_followsItsAliasWithoutDroppingARequest(t *testing.T) {
 			t.Errorf("switches %s = %v, want %v", outcome, got, want)
 		}
 	}
-	life, err := newLifeMetrics(metrics)
+	life, err := newProcessMetrics(metrics)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -59,36 +59,46 @@ func shared[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
 	return c, err
 }
 
-// lifeMetrics count the loads and unloads of every model's versions.
-type lifeMetrics struct {
-	loads   *prometheus.CounterVec
-	seconds *prometheus.HistogramVec
+// processMetrics are the engine's own, shared by every model: loads,
+// unloads and alias switches, with their durations.
+type processMetrics struct {
+	loads, switches            *prometheus.CounterVec
+	loadSeconds, switchSeconds *prometheus.HistogramVec
 }
 
-func newLifeMetrics(reg prometheus.Registerer) (lifeMetrics, error) {
-	var m lifeMetrics
-	var err error
-	if m.loads, err = shared(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "modelserve_model_loads_total",
-		Help: "Versions loaded (event load: outcome ok or failed) and unloaded (event unload), by model.",
-	}, []string{"model", "event", "outcome"})); err != nil {
-		return m, fmt.Errorf("registering load metrics: %w", err)
+func newProcessMetrics(reg prometheus.Registerer) (m processMetrics, err error) {
+	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
+		c, rerr := shared(reg, prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels))
+		err = errors.Join(err, rerr)
+		return c
 	}
-	if m.seconds, err = shared(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name:    "modelserve_model_load_seconds",
-		Help:    "Time to load a version (checksum, sessions, warm-up) or to unload it, by model and event.",
-		Buckets: prometheus.ExponentialBuckets(0.01, 2.5, 12),
-	}, []string{"model", "event"})); err != nil {
-		return m, fmt.Errorf("registering load metrics: %w", err)
+	histogram := func(name, help string, buckets []float64, labels ...string) *prometheus.HistogramVec {
+		h, rerr := shared(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help, Buckets: buckets}, labels))
+		err = errors.Join(err, rerr)
+		return h
+	}
+	m.loads = counter("modelserve_model_loads_total",
+		"Versions loaded (event load: outcome ok or failed) and unloaded (event unload), by model.", "model", "event", "outcome")
+	m.loadSeconds = histogram("modelserve_model_load_seconds",
+		"Time to load a version (checksum, sessions, warm-up) or to unload it, by model and event.",
+		prometheus.ExponentialBuckets(0.01, 2.5, 12), "model", "event")
+	m.switches = counter("modelserve_version_switches_total",
+		"Moves of a followed alias taken into service (ok) or refused, the old version serving on (failed).", "model", "outcome")
+	m.switchSeconds = histogram("modelserve_version_switch_seconds",
+		"Time from seeing an alias move to the old version unloaded: load, warm-up, switch and drain.",
+		prometheus.ExponentialBuckets(0.05, 2, 12), "model")
+	if err != nil {
+		return m, fmt.Errorf("registering the engine's metrics: %w", err)
 	}
 	return m, nil
 }
 
-func (m lifeMetrics) record(model, event string, err error, d time.Duration) {
+// record counts a load or an unload of a version of model.
+func (m processMetrics) record(model, event string, err error, d time.Duration) {
 	outcome := "ok"
 	if err != nil {
 		outcome = "failed"
 	}
 	m.loads.WithLabelValues(model, event, outcome).Inc()
-	m.seconds.WithLabelValues(model, event).Observe(d.Seconds())
+	m.loadSeconds.WithLabelValues(model, event).Observe(d.Seconds())
 }

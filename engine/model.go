@@ -8,8 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/modelserve/modelserve/registry"
 )
 
@@ -28,7 +26,7 @@ type Model struct {
 	o   Options
 	env Env
 	use func(*Version)
-	m   switchMetrics
+	m   processMetrics
 
 	mu      sync.Mutex
 	pending registry.Version // resolved, not loaded yet
@@ -80,7 +78,7 @@ func (m *Model) Version() registry.Version {
 func (m *Model) Start(ctx context.Context, o Options, env Env, use func(*Version)) error {
 	m.o, m.env, m.use = o, env, use
 	var err error
-	if m.m, err = newSwitchMetrics(env.metrics()); err != nil {
+	if m.m, err = newProcessMetrics(env.metrics()); err != nil {
 		return err
 	}
 	ver, err := Load(ctx, m.reg, m.pending, o, m.envFor(m.pending))
@@ -153,7 +151,7 @@ func (m *Model) Check(ctx context.Context, drain time.Duration) error {
 		return fmt.Errorf("%s:%s moved to version %s: %w", m.Name, m.Alias, v.Version, err)
 	}
 	m.m.switches.WithLabelValues(m.Name, "ok").Inc()
-	m.m.seconds.WithLabelValues(m.Name).Observe(time.Since(start).Seconds())
+	m.m.switchSeconds.WithLabelValues(m.Name).Observe(time.Since(start).Seconds())
 	return nil
 }
 
@@ -218,29 +216,4 @@ func (m *Model) Close(ctx context.Context) error {
 		errs = append(errs, lease())
 	}
 	return errors.Join(errs...)
-}
-
-// switchMetrics count the version switches of every model.
-type switchMetrics struct {
-	switches *prometheus.CounterVec
-	seconds  *prometheus.HistogramVec
-}
-
-func newSwitchMetrics(reg prometheus.Registerer) (switchMetrics, error) {
-	var m switchMetrics
-	var err error
-	if m.switches, err = shared(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "modelserve_version_switches_total",
-		Help: "Moves of a followed alias taken into service (ok) or refused, the old version serving on (failed).",
-	}, []string{"model", "outcome"})); err != nil {
-		return m, fmt.Errorf("registering switch metrics: %w", err)
-	}
-	if m.seconds, err = shared(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name:    "modelserve_version_switch_seconds",
-		Help:    "Time from seeing an alias move to the old version unloaded: load, warm-up, switch and drain.",
-		Buckets: prometheus.ExponentialBuckets(0.05, 2, 12),
-	}, []string{"model"})); err != nil {
-		return m, fmt.Errorf("registering switch metrics: %w", err)
-	}
-	return m, nil
 }

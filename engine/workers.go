@@ -29,7 +29,7 @@ type Workers struct {
 	mon     *gpu.Monitor // nil unless the workers are on GPUs
 	release func()
 	loaded  time.Time
-	life    lifeMetrics
+	life    processMetrics
 	// memory is the host memory the sessions took at load.
 	memory int64
 }
@@ -41,7 +41,7 @@ type Workers struct {
 // env.Panics.
 func Start(ctx context.Context, reg *registry.Registry, v registry.Version, o Options, env Env) (w *Workers, err error) {
 	start := time.Now()
-	life, err := newLifeMetrics(env.metrics())
+	life, err := newProcessMetrics(env.metrics())
 	if err != nil {
 		return nil, err
 	}
