@@ -157,6 +157,8 @@ type Queue struct {
 	running int
 	// highSeen is when the last high-priority request was queued.
 	highSeen time.Time
+	// avgRows is the rows of a typical request, a moving average.
+	avgRows float64
 	// callerRows counts each caller's rows waiting, for the fair share.
 	callerRows map[string]int
 	// decoding counts tickets admitted whose inputs are still being
@@ -360,6 +362,9 @@ func (q *Queue) decodingRows(p Priority) int {
 	return int(float64(b) / q.bodyRow)
 }
 
+// avgRowsDecay is how much each request weighs in avgRows.
+const avgRowsDecay = 0.05
+
 // bodyRowDecay is how much each decoded body weighs in bodyRow.
 const bodyRowDecay = 0.1
 
@@ -411,7 +416,17 @@ func (q *Queue) target() time.Duration {
 // q.mu held.
 func (q *Queue) baseTarget() time.Duration {
 	if q.autoWait {
-		return defaultQueueWait(q.fixedCost())
+		// Room, beyond the calls running, for one more typical request
+		// on every worker: without it, callers whose requests are each
+		// a few batches of a slow model could never keep the workers
+		// busy, every request with one ahead of it being refused. In
+		// batches that fit the least target (for 1-row requests the
+		// room is then within it), at the learned cost, as the wait
+		// itself is predicted.
+		floor := defaultQueueWait(q.fixedCost())
+		batch := q.rowsFitting(floor)
+		room := q.cost.call(batch)/2 + q.cost.work(int(q.avgRows+0.5), batch)
+		return max(floor, room)
 	}
 	return q.cfg.MaxQueueWait
 }
@@ -667,6 +682,11 @@ func (q *Queue) enqueue(ctx context.Context, t *Ticket, inputs []model.Tensor) (
 	req := &request{ctx: ctx, rows: rows, prio: t.prio, caller: t.caller, done: make(chan struct{})}
 	now := q.cfg.Clock()
 	q.arrivals.observe(now, rows)
+	if q.avgRows == 0 {
+		q.avgRows = float64(rows)
+	} else {
+		q.avgRows += avgRowsDecay * (float64(rows) - q.avgRows)
+	}
 	if t.prio == High {
 		q.highSeen = now
 	}

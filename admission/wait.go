@@ -169,11 +169,17 @@ func (q *Queue) batchRows(p Priority) int {
 	if p < High && !q.highSeen.IsZero() && q.cfg.Clock().Sub(q.highSeen) < highWindow {
 		allowed /= 10
 	}
-	allowed = max(allowed, efficientCall*q.fixedCost())
-	if q.cost.call(n) <= allowed {
+	return q.rowsFitting(max(allowed, efficientCall*q.fixedCost()))
+}
+
+// rowsFitting is the most rows, up to MaxBatchRows and at least one, that
+// one call runs within d at the learned cost. Called with q.mu held.
+func (q *Queue) rowsFitting(d time.Duration) int {
+	n := q.cfg.MaxBatchRows
+	if !q.coalesce || q.cost.perRow <= 0 || q.cost.call(n) <= d {
 		return n
 	}
-	return max(1, min(n, int((allowed-q.cost.fixed)/q.cost.perRow)))
+	return max(1, min(n, int((d-q.cost.fixed)/q.cost.perRow)))
 }
 
 // highWindow is how long after a high-priority request the batches of
