@@ -23,6 +23,10 @@ type Options struct {
 	// path every modelserve server answers for the model, whether it
 	// serves it alone or beside others. Empty: /<function>.
 	Model string
+	// NameModel names each function <SERVICE>_<MODEL>_<FUNCTION>, for a
+	// service that serves several models: their functions would
+	// otherwise replace each other (CREATE OR REPLACE).
+	NameModel bool
 	// MaxBatchRows is how many rows the gateway puts in one request.
 	MaxBatchRows int
 	// Wide declares one OBJECT argument instead of one per column.
@@ -77,10 +81,17 @@ func Create(sig model.Signature, o Options) ([]string, error) {
 	if i := strings.LastIndex(o.Service, "."); i >= 0 {
 		qualifier, service = o.Service[:i+1], o.Service[i+1:]
 	}
+	prefix := service + "_"
+	if o.NameModel {
+		if o.Model == "" {
+			return nil, fmt.Errorf("naming functions after the model needs the model's name")
+		}
+		prefix += o.Model + "_"
+	}
 	var out []string
 	for _, fn := range sig.Functions {
 		var b strings.Builder
-		fmt.Fprintf(&b, "CREATE OR REPLACE FUNCTION %s%s(%s)\n", qualifier, Identifier(strings.ToUpper(service+"_"+fn.Name)), strings.Join(params, ", "))
+		fmt.Fprintf(&b, "CREATE OR REPLACE FUNCTION %s%s(%s)\n", qualifier, Identifier(strings.ToUpper(prefix+fn.Name)), strings.Join(params, ", "))
 		fmt.Fprintf(&b, "  RETURNS OBJECT\n")
 		fmt.Fprintf(&b, "  SERVICE = %s\n", o.Service)
 		fmt.Fprintf(&b, "  ENDPOINT = %s\n", Identifier(o.Endpoint))

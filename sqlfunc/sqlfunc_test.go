@@ -58,6 +58,19 @@ func TestCreate_pathsNameTheModel(t *testing.T) {
 	}
 }
 
+func TestCreate_namesCarryTheModelWhenAsked(t *testing.T) {
+	got, err := Create(irisSignature(), Options{Service: "ml.svc", Endpoint: "inference", Model: "iris-v2", NameModel: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(got[0], `CREATE OR REPLACE FUNCTION ml."SVC_IRIS-V2_PREDICT"(`) {
+		t.Errorf("the first:\n%s", got[0])
+	}
+	if _, err := Create(irisSignature(), Options{Service: "svc", Endpoint: "inference", NameModel: true}); err == nil {
+		t.Error("naming after a model with no model name given")
+	}
+}
+
 func TestCreate_typesAndWideRows(t *testing.T) {
 	sig := model.Signature{
 		Inputs: []model.Spec{

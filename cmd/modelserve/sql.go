@@ -71,6 +71,7 @@ gateway's concurrency keeps every worker busy.`,
 	f.StringVar(&o.Endpoint, "endpoint", "inference", "the service's endpoint name")
 	f.IntVar(&o.MaxBatchRows, "max-batch-rows", 0, "rows per gateway request (default: the version's batch size)")
 	f.BoolVar(&o.Wide, "wide", false, "take one OBJECT argument (wide rows) instead of one per column")
+	f.BoolVar(&o.NameModel, "name-with-model", false, "name the functions <SERVICE>_<MODEL>_<FUNCTION>, for a service serving several models (whose functions would otherwise replace each other)")
 	f.StringVar(&headers, "context-headers", "", "context functions to send as headers, e.g. CURRENT_USER,CURRENT_ROLE")
 	f.IntVar(&o.MaxBatchRetries, "max-batch-retries", 0, "MAX_BATCH_RETRIES (default: the warehouse's)")
 	f.StringVar(&o.OnBatchFailure, "on-batch-failure", "", "ABORT or RETURN_NULL (default: the warehouse's)")
