@@ -9,6 +9,7 @@ import (
 
 	"github.com/modelserve/modelserve/deploy/batchjob"
 	"github.com/modelserve/modelserve/engine"
+	"github.com/modelserve/modelserve/internal/liveline"
 )
 
 type batchOptions struct {
@@ -90,7 +91,7 @@ func predictBatch(cmd *cobra.Command, g *globals, o *batchOptions) error {
 		return err
 	}
 	job := batchjob.Job{Input: o.input, Output: o.output, IDColumn: o.idColumn, ChunkRows: o.chunkRows,
-		Resume: o.resume, Overwrite: o.overwrite, Progress: cmd.ErrOrStderr(), Terminal: isTerminal(cmd.ErrOrStderr())}
+		Resume: o.resume, Overwrite: o.overwrite, Progress: cmd.ErrOrStderr(), Terminal: liveline.IsTerminal(cmd.ErrOrStderr())}
 	for _, f := range []struct {
 		flag string
 		dst  *batchjob.Format

@@ -17,6 +17,7 @@ import (
 
 	"github.com/modelserve/modelserve/build"
 	"github.com/modelserve/modelserve/internal/bytesize"
+	"github.com/modelserve/modelserve/internal/liveline"
 	"github.com/modelserve/modelserve/onnxrt"
 )
 
@@ -263,12 +264,10 @@ func sourceURL() string {
 // progress reports pushes: one line per blob, and on a terminal a running
 // total, redrawn in place.
 type progress struct {
-	w        io.Writer
-	terminal bool
+	out *liveline.Line
 
 	mu    sync.Mutex
 	last  time.Time
-	live  bool
 	names map[string]string // blob digest → what it is
 }
 
@@ -294,62 +293,39 @@ func (p *progress) name(img v1.Image, addedRuntime bool) {
 }
 
 func newProgress(w io.Writer) *progress {
-	return &progress{w: w, terminal: isTerminal(w)}
-}
-
-// isTerminal reports whether w is a terminal, where progress is redrawn in
-// place.
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	info, err := f.Stat()
-	return err == nil && info.Mode()&os.ModeCharDevice != 0
+	return &progress{out: liveline.New(w, liveline.IsTerminal(w))}
 }
 
 func (p *progress) blob(e build.BlobEvent) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.clear()
 	short := e.Digest
 	if len(short) > 19 {
 		short = short[:19]
 	}
+	p.mu.Lock()
 	what := p.names[e.Digest]
+	p.mu.Unlock()
 	if what == "" {
 		what = "blob"
 	}
 	if e.Present {
-		fmt.Fprintf(p.w, "  %-14s %s  already in the registry\n", what, short)
+		p.out.Print(fmt.Sprintf("  %-14s %s  already in the registry", what, short))
 	} else {
-		fmt.Fprintf(p.w, "  %-14s %s  sent %s\n", what, short, bytesize.Format(e.Bytes))
+		p.out.Print(fmt.Sprintf("  %-14s %s  sent %s", what, short, bytesize.Format(e.Bytes)))
 	}
 }
 
 func (p *progress) update(u v1.Update) {
-	if !p.terminal || u.Total == 0 {
+	if !p.out.Terminal() || u.Total == 0 {
 		return
 	}
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	if time.Since(p.last) < 100*time.Millisecond && u.Complete < u.Total {
+		p.mu.Unlock()
 		return
 	}
 	p.last = time.Now()
-	fmt.Fprintf(p.w, "\r\033[K  pushing %s / %s  %3d%%", bytesize.Format(u.Complete), bytesize.Format(u.Total), u.Complete*100/u.Total)
-	p.live = true
+	p.mu.Unlock()
+	p.out.Draw(fmt.Sprintf("  pushing %s / %s  %3d%%", bytesize.Format(u.Complete), bytesize.Format(u.Total), u.Complete*100/u.Total))
 }
 
-func (p *progress) clear() {
-	if p.live {
-		fmt.Fprint(p.w, "\r\033[K")
-		p.live = false
-	}
-}
-
-func (p *progress) finish() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.clear()
-}
+func (p *progress) finish() { p.out.Clear() }

@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/modelserve/modelserve/build"
+	"github.com/modelserve/modelserve/internal/liveline"
 )
 
 func TestProgress_plainLinesOrALiveTotal(t *testing.T) {
@@ -36,7 +37,7 @@ func TestProgress_plainLinesOrALiveTotal(t *testing.T) {
 	} {
 		var out bytes.Buffer
 		p := newProgress(&out)
-		p.terminal = tt.terminal
+		p.out = liveline.New(&out, tt.terminal)
 		p.name(img, true)
 		p.update(v1.Update{Total: 1 << 20, Complete: 1 << 19})
 		p.blob(build.BlobEvent{Digest: digest(layers[1]), Bytes: 1 << 20})

@@ -8,15 +8,16 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/modelserve/modelserve/internal/liveline"
 )
 
 // progress reports a run: on a terminal, a line redrawn in place (rows,
 // rows/s, ETA); elsewhere, a plain line every few seconds.
 type progress struct {
-	w        io.Writer
-	terminal bool
-	start    time.Time
-	every    time.Duration
+	out   *liveline.Line
+	start time.Time
+	every time.Duration
 
 	done  atomic.Int64 // rows in finished chunks, including those of an earlier run
 	ran   atomic.Int64 // rows this run has put through the model
@@ -24,14 +25,13 @@ type progress struct {
 	frac  atomic.Uint64
 	total atomic.Int64 // the input's rows when known, else -1
 
-	mu   sync.Mutex
-	live bool
-	stop chan struct{}
-	wg   sync.WaitGroup
+	drawing bool // a goroutine redraws it (there is somewhere to draw)
+	stop    chan struct{}
+	wg      sync.WaitGroup
 }
 
 func newProgress(w io.Writer, terminal bool) *progress {
-	p := &progress{w: w, terminal: terminal, start: time.Now(), every: 10 * time.Second, stop: make(chan struct{})}
+	p := &progress{out: liveline.New(w, terminal), start: time.Now(), every: 10 * time.Second, stop: make(chan struct{})}
 	if terminal {
 		p.every = 200 * time.Millisecond
 	}
@@ -39,6 +39,7 @@ func newProgress(w io.Writer, terminal bool) *progress {
 	if w == nil {
 		return p
 	}
+	p.drawing = true
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
@@ -84,29 +85,21 @@ func (p *progress) line(now time.Time) string {
 }
 
 func (p *progress) draw() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.terminal {
-		fmt.Fprint(p.w, "\r\033[K  "+p.line(time.Now()))
-		p.live = true
+	if p.out.Terminal() {
+		p.out.Draw("  " + p.line(time.Now()))
 		return
 	}
-	fmt.Fprintln(p.w, "progress: "+p.line(time.Now()))
+	p.out.Print("progress: " + p.line(time.Now()))
 }
 
 // finish stops the redraws and clears the live line.
 func (p *progress) finish() {
-	if p.w == nil {
+	if !p.drawing {
 		return
 	}
 	close(p.stop)
 	p.wg.Wait()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.live {
-		fmt.Fprint(p.w, "\r\033[K")
-		p.live = false
-	}
+	p.out.Clear()
 }
 
 // group writes n with thousands separators.
