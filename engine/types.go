@@ -11,8 +11,6 @@ type (
 	// Ticket is one request's claim on a version's queue and memory
 	// budget, from before its body is parsed until its answer is written.
 	Ticket = admission.Ticket
-	// Pending is a request in the queue, its outputs still to come.
-	Pending = admission.Pending
 	// Arrival is what admission knows of a request before its body is
 	// parsed.
 	Arrival = admission.Arrival
@@ -26,13 +24,8 @@ type (
 	Device = workers.Device
 )
 
-// Priorities, devices, batch delays and the errors admission answers.
+// Devices, batch sizes and execution providers.
 const (
-	Low    = admission.Low
-	Normal = admission.Normal
-	High   = admission.High
-
-	Auto = workers.Auto
 	CPU  = workers.CPU
 	CUDA = workers.CUDA
 

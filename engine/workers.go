@@ -28,10 +28,7 @@ type Workers struct {
 	pool    *workers.Pool
 	mon     *gpu.Monitor // nil unless the workers are on GPUs
 	release func()
-	loaded  time.Time
 	life    processMetrics
-	// memory is the host memory the sessions took at load.
-	memory int64
 }
 
 // Start checks the version's model file against its checksum, loads ONNX
@@ -118,7 +115,7 @@ func Start(ctx context.Context, reg *registry.Registry, v registry.Version, o Op
 		return nil, fmt.Errorf("registering model metrics: %w", err)
 	}
 	log.Info("model loaded", "seconds", time.Since(start).Seconds(), "memory", bytesize.Format(held))
-	return &Workers{v: v, o: o, env: env, metrics: metrics, life: life, pool: pool, mon: mon, release: release, loaded: time.Now(), memory: held}, nil
+	return &Workers{v: v, o: o, env: env, metrics: metrics, life: life, pool: pool, mon: mon, release: release}, nil
 }
 
 // Close waits for the running calls (or ctx) and releases every session
@@ -131,9 +128,6 @@ func (w *Workers) Close(ctx context.Context) error {
 	w.life.record(w.v.Name, "unload", err, time.Since(start))
 	return err
 }
-
-// Memory is the host memory the sessions took when they loaded.
-func (w *Workers) Memory() int64 { return w.memory }
 
 // Version is the registry version the workers run.
 func (w *Workers) Version() registry.Version { return w.v }
