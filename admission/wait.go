@@ -161,10 +161,6 @@ const efficientCall = 8
 // shortest of their calls, and that must be short.
 // Called with q.mu held.
 func (q *Queue) batchRows(p Priority) int {
-	n := q.cfg.MaxBatchRows
-	if !q.coalesce || q.cost.perRow <= 0 {
-		return n
-	}
 	allowed := q.baseTarget()
 	if p < High && !q.highSeen.IsZero() && q.cfg.Clock().Sub(q.highSeen) < highWindow {
 		allowed /= 10

@@ -129,8 +129,8 @@ func (q *Queue) Drain(ctx context.Context) error {
 // share unless o.MaxQueueBytes says otherwise. With limits off
 // (Unbounded) there is nothing to share.
 func ShareMemory(models []*Model, o AdmissionOptions, log *slog.Logger) error {
-	if o.Unbounded || len(models) == 0 {
-		return nil
+	if o.Unbounded || len(models) < 2 {
+		return nil // one model's queue measured the budget after loading it
 	}
 	budget, err := processBudget(o, log)
 	if err != nil {
@@ -148,9 +148,7 @@ func ShareMemory(models []*Model, o AdmissionOptions, log *slog.Logger) error {
 		}
 		m.mu.Unlock()
 	}
-	if len(models) > 1 {
-		log.Info("memory budget shared", "budget", bytesize.Format(budget), "models", len(models), "each", bytesize.Format(share))
-	}
+	log.Info("memory budget shared", "budget", bytesize.Format(budget), "models", len(models), "each", bytesize.Format(share))
 	return nil
 }
 

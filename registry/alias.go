@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"syscall"
 
 	"github.com/modelserve/modelserve/internal/atomicfile"
@@ -135,13 +136,15 @@ func (r *Registry) editAliases(name string, edit func(map[string]string) error) 
 	})
 }
 
-// aliasedAs lists the aliases that name version.
-func aliasedAs(aliases map[string]string, version string) []string {
+// AliasesOf lists, sorted, the aliases (of a model's, as Aliases gives
+// them) that name version.
+func AliasesOf(aliases map[string]string, version string) []string {
 	var out []string
 	for a, v := range aliases {
 		if v == version {
 			out = append(out, a)
 		}
 	}
+	slices.Sort(out)
 	return out
 }

@@ -383,8 +383,7 @@ func (r *Registry) Delete(name, version string) error {
 	if err != nil {
 		return err
 	}
-	if as := aliasedAs(aliases, version); len(as) > 0 {
-		slices.Sort(as)
+	if as := AliasesOf(aliases, version); len(as) > 0 {
 		return fmt.Errorf("cannot delete %s: it is %w as %s:%s; move or remove the alias first", v.Ref(), ErrInUse, name, strings.Join(as, ", "+name+":"))
 	}
 	if err := r.confined(modelsDir, v.Name, v.Version, lockFile); err != nil {

@@ -457,19 +457,12 @@ func (g *globals) models(refs []string, all bool) ([]*engine.Model, error) {
 	return models, nil
 }
 
-// aliasesOf lists, sorted, the aliases that name version; "-" for none.
+// aliasesOf lists the aliases that name version, "-" for none.
 func aliasesOf(aliases map[string]string, version string) string {
-	var out []string
-	for a, v := range aliases {
-		if v == version {
-			out = append(out, a)
-		}
+	if as := registry.AliasesOf(aliases, version); len(as) > 0 {
+		return strings.Join(as, ",")
 	}
-	if len(out) == 0 {
-		return "-"
-	}
-	slices.Sort(out)
-	return strings.Join(out, ",")
+	return "-"
 }
 
 func newAliasCmd(g *globals) *cobra.Command {
