@@ -68,21 +68,35 @@ type Arrival struct {
 }
 
 // costModel learns what one call costs: a fixed part and a part per row,
-// from the calls actually run, by least squares over exponentially
-// weighted sums, so it follows a model that slows down or speeds up. With
-// calls all of one size it keeps the fixed part it was given and fits the
-// part per row.
+// from the calls actually run, so it follows a model that slows down or
+// speeds up. The parts are fitted by least squares over exponentially
+// weighted sums only when the calls' sizes tell them apart clearly (a
+// slope well above its own error, a fixed part not below zero);
+// otherwise the calls say only how much slower or faster the model runs
+// than believed, and both parts are scaled by that, keeping the shares
+// warm-up measured. A slope guessed from a few calls of 1 to 4 rows and
+// a noisy machine would otherwise be multiplied by every row of a large
+// request queued later (4096 rows of 3 ms each predicted for a model
+// that ran them in 0.2 s).
 type costModel struct {
 	fixed, perRow time.Duration
 	// Weighted sums of rows (x) and seconds (y).
-	w, sx, sy, sxx, sxy float64
+	w, sx, sy, sxx, sxy, syy float64
 }
 
 // costDecay is how much each new call weighs against the history;
-// costClip bounds how many times the prediction one call may count as.
+// costClip bounds how many times the prediction one call may count as;
+// slopeSure is how many times its standard error a fitted slope must be.
 const (
 	costDecay = 0.05
 	costClip  = 4
+	slopeSure = 3
+	// The least spread of sizes (rows, as a standard deviation) and the
+	// least weight of calls a fit needs.
+	minSpread   = 4
+	minFitCalls = 8
+	// priorCalls is how many calls the cost a model starts from weighs.
+	priorCalls = 4
 )
 
 func (c *costModel) observe(rows int, d time.Duration) {
@@ -95,31 +109,56 @@ func (c *costModel) observe(rows int, d time.Duration) {
 		d = costClip * pred
 	}
 	x, y := float64(rows), d.Seconds()
+	if pred := c.call(rows).Seconds(); c.w == 0 && pred > 0 {
+		// What warm-up (or the version replaced) measured counts as a
+		// few calls of this size: the first call run does not replace it.
+		c.w, c.sx, c.sy = priorCalls, priorCalls*x, priorCalls*pred
+		c.sxx, c.sxy, c.syy = priorCalls*x*x, priorCalls*x*pred, priorCalls*pred*pred
+	}
 	k := 1 - costDecay
 	c.w = k*c.w + 1
 	c.sx = k*c.sx + x
 	c.sy = k*c.sy + y
 	c.sxx = k*c.sxx + x*x
 	c.sxy = k*c.sxy + x*y
+	c.syy = k*c.syy + y*y
 	mx, my := c.sx/c.w, c.sy/c.w
+	if fixed, slope, ok := c.fit(mx, my); ok {
+		c.fixed, c.perRow = seconds(fixed), seconds(slope)
+		return
+	}
+	// Calls of about one size: scale both parts to the mean call.
+	pred := c.fixed.Seconds() + mx*c.perRow.Seconds()
+	if pred <= 0 {
+		c.fixed, c.perRow = seconds(my), 0
+		return
+	}
+	scale := my / pred
+	c.fixed = seconds(c.fixed.Seconds() * scale)
+	c.perRow = seconds(c.perRow.Seconds() * scale)
+}
+
+// fit is the least-squares line through the weighted calls, when their
+// sizes vary enough to tell its parts apart.
+func (c *costModel) fit(mx, my float64) (fixed, slope float64, ok bool) {
+	// A spread of a few rows over a handful of calls says nothing of
+	// what a row costs in a batch of hundreds.
 	varx := c.sxx/c.w - mx*mx
-	if varx > 0.25 && c.w > 3 { // sizes vary enough to tell the parts apart
-		slope := (c.sxy/c.w - mx*my) / varx
-		if slope > 0 {
-			fixed := my - slope*mx
-			if fixed < 0 {
-				fixed, slope = 0, my/mx
-			}
-			c.fixed, c.perRow = seconds(fixed), seconds(slope)
-			return
-		}
+	if varx < minSpread*minSpread || c.w < minFitCalls {
+		return 0, 0, false
 	}
-	// One size: the fixed part stays, the rest is per row.
-	rest := my - c.fixed.Seconds()
-	if rest < 0 {
-		c.fixed, rest = seconds(my), 0
+	slope = (c.sxy/c.w - mx*my) / varx
+	fixed = my - slope*mx
+	if slope <= 0 || fixed < 0 {
+		return 0, 0, false
 	}
-	c.perRow = seconds(rest / max(mx, 1))
+	// The residual variance, and the slope's standard error over about
+	// w calls.
+	resid := max(c.syy/c.w-my*my-slope*slope*varx, 0)
+	if se := math.Sqrt(resid / (c.w * varx)); slope < slopeSure*se {
+		return 0, 0, false
+	}
+	return fixed, slope, true
 }
 
 func seconds(s float64) time.Duration {

@@ -3,7 +3,7 @@ package workers
 import (
 	"context"
 	"fmt"
-	"slices"
+	"math"
 	"time"
 
 	"github.com/modelserve/modelserve/model"
@@ -17,9 +17,16 @@ type Cost struct {
 }
 
 // warmUp runs one batch on every worker, so the first request does not pay
-// for ONNX Runtime's lazy initialization, then times 1-row and 8-row calls
+// for ONNX Runtime's lazy initialization, then times 1-row and k-row calls
 // on the first worker to tell the fixed cost of a call from its cost per
 // row. The inputs are zeros (empty strings), open dimensions 1.
+//
+// The two sizes are far apart (k is 64 when that is quick) and timed in
+// turns, the fastest of each kept: a model loading beside one that
+// serves, on a busy machine, sees its calls slowed by whatever else runs,
+// and with 1 and 8 rows a single slow 8-row call had read as a cost per
+// row hundreds of times the real one, later multiplied by every row of a
+// large request.
 func (p *Pool) warmUp(ctx context.Context) (Cost, error) {
 	rows := 1
 	if p.batch > 0 {
@@ -38,47 +45,45 @@ func (p *Pool) warmUp(ctx context.Context) (Cost, error) {
 		return Cost{}, nil // a fixed batch size has no cost per row to tell apart
 	}
 	// Measuring must not make a slow model slow to load: fewer repeats
-	// for slow calls, and no 8-row timing past a second.
-	const k = 8
+	// and fewer rows for slow calls, and no k-row timing past a second.
 	w := p.workers[0]
-	reps := 5
-	t1, err := medianRun(ctx, p, w, one, 1, 1)
+	t1, err := timeRun(ctx, p, w, one, 1)
 	if err != nil {
 		return Cost{}, err
 	}
-	if t1 < 10*time.Millisecond {
-		if t1, err = medianRun(ctx, p, w, one, 1, reps); err != nil {
-			return Cost{}, err
-		}
-	} else {
-		reps = 1
-	}
-	if k*t1 > time.Second {
+	if 8*t1 > time.Second {
 		return Cost{Fixed: t1}, nil // an upper bound; the auto delay caps below it anyway
 	}
-	eight, err := zeros(p.model.Inputs, k)
+	// k rows in about 50 ms at most (between 8 and 64), and turns within
+	// about a quarter of a second (between 2 and 7).
+	k := int(min(64, max(8, int64(50*time.Millisecond/max(t1, 1)))))
+	reps := int(min(7, max(2, int64(250*time.Millisecond/(time.Duration(k+1)*max(t1, 1))))))
+	many, err := zeros(p.model.Inputs, k)
 	if err != nil {
 		return Cost{}, err
 	}
-	tk, err := medianRun(ctx, p, w, eight, k, reps)
-	if err != nil {
-		return Cost{}, err
+	tk := time.Duration(math.MaxInt64)
+	for range reps {
+		d, err := timeRun(ctx, p, w, one, 1)
+		if err != nil {
+			return Cost{}, err
+		}
+		t1 = min(t1, d)
+		if d, err = timeRun(ctx, p, w, many, k); err != nil {
+			return Cost{}, err
+		}
+		tk = min(tk, d)
 	}
-	perRow := max(tk-t1, 0) / (k - 1)
+	perRow := max(tk-t1, 0) / time.Duration(k-1)
 	return Cost{Fixed: max(t1-perRow, 0), PerRow: perRow}, nil
 }
 
-func medianRun(ctx context.Context, p *Pool, w *worker, inputs []model.Tensor, rows, reps int) (time.Duration, error) {
-	times := make([]time.Duration, reps)
-	for i := range times {
-		start := time.Now()
-		if _, err := p.runOnce(ctx, w, inputs, rows); err != nil {
-			return 0, err
-		}
-		times[i] = time.Since(start)
+func timeRun(ctx context.Context, p *Pool, w *worker, inputs []model.Tensor, rows int) (time.Duration, error) {
+	start := time.Now()
+	if _, err := p.runOnce(ctx, w, inputs, rows); err != nil {
+		return 0, err
 	}
-	slices.Sort(times)
-	return times[len(times)/2], nil
+	return time.Since(start), nil
 }
 
 // zeros makes inputs of the given rows, open dimensions 1.
