@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,6 +18,9 @@ import (
 // Queue is an admission queue in front of a version's workers.
 type Queue struct {
 	q *admission.Queue
+	// used is when a request last came (Unix nanoseconds), for eviction
+	// of the least recently used idle model.
+	used atomic.Int64
 }
 
 // Admit puts an admission queue in front of the workers, bounded by o,
@@ -79,14 +83,28 @@ func (w *Workers) admit(eo Options, metrics prometheus.Registerer, fixed, perRow
 	log.Info("admission", "max_batch_rows", c.MaxBatchRows, "max_batch_delay", c.MaxBatchDelay.String(),
 		"max_queue_wait", c.MaxQueueWait.String(), "max_queue", c.MaxQueuedRequests, "max_queue_rows", c.MaxQueuedRows, "max_queue_bytes", c.MaxQueuedBytes,
 		"memory_budget", c.MemoryBudget, "unbounded", c.Unbounded)
-	return &Queue{q: q}, nil
+	out := &Queue{q: q}
+	out.used.Store(time.Now().UnixNano())
+	return out, nil
 }
 
 // AdmitArrival claims room for a request before its body is parsed.
-func (q *Queue) AdmitArrival(a Arrival) (*Ticket, error) { return q.q.AdmitArrival(a) }
+func (q *Queue) AdmitArrival(a Arrival) (*Ticket, error) {
+	q.used.Store(time.Now().UnixNano())
+	return q.q.AdmitArrival(a)
+}
 
 // Admit claims room for a body of n bytes at normal priority.
-func (q *Queue) Admit(n int64) (*Ticket, error) { return q.q.Admit(n) }
+func (q *Queue) Admit(n int64) (*Ticket, error) {
+	q.used.Store(time.Now().UnixNano())
+	return q.q.Admit(n)
+}
+
+// idleSince is when the queue last took a request, and whether nothing it
+// admitted is still running.
+func (q *Queue) idleSince() (time.Time, bool) {
+	return time.Unix(0, q.used.Load()), q.q.Outstanding() == 0
+}
 
 // Estimate is about how long a request of rows rows would take from now.
 func (q *Queue) Estimate(rows int) time.Duration { return q.q.Estimate(rows) }

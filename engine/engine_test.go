@@ -127,8 +127,8 @@ func TestModel_followsItsAliasWithoutDroppingARequest(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close(context.Background())
-	if m.Alias != "prod" || m.Version().Version != "1" {
-		t.Fatalf("iris:prod resolved to %s (alias %q)", m.Version().Version, m.Alias)
+	if m.Alias() != "prod" || m.Version().Version != "1" {
+		t.Fatalf("iris:prod resolved to %s (alias %q)", m.Version().Version, m.Alias())
 	}
 	metrics := prometheus.NewRegistry()
 	var mu sync.Mutex
@@ -288,5 +288,101 @@ func TestShareMemory_splitsOneBudgetAmongTheModels(t *testing.T) {
 	a, b := models[0].current.Limits().MemoryBudget, models[1].current.Limits().MemoryBudget
 	if a != b || a <= 0 {
 		t.Errorf("shares %d and %d, want two equal ones", a, b)
+	}
+}
+
+// front records what the engine tells it.
+type front struct {
+	mu     sync.Mutex
+	events []string
+	served map[string]*Version
+}
+
+func (f *front) Use(name string, _ model.Signature, v *Version) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.served == nil {
+		f.served = map[string]*Version{}
+	}
+	f.served[name] = v
+	state := "loading"
+	if v != nil {
+		state = v.VersionName()
+	}
+	f.events = append(f.events, "use "+name+" "+state)
+	return nil
+}
+
+func (f *front) Drop(_ context.Context, name string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.served, name)
+	f.events = append(f.events, "drop "+name)
+}
+
+func TestEngine_loadsUnloadsAndEvicts(t *testing.T) {
+	reg, _ := logged(t, "iris", registry.Settings{})
+	for _, name := range []string{"mlp", "dlrm"} {
+		if _, err := reg.Log(context.Background(), registry.LogRequest{Name: name, Version: "1", File: testenv.Model(t, name)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e, err := New(reg, Options{Device: CPU, Workers: 1}, Config{MaxLoaded: 2, EvictIdle: 50 * time.Millisecond, Drain: time.Second},
+		Env{Metrics: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close(context.Background())
+	if _, err := e.Prepare([]string{"iris"}, false); err != nil {
+		t.Fatal(err)
+	}
+	f := &front{}
+	ctx := context.Background()
+	if err := e.Start(ctx, f); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Load(ctx, "mlp", ""); err != nil {
+		t.Fatal(err)
+	}
+	// iris is used now and then; mlp not since it loaded.
+	time.Sleep(60 * time.Millisecond)
+	if _, err := f.served["iris"].AdmitArrival(Arrival{Bytes: 10}); err != nil {
+		t.Fatal(err)
+	}
+	// A ticket not yet done keeps iris busy: only mlp may go.
+	if err := e.Load(ctx, "dlrm", ""); err != nil {
+		t.Fatal(err)
+	}
+	want := "use iris loading,use iris 1,use mlp loading,use mlp 1,drop mlp,use dlrm loading,use dlrm 1"
+	if got := strings.Join(f.events, ","); got != want {
+		t.Errorf("the front was told\n%s\nwant\n%s", got, want)
+	}
+	idx, err := e.Index()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var states []string
+	for _, en := range idx {
+		states = append(states, en.Name+":"+string(en.State))
+	}
+	if got := strings.Join(states, " "); got != "dlrm:READY iris:READY mlp:UNAVAILABLE" {
+		t.Errorf("index %s", got)
+	}
+	// Two loaded, iris busy, dlrm just loaded: no room, and the numbers say why.
+	if err := e.Load(ctx, "mlp", ""); !errors.Is(err, ErrNoRoom) || !strings.Contains(err.Error(), "2 models are loaded") {
+		t.Errorf("a third model = %v, want ErrNoRoom", err)
+	}
+	if err := e.Unload(ctx, "dlrm"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Unload(ctx, "dlrm"); !errors.Is(err, registry.ErrNotFound) {
+		t.Errorf("unloading a model not loaded = %v", err)
+	}
+	// The unloaded version is free to delete; the served one is not.
+	if err := reg.Delete("dlrm", "1"); err != nil {
+		t.Errorf("deleting the unloaded dlrm: %v", err)
+	}
+	if err := reg.Delete("iris", "1"); !errors.Is(err, registry.ErrInUse) {
+		t.Errorf("deleting the served iris = %v, want ErrInUse", err)
 	}
 }

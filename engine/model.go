@@ -19,8 +19,6 @@ import (
 // signature differs from the one served, is refused: the old one goes on.
 type Model struct {
 	Name string
-	// Alias is what the model follows; empty when named by its version.
-	Alias string
 
 	reg *registry.Registry
 	o   Options
@@ -28,7 +26,9 @@ type Model struct {
 	use func(*Version)
 	m   processMetrics
 
-	mu      sync.Mutex
+	mu sync.Mutex
+	// alias is what the model follows; empty when named by its version.
+	alias   string
 	pending registry.Version // resolved, not loaded yet
 	current *Version
 	lease   func() error
@@ -38,6 +38,8 @@ type Model struct {
 	// stopFollowing ends Follow's loop; following waits for it.
 	stopFollowing func()
 	following     sync.WaitGroup
+	// switching runs one switch (alias moved, retarget) at a time.
+	switching sync.Mutex
 }
 
 // Resolve finds ref (NAME, NAME:VERSION or NAME:ALIAS) in reg and holds
@@ -58,9 +60,16 @@ func Resolve(reg *registry.Registry, ref string) (*Model, error) {
 	}
 	m := &Model{Name: name, reg: reg, pending: v, lease: lease}
 	if version != "" && version != v.Version {
-		m.Alias = version
+		m.alias = version
 	}
 	return m, nil
+}
+
+// Alias is the alias the model follows, "" when it was named by version.
+func (m *Model) Alias() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.alias
 }
 
 // Version is the registry version served (or about to be).
@@ -100,10 +109,10 @@ func (m *Model) envFor(v registry.Version) Env {
 
 // Follow starts checking the alias every interval, until ctx ends or the
 // model is closed, switching when it has moved; the old version gets up
-// to drain to finish what it admitted. A model not named by an alias has
-// nothing to follow.
+// to drain to finish what it admitted. A model named by version has
+// nothing to follow until it is retargeted to an alias.
 func (m *Model) Follow(ctx context.Context, interval, drain time.Duration) {
-	if m.Alias == "" {
+	if interval <= 0 {
 		return
 	}
 	ctx, cancel := context.WithCancel(ctx)
@@ -122,7 +131,7 @@ func (m *Model) Follow(ctx context.Context, interval, drain time.Duration) {
 			case <-tick.C:
 			}
 			if err := m.Check(ctx, drain); err != nil {
-				m.env.log().Error("cannot switch versions; the old one goes on serving", "model", m.Name, "alias", m.Alias, "error", err.Error())
+				m.env.log().Error("cannot switch versions; the old one goes on serving", "model", m.Name, "alias", m.Alias(), "error", err.Error())
 			}
 		}
 	}()
@@ -130,9 +139,15 @@ func (m *Model) Follow(ctx context.Context, interval, drain time.Duration) {
 
 // Check switches to the version the alias names now, if it has moved.
 func (m *Model) Check(ctx context.Context, drain time.Duration) error {
-	v, err := m.reg.Get(m.Name, m.Alias)
+	m.switching.Lock()
+	defer m.switching.Unlock()
+	alias := m.Alias()
+	if alias == "" {
+		return nil
+	}
+	v, err := m.reg.Get(m.Name, alias)
 	if err != nil {
-		return fmt.Errorf("reading alias %s:%s: %w", m.Name, m.Alias, err)
+		return fmt.Errorf("reading alias %s:%s: %w", m.Name, alias, err)
 	}
 	m.mu.Lock()
 	old := m.current
@@ -141,24 +156,60 @@ func (m *Model) Check(ctx context.Context, drain time.Duration) error {
 	if same {
 		return nil
 	}
-	start := time.Now()
-	err = m.switchTo(ctx, old, v, drain)
-	if err != nil {
+	if err := m.switchTo(ctx, old, v, drain); err != nil {
 		m.mu.Lock()
 		m.refused = v.Version
 		m.mu.Unlock()
-		m.m.switches.WithLabelValues(m.Name, "failed").Inc()
-		return fmt.Errorf("%s:%s moved to version %s: %w", m.Name, m.Alias, v.Version, err)
+		return fmt.Errorf("%s:%s moved to version %s: %w", m.Name, alias, v.Version, err)
 	}
-	m.m.switches.WithLabelValues(m.Name, "ok").Inc()
-	m.m.switchSeconds.WithLabelValues(m.Name).Observe(time.Since(start).Seconds())
+	return nil
+}
+
+// Retarget serves version (a version or an alias; "" the latest) from
+// now on: a version other than the one served is loaded beside it and
+// switched to as an alias move is, and a model named by an alias follows
+// it from then on.
+func (m *Model) Retarget(ctx context.Context, version string, drain time.Duration) error {
+	m.switching.Lock()
+	defer m.switching.Unlock()
+	v, err := m.reg.Get(m.Name, version)
+	if err != nil {
+		return err
+	}
+	alias := ""
+	if version != "" && version != v.Version {
+		alias = version
+	}
+	m.mu.Lock()
+	old := m.current
+	m.mu.Unlock()
+	if old == nil {
+		return fmt.Errorf("model %s is not loaded", m.Name)
+	}
+	if v.Version != old.VersionName() {
+		if err := m.switchTo(ctx, old, v, drain); err != nil {
+			return fmt.Errorf("switching %s from version %s to %s: %w", m.Name, old.VersionName(), v.Version, err)
+		}
+	}
+	m.mu.Lock()
+	m.alias, m.refused = alias, ""
+	m.mu.Unlock()
 	return nil
 }
 
 // switchTo loads v beside old, points the front at it, then drains and
 // unloads old.
-func (m *Model) switchTo(ctx context.Context, old *Version, v registry.Version, drain time.Duration) error {
-	log := m.env.log().With("model", m.Name, "alias", m.Alias)
+func (m *Model) switchTo(ctx context.Context, old *Version, v registry.Version, drain time.Duration) (err error) {
+	start := time.Now()
+	defer func() {
+		if err != nil {
+			m.m.switches.WithLabelValues(m.Name, "failed").Inc()
+			return
+		}
+		m.m.switches.WithLabelValues(m.Name, "ok").Inc()
+		m.m.switchSeconds.WithLabelValues(m.Name).Observe(time.Since(start).Seconds())
+	}()
+	log := m.env.log().With("model", m.Name, "alias", m.Alias())
 	if !reflect.DeepEqual(v.Signature, old.Registry().Signature) {
 		return errors.New("its signature (inputs, outputs or functions) differs from the version served; a new signature needs a restart")
 	}
@@ -194,9 +245,22 @@ func (m *Model) switchTo(ctx context.Context, old *Version, v registry.Version, 
 	return nil
 }
 
-// Close drains the version served (up to ctx), unloads it and lets the
-// registry delete it again.
+// Close unloads the version served at once (its queue answers what
+// waits with ErrClosed; running calls finish, up to ctx) and lets the
+// registry delete it again. A front that still sends requests should
+// Unload instead.
 func (m *Model) Close(ctx context.Context) error {
+	return m.unload(ctx, 0)
+}
+
+// Unload stops following the alias, lets the requests the version
+// admitted finish (up to drain), then unloads it and lets the registry
+// delete it again. The front has stopped sending it requests.
+func (m *Model) Unload(ctx context.Context, drain time.Duration) error {
+	return m.unload(ctx, drain)
+}
+
+func (m *Model) unload(ctx context.Context, drain time.Duration) error {
 	m.mu.Lock()
 	stop := m.stopFollowing
 	m.mu.Unlock()
@@ -204,16 +268,41 @@ func (m *Model) Close(ctx context.Context) error {
 		stop()
 		m.following.Wait() // a switch under way ends first
 	}
+	m.switching.Lock()
+	defer m.switching.Unlock()
 	m.mu.Lock()
 	cur, lease := m.current, m.lease
 	m.current, m.lease = nil, nil
 	m.mu.Unlock()
 	var errs []error
 	if cur != nil {
+		if drain > 0 {
+			dctx, cancel := context.WithTimeout(ctx, drain)
+			if err := cur.Drain(dctx); err != nil {
+				m.env.log().Warn("the version did not finish in time; unloading it", "model", m.Name, "version", cur.VersionName(), "error", err.Error())
+			}
+			cancel()
+		}
 		errs = append(errs, cur.Close(ctx))
 	}
 	if lease != nil {
 		errs = append(errs, lease())
 	}
 	return errors.Join(errs...)
+}
+
+// served is the version served, nil before Start and after Close.
+func (m *Model) served() *Version {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.current
+}
+
+// held is the host memory the version served took at load, 0 when none
+// is loaded.
+func (m *Model) held() int64 {
+	if v := m.served(); v != nil {
+		return v.w.held
+	}
+	return 0
 }

@@ -29,6 +29,8 @@ type Workers struct {
 	mon     *gpu.Monitor // nil unless the workers are on GPUs
 	release func()
 	life    processMetrics
+	// held is the host memory the sessions took at load.
+	held int64
 }
 
 // Start checks the version's model file against its checksum, loads ONNX
@@ -115,7 +117,7 @@ func Start(ctx context.Context, reg *registry.Registry, v registry.Version, o Op
 		return nil, fmt.Errorf("registering model metrics: %w", err)
 	}
 	log.Info("model loaded", "seconds", time.Since(start).Seconds(), "memory", bytesize.Format(held))
-	return &Workers{v: v, o: o, env: env, metrics: metrics, life: life, pool: pool, mon: mon, release: release}, nil
+	return &Workers{v: v, o: o, env: env, metrics: metrics, life: life, pool: pool, mon: mon, release: release, held: held}, nil
 }
 
 // Close waits for the running calls (or ctx) and releases every session

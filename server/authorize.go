@@ -42,8 +42,10 @@ func (s *Server) need(c *fiber.Ctx) (auth.Need, bool) {
 		return auth.Need{}, !s.cfg.AuthHealth
 	case p == "/metrics":
 		return auth.Need{Scope: auth.ScopeMetrics}, false
+	case strings.HasPrefix(p, "/v2/repository/"):
+		return auth.Need{Scope: auth.ScopeAdmin}, false
 	default:
-		if r, ok := s.routes[p]; ok {
+		if r, ok := s.tab.Load().routes[p]; ok {
 			return auth.Need{Scope: auth.ScopePredict, Model: r.m.name, Function: r.fn.Name}, false
 		}
 		return auth.Need{}, false // any principal, then 404

@@ -22,16 +22,14 @@ import (
 // predict answers POST on a function's route: a batch of rows in, the
 // function's outputs per row out. A gateway batch (one with a batch id)
 // goes through the batch store, so its retries are answered once.
-func (s *Server) predict(r *route) fiber.Handler {
-	return func(c *fiber.Ctx) error {
-		s.active.Add(1)
-		defer s.active.Add(-1)
-		start := time.Now()
-		g := readGateway(&c.Request().Header)
-		ans, how := s.handle(c, r, g)
-		s.respond(c, r, g, ans, how, start)
-		return nil
-	}
+func (s *Server) predict(c *fiber.Ctx, r *route) error {
+	s.active.Add(1)
+	defer s.active.Add(-1)
+	start := time.Now()
+	g := readGateway(&c.Request().Header)
+	ans, how := s.handle(c, r, g)
+	s.respond(c, r, g, ans, how, start)
+	return nil
 }
 
 // guard runs before every route: a panic that escaped everything else
@@ -52,32 +50,30 @@ func (s *Server) guard(c *fiber.Ctx) (err error) {
 
 // poll answers GET on a function's route with a batch id: an async batch
 // is 202 while it runs, then its answer.
-func (s *Server) poll(r *route) fiber.Handler {
-	return func(c *fiber.Ctx) error {
-		start := time.Now()
-		g := readGateway(&c.Request().Header)
-		key := batchKey(r.key, principal(c), g)
-		if key == "" {
-			c.Set(fiber.HeaderAllow, fiber.MethodPost)
-			s.respond(c, r, g, s.failure(inputErr(-1, "", "%s takes POST; GET polls an async batch and needs the sf-external-function-query-batch-id header", r.fn.Path()), http.StatusMethodNotAllowed), "", start)
-			return nil
-		}
-		e := s.batches.get(key)
-		if e == nil {
-			s.respond(c, r, g, answer{status: http.StatusNotFound, body: errorBody(fmt.Sprintf("no batch %q of query %q: it was never sent here, or its answer expired", g.BatchID, g.QueryID))}, "polled", start)
-			return nil
-		}
-		select {
-		case <-e.done:
-			s.respond(c, r, g, e.ans, "polled", start)
-			if s.batches.failedAsync(e) {
-				s.batches.forget(e) // told once; the retry runs afresh
-			}
-		default:
-			s.respond(c, r, g, running, "polled", start)
-		}
+func (s *Server) poll(c *fiber.Ctx, r *route) error {
+	start := time.Now()
+	g := readGateway(&c.Request().Header)
+	key := batchKey(r.key, principal(c), g)
+	if key == "" {
+		c.Set(fiber.HeaderAllow, fiber.MethodPost)
+		s.respond(c, r, g, s.failure(inputErr(-1, "", "%s takes POST; GET polls an async batch and needs the sf-external-function-query-batch-id header", r.fn.Path()), http.StatusMethodNotAllowed), "", start)
 		return nil
 	}
+	e := s.batches.get(key)
+	if e == nil {
+		s.respond(c, r, g, answer{status: http.StatusNotFound, body: errorBody(fmt.Sprintf("no batch %q of query %q: it was never sent here, or its answer expired", g.BatchID, g.QueryID))}, "polled", start)
+		return nil
+	}
+	select {
+	case <-e.done:
+		s.respond(c, r, g, e.ans, "polled", start)
+		if s.batches.failedAsync(e) {
+			s.batches.forget(e) // told once; the retry runs afresh
+		}
+	default:
+		s.respond(c, r, g, running, "polled", start)
+	}
+	return nil
 }
 
 // running is the answer to an async batch still at work.

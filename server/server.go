@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
+	"reflect"
 	"runtime"
 	"slices"
 	"strconv"
@@ -90,6 +92,10 @@ type Config struct {
 	// TLS, when set, serves HTTPS (and mutual TLS if it asks for client
 	// certificates).
 	TLS *tls.Config
+	// Repository, when set, answers the model repository API
+	// (/v2/repository/...): load and unload models while serving (admin
+	// scope, when callers authenticate).
+	Repository Repository
 	// Audit takes the line each request logs (who, what, how it ended);
 	// a buffered logger keeps that from costing a write per request.
 	// Nil logs them with Log.
@@ -177,10 +183,13 @@ const (
 // Server is modelserve's HTTP front: the external-function routes of one
 // model, readiness and metrics.
 type Server struct {
-	cfg     Config
-	app     *fiber.App
-	routes  map[string]*route
-	models  map[string]*served
+	cfg Config
+	app *fiber.App
+	// tab is the models served and their routes, replaced whole when a
+	// model comes or goes (mu orders the writers): requests read it
+	// without a lock.
+	tab     atomic.Pointer[routeTable]
+	mu      sync.Mutex
 	bufs    buffers
 	hangups *disconnects
 	batches *batches
@@ -201,6 +210,17 @@ type Server struct {
 	ready    prometheus.Gauge
 }
 
+// routeTable is the models a server serves and the routes that reach them.
+type routeTable struct {
+	routes map[string]*route
+	models map[string]*served
+}
+
+// clone copies t's maps, for a writer to change.
+func (t *routeTable) clone() *routeTable {
+	return &routeTable{routes: maps.Clone(t.routes), models: maps.Clone(t.models)}
+}
+
 type admitterRef struct {
 	Admitter
 	version string
@@ -212,6 +232,8 @@ type served struct {
 	name string
 	sig  model.Signature
 	pred atomic.Pointer[admitterRef]
+	// handlers counts the requests on the model's routes being answered.
+	handlers atomic.Int64
 }
 
 // versioned is an Admitter that names the version it runs, for metrics.
@@ -242,7 +264,7 @@ const ReasonHeader = "X-Modelserve-Rejected"
 
 // New builds the server; it answers 503 on its routes until SetPredictor.
 func New(cfg Config) (*Server, error) {
-	if len(cfg.Models) == 0 {
+	if len(cfg.Models) == 0 && cfg.Repository == nil {
 		return nil, errors.New("a server needs a model to serve")
 	}
 	if cfg.DefaultModel == "" && len(cfg.Models) == 1 {
@@ -281,7 +303,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.ResultBytes = DefaultResultBytes
 	}
 	cfg.Conn.defaults()
-	s := &Server{cfg: cfg, routes: map[string]*route{}, models: map[string]*served{}, hangups: newDisconnects(50 * time.Millisecond),
+	s := &Server{cfg: cfg, hangups: newDisconnects(50 * time.Millisecond),
 		decoders: make(chan struct{}, max(1, runtime.GOMAXPROCS(0)-1)),
 		conns:    &connTracker{conns: map[net.Conn]*trackedConn{}, limits: cfg.Conn}}
 	if err := s.registerMetrics(); err != nil {
@@ -318,36 +340,120 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.app.Use(s.guard)
 	s.app.Use(s.authorize)
+	t := &routeTable{routes: map[string]*route{}, models: map[string]*served{}}
 	for _, m := range cfg.Models {
-		if err := s.addModel(m, m.Name == cfg.DefaultModel); err != nil {
+		if err := t.add(m, m.Name == cfg.DefaultModel); err != nil {
 			return nil, err
 		}
 	}
-	if _, ok := s.models[cfg.DefaultModel]; cfg.DefaultModel != "" && !ok {
+	if _, ok := t.models[cfg.DefaultModel]; cfg.DefaultModel != "" && !ok {
 		return nil, fmt.Errorf("the default model %s is not among those served", cfg.DefaultModel)
 	}
+	s.tab.Store(t)
 	s.app.Get("/healthcheck", s.health)
 	s.app.Get("/health", s.health)
 	s.app.Get("/health/:model", s.modelHealth)
 	s.app.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{})))
+	if cfg.Repository != nil {
+		s.app.Post("/v2/repository/index", s.repositoryIndex)
+		s.app.Post("/v2/repository/models/:model/load", s.repositoryLoad)
+		s.app.Post("/v2/repository/models/:model/unload", s.repositoryUnload)
+	}
+	// The models' routes change while the server runs: one handler looks
+	// each request's path up in the routeTable.
+	s.app.Post("/*", s.dispatch)
+	s.app.Get("/*", s.dispatch)
 	s.app.Use(s.notFound)
 	return s, nil
 }
 
-// addModel registers m's routes: /<model>/<function> and /<model>/predict,
+// dispatch runs the route a path names: POST predicts, GET polls a
+// gateway batch.
+func (s *Server) dispatch(c *fiber.Ctx) error {
+	r, ok := s.tab.Load().routes[c.Path()]
+	if !ok {
+		return c.Next()
+	}
+	if c.Method() != fiber.MethodPost {
+		return s.poll(c, r)
+	}
+	// Counted before the model is looked at again, so that Drop either
+	// waits for this request or this request sees the model gone.
+	r.m.handlers.Add(1)
+	defer r.m.handlers.Add(-1)
+	if s.tab.Load().models[r.m.name] != r.m {
+		return c.Next()
+	}
+	return s.predict(c, r)
+}
+
+// Use points a model's requests at v from now on, adding the model's
+// routes if it has none (the engine loads it at run time): v nil answers
+// that it is not ready. A model whose signature changed gets new routes.
+func (s *Server) Use(name string, sig model.Signature, v *engine.Version) error {
+	s.mu.Lock()
+	t := s.tab.Load()
+	if m, ok := t.models[name]; !ok || !reflect.DeepEqual(m.sig, sig) {
+		if err := sig.Validate(); err != nil {
+			s.mu.Unlock()
+			return fmt.Errorf("model %s: %w", name, err)
+		}
+		t = t.clone()
+		t.remove(name)
+		if err := t.add(Model{Name: name, Signature: sig}, name == s.cfg.DefaultModel); err != nil {
+			s.mu.Unlock()
+			return err
+		}
+		s.tab.Store(t)
+	}
+	s.mu.Unlock()
+	if v == nil {
+		return s.SetAdmitter(name, nil)
+	}
+	return s.SetAdmitter(name, v)
+}
+
+// Drop takes a model's routes away: its paths answer 404 from now on.
+// It returns once the requests already past them have been answered (or
+// ctx ends); a gateway batch answered 202 still holds its admission
+// ticket, which the engine's drain waits for.
+func (s *Server) Drop(ctx context.Context, name string) {
+	s.mu.Lock()
+	m := s.tab.Load().models[name]
+	t := s.tab.Load().clone()
+	t.remove(name)
+	s.tab.Store(t)
+	s.setReady()
+	s.mu.Unlock()
+	if m == nil {
+		return
+	}
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for m.handlers.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// add registers m's routes: /<model>/<function> and /<model>/predict,
 // and, for the default model, /<function> and /predict.
-func (s *Server) addModel(m Model, isDefault bool) error {
-	if _, dup := s.models[m.Name]; dup {
+func (t *routeTable) add(m Model, isDefault bool) error {
+	if err := model.CheckName(model.ModelName, m.Name); err != nil {
+		return err
+	}
+	if _, dup := t.models[m.Name]; dup {
 		return fmt.Errorf("model %s is served twice", m.Name)
 	}
 	sm := &served{name: m.Name, sig: m.Signature}
-	s.models[m.Name] = sm
+	t.models[m.Name] = sm
 	dec := newDecoder(m.Signature)
 	fetched := m.Signature.FetchedOutputs()
 	add := func(path string, r *route) {
-		s.routes[path] = r
-		s.app.Post(path, s.predict(r))
-		s.app.Get(path, s.poll(r))
+		t.routes[path] = r
 	}
 	byFn := map[string]*route{}
 	for _, fn := range m.Signature.Functions {
@@ -359,13 +465,27 @@ func (s *Server) addModel(m Model, isDefault bool) error {
 		}
 	}
 	def := byFn[m.Signature.DefaultFunction().Name]
-	if _, ok := s.routes["/"+m.Name+"/predict"]; !ok {
+	if _, ok := t.routes["/"+m.Name+"/predict"]; !ok {
 		add("/"+m.Name+"/predict", def)
 	}
-	if _, ok := s.routes["/predict"]; isDefault && !ok {
+	if _, ok := t.routes["/predict"]; isDefault && !ok {
 		add("/predict", def)
 	}
 	return nil
+}
+
+// remove takes a model and every route to it away.
+func (t *routeTable) remove(name string) {
+	m, ok := t.models[name]
+	if !ok {
+		return
+	}
+	delete(t.models, name)
+	for p, r := range t.routes {
+		if r.m == m {
+			delete(t.routes, p)
+		}
+	}
 }
 
 func (s *Server) registerMetrics() error {
@@ -399,7 +519,7 @@ func (s *Server) registerMetrics() error {
 // finish on the one they started on). A nil a makes it not ready again.
 // The server is ready once every model has an admitter.
 func (s *Server) SetAdmitter(model string, a Admitter) error {
-	m, ok := s.models[model]
+	m, ok := s.tab.Load().models[model]
 	if !ok {
 		return fmt.Errorf("model %s is not served here", model)
 	}
@@ -412,16 +532,20 @@ func (s *Server) SetAdmitter(model string, a Admitter) error {
 		}
 		m.pred.Store(ref)
 	}
+	s.setReady()
+	return nil
+}
+
+func (s *Server) setReady() {
 	if s.allReady() {
 		s.ready.Set(1)
 	} else {
 		s.ready.Set(0)
 	}
-	return nil
 }
 
 func (s *Server) allReady() bool {
-	for _, m := range s.models {
+	for _, m := range s.tab.Load().models {
 		if m.pred.Load() == nil {
 			return false
 		}
@@ -482,8 +606,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 // Routes lists the prediction routes and the function each runs.
 func (s *Server) Routes() map[string]string {
-	out := make(map[string]string, len(s.routes))
-	for p, r := range s.routes {
+	routes := s.tab.Load().routes
+	out := make(map[string]string, len(routes))
+	for p, r := range routes {
 		out[p] = r.fn.Name
 	}
 	return out
@@ -509,7 +634,7 @@ func (s *Server) health(c *fiber.Ctx) error {
 // modelHealth answers /health/<model>: that model's readiness alone.
 func (s *Server) modelHealth(c *fiber.Ctx) error {
 	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
-	m, ok := s.models[c.Params("model")]
+	m, ok := s.tab.Load().models[c.Params("model")]
 	switch {
 	case !ok:
 		writeJSONError(c, http.StatusNotFound, "no model "+strconv.Quote(c.Params("model"))+" is served here")
@@ -525,14 +650,15 @@ func (s *Server) modelHealth(c *fiber.Ctx) error {
 // notFound answers what no route took: an unknown function, or a function
 // asked with the wrong method.
 func (s *Server) notFound(c *fiber.Ctx) error {
-	if _, ok := s.routes[c.Path()]; ok {
+	routes := s.tab.Load().routes
+	if _, ok := routes[c.Path()]; ok {
 		c.Set(fiber.HeaderAllow, fiber.MethodPost)
 		writeJSONError(c, http.StatusMethodNotAllowed, fmt.Sprintf("%s takes POST, not %s", c.Path(), c.Method()))
 		return nil
 	}
 	if c.Method() == fiber.MethodPost {
-		paths := make([]string, 0, len(s.routes))
-		for p := range s.routes {
+		paths := make([]string, 0, len(routes))
+		for p := range routes {
 			paths = append(paths, p)
 		}
 		slices.Sort(paths)

@@ -33,6 +33,18 @@ func mlpBody(n int) string {
 	return gatewayRows(n, "["+strings.TrimSuffix(strings.Repeat("0.25, ", 64), ", ")+"]")
 }
 
+// postFrom posts a JSON body from any goroutine: the answer, its body
+// read and closed, or the error.
+func postFrom(url, body string) (*http.Response, []byte, error) {
+	resp, err := http.Post(url, "application/json", strings.NewReader(body))
+	if err != nil {
+		return nil, nil, err
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp, b, err
+}
+
 // irisRowsBody is a request of n iris rows.
 func irisRowsBody(n int) string { return gatewayRows(n, "5.1, 3.5, 1.4, 0.2") }
 
@@ -150,12 +162,7 @@ func TestServe_followsAnAliasUnderLoadWithNoFailedRequest(t *testing.T) {
 	send := func(rows int) func() error {
 		body := irisRowsBody(rows)
 		return func() error {
-			resp, err := http.Post(s.url+"/iris/predict", "application/json", strings.NewReader(body))
-			if err != nil {
-				return err
-			}
-			b, err := io.ReadAll(resp.Body)
-			resp.Body.Close()
+			resp, b, err := postFrom(s.url+"/iris/predict", body)
 			if err != nil {
 				return err
 			}
@@ -217,5 +224,142 @@ func TestServe_followsAnAliasUnderLoadWithNoFailedRequest(t *testing.T) {
 	}
 	if err := s.stop(); err != nil {
 		t.Errorf("SIGTERM: %v\n%s", err, s.logs)
+	}
+}
+
+func TestServe_repositoryLoadsAndUnloadsModelsWhileServing(t *testing.T) {
+	c := newCLI(t)
+	c.logIris()
+	for _, v := range []string{"1", "2"} {
+		c.must("registry", "log", "--name", "mlp", "--version", v, "--file", testenv.Model(t, "mlp"))
+	}
+	s := c.serve("--model", "iris", "--workers", "1")
+	s.waitReady()
+	index := func(body string) string {
+		t.Helper()
+		code, b := s.post("/v2/repository/index", body)
+		if code != 200 {
+			t.Fatalf("index = %d %s", code, b)
+		}
+		return b
+	}
+	if got := index(""); got != `[{"name":"iris","version":"1","state":"READY"},{"name":"mlp","state":"UNAVAILABLE","reason":"not loaded"}]` {
+		t.Errorf("index before any load: %s", got)
+	}
+	if code, body := s.post("/mlp/predict", mlpBody(1)); code != 404 {
+		t.Errorf("/mlp/predict before mlp is loaded = %d %s", code, body)
+	}
+
+	// Loaded at a version, then switched live to another.
+	if code, body := s.post("/v2/repository/models/mlp/load", `{"parameters": {"version": "1"}}`); code != 200 {
+		t.Fatalf("load mlp:1 = %d %s", code, body)
+	}
+	if code, body := s.post("/mlp/predict", mlpBody(3)); code != 200 || strings.Count(body, `"y"`) != 3 {
+		t.Errorf("/mlp/predict once loaded = %d %.200s", code, body)
+	}
+	if code, body := s.post("/v2/repository/models/mlp/load", `{"parameters": {"version": "2"}}`); code != 200 {
+		t.Fatalf("load mlp:2 over mlp:1 = %d %s", code, body)
+	}
+	if got := index(`{"ready": true}`); got != `[{"name":"iris","version":"1","state":"READY"},{"name":"mlp","version":"2","state":"READY"}]` {
+		t.Errorf("ready models after the switch: %s", got)
+	}
+	for _, tc := range []struct {
+		path, body string
+		code       int
+	}{
+		{"/v2/repository/models/dlrm/load", "", 404},
+		{"/v2/repository/models/mlp/load", `{"parameters": {"version": "7"}}`, 404},
+		{"/v2/repository/models/mlp/load", `{"parameters": {"version": "../1"}}`, 400},
+		{"/v2/repository/models/mlp/load", `{"parameters": `, 400},
+		{"/v2/repository/models/Bad%20Name/load", "", 400},
+		{"/v2/repository/models/dlrm/unload", "", 404},
+	} {
+		if code, body := s.post(tc.path, tc.body); code != tc.code || !strings.HasPrefix(body, `{"error":`) {
+			t.Errorf("POST %s %s = %d %s, want %d and an error", tc.path, tc.body, code, body, tc.code)
+		}
+	}
+
+	// Unloaded under load: what was admitted is answered, then the
+	// routes are gone.
+	var mu sync.Mutex
+	codes := map[int]int{}
+	stop := steadyLoad(4, func() error {
+		resp, b, err := postFrom(s.url+"/mlp/predict", mlpBody(64))
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		codes[resp.StatusCode]++
+		mu.Unlock()
+		if resp.StatusCode == 200 && strings.Count(string(b), `"y"`) != 64 || resp.StatusCode != 200 && resp.StatusCode != 404 {
+			return fmt.Errorf("%d %.200s", resp.StatusCode, b)
+		}
+		return nil
+	})
+	time.Sleep(300 * time.Millisecond)
+	if code, body := s.post("/v2/repository/models/mlp/unload", ""); code != 200 {
+		t.Fatalf("unload = %d %s", code, body)
+	}
+	time.Sleep(200 * time.Millisecond)
+	r := stop()
+	if r.failed > 0 || codes[200] == 0 || codes[404] == 0 {
+		t.Fatalf("unloading under load: answers %v, %d failed, first: %v", codes, r.failed, r.first)
+	}
+	if got := index(""); !strings.Contains(got, `{"name":"mlp","state":"UNAVAILABLE","reason":"not loaded"}`) {
+		t.Errorf("index after the unload: %s", got)
+	}
+	if code, body := s.post("/iris/predict", irisBody); code != 200 {
+		t.Errorf("iris after mlp was unloaded = %d %s", code, body)
+	}
+	if _, m := s.get("/metrics"); !strings.Contains(m, `modelserve_model_loads_total{event="unload",model="mlp",outcome="ok"} 2`) {
+		t.Errorf("the unloads of mlp (switched from 1, then unloaded) are not counted:\n%s", regexp.MustCompile(`(?m)^modelserve_model_loads_total.*$`).FindAllString(m, -1))
+	}
+	// Nothing holds mlp's versions any more.
+	c.must("registry", "delete", "mlp:2")
+}
+
+func TestServe_aLoadBeyondTheBudgetIsRefusedOrEvicts(t *testing.T) {
+	c := newCLI(t)
+	c.logIris()
+	c.must("registry", "log", "--name", "mlp", "--version", "1", "--file", testenv.Model(t, "mlp"))
+	c.must("registry", "log", "--name", "dlrm", "--version", "1", "--file", testenv.Model(t, "dlrm"))
+
+	// One model at most: the second load is refused, with the numbers.
+	s := c.serve("--model", "iris", "--workers", "1", "--max-loaded-models", "1")
+	s.waitReady()
+	if code, body := s.post("/v2/repository/models/mlp/load", ""); code != 507 || !strings.Contains(body, "1 models are loaded, the most --max-loaded-models allows") {
+		t.Errorf("a second model past --max-loaded-models 1 = %d %s", code, body)
+	}
+	s.stop()
+
+	// A memory budget iris alone nearly fills: mlp does not fit.
+	s = c.serve("--model", "iris", "--workers", "1", "--model-memory", "1Ki")
+	s.waitReady()
+	code, body := s.post("/v2/repository/models/mlp/load", "")
+	if code != 507 || !regexp.MustCompile(`it needs about [0-9.]+ \S+; the models loaded hold [0-9.]+ \S+ of the 1\.0 KiB they may hold`).MatchString(body) {
+		t.Errorf("a load past --model-memory = %d %s", code, body)
+	}
+	s.stop()
+
+	// With --evict-idle, the least recently used idle model makes room.
+	s = c.serve("--model", "iris", "--model", "mlp", "--workers", "1", "--max-loaded-models", "2", "--evict-idle", "1s")
+	s.waitReady()
+	s.post("/iris/predict", irisBody) // iris used, mlp not since loading
+	time.Sleep(1100 * time.Millisecond)
+	s.post("/iris/predict", irisBody) // iris used again: mlp is the idlest
+	if code, body := s.post("/v2/repository/models/dlrm/load", ""); code != 200 {
+		t.Fatalf("a load that evicts = %d %s", code, body)
+	}
+	if code, _ := s.post("/mlp/predict", mlpBody(1)); code != 404 {
+		t.Errorf("the evicted mlp still answers: %d", code)
+	}
+	if code, body := s.post("/iris/predict", irisBody); code != 200 {
+		t.Errorf("iris, recently used, was evicted: %d %s", code, body)
+	}
+	waitLog(t, s, "unloading the least recently used idle model to make room")
+	// Nothing idle long enough: refused.
+	s.post("/iris/predict", irisBody)
+	if code, body := s.post("/v2/repository/models/mlp/load", ""); code != 507 || !strings.Contains(body, "no model has been idle for 1s") {
+		t.Errorf("a load with nothing idle enough = %d %s", code, body)
 	}
 }

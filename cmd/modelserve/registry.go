@@ -1,12 +1,9 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -405,56 +402,6 @@ func (g *globals) use(ref string) (reg *registry.Registry, v registry.Version, r
 		return nil, v, nil, err
 	}
 	return reg, v, release, nil
-}
-
-// models resolves the models serve is asked for: refs, or, with all, every
-// model in the registry at its latest version. Each version is held (it
-// cannot be deleted) until its model is closed.
-func (g *globals) models(refs []string, all bool) ([]*engine.Model, error) {
-	reg, err := registry.Open(g.registry, nil)
-	if err != nil {
-		return nil, err
-	}
-	switch {
-	case all && len(refs) > 0:
-		return nil, errors.New("give --model or --all, not both")
-	case all:
-		versions, err := reg.List()
-		if err != nil {
-			return nil, err
-		}
-		for _, v := range versions {
-			if !slices.Contains(refs, v.Name) {
-				refs = append(refs, v.Name)
-			}
-		}
-		if len(refs) == 0 {
-			return nil, fmt.Errorf("registry %s holds no model to serve", g.registry)
-		}
-	case len(refs) == 0:
-		return nil, errors.New("name a model to serve with --model NAME[:VERSION], or serve every one with --all")
-	}
-	var models []*engine.Model
-	closeAll := func() {
-		for _, m := range models {
-			m.Close(context.Background())
-		}
-	}
-	for _, ref := range refs {
-		m, err := engine.Resolve(reg, ref)
-		if err != nil {
-			closeAll()
-			return nil, err
-		}
-		models = append(models, m)
-		for _, other := range models[:len(models)-1] {
-			if other.Name == m.Name {
-				closeAll()
-				return nil, fmt.Errorf("model %s is named twice; one server serves one version of each model", m.Name)
-			}
-		}
-	}
-	return models, nil
 }
 
 // aliasesOf lists the aliases that name version, "-" for none.

@@ -138,7 +138,8 @@ func TestSecurity_tokensJWTsAndTLS(t *testing.T) {
 				"other-gateway predict other-token-0123456789\n"+
 				"prometheus metrics prometheus-token-012345\n"+
 				"dlrm-only predict:dlrm dlrm-only-token-0123456\n"+
-				"iris-only predict:iris iris-only-token-0123456\n")),
+				"iris-only predict:iris iris-only-token-0123456\n"+
+				"ops admin ops-admin-token-0123456789\n")),
 		"--auth-jwks", write(t, filepath.Join(dir, "jwks.json"), jwks), "--auth-issuer", "https://idp.example", "--auth-audience", "modelserve",
 		"--tls-cert", write(t, filepath.Join(dir, "cert.pem"), certPEM), "--tls-key", write(t, filepath.Join(dir, "key.pem"), keyPEM))
 	base := strings.Replace(s.url, "http://", "https://", 1)
@@ -161,6 +162,9 @@ func TestSecurity_tokensJWTsAndTLS(t *testing.T) {
 		{"metrics with its scope", "GET", "/metrics", "prometheus-token-012345", 200, "modelserve_auth_failures_total"},
 		{"metrics without", "GET", "/metrics", "gateway-token-0123456789", 403, "needs the scope metrics"},
 		{"probes stay open", "GET", "/healthcheck", "", 200, "ready"},
+		{"the model repository needs admin", "POST", "/v2/repository/index", "gateway-token-0123456789", 403, "needs the scope admin"},
+		{"the model repository with admin", "POST", "/v2/repository/index", "ops-admin-token-0123456789", 200, `"name":"iris"`},
+		{"unload needs admin", "POST", "/v2/repository/models/iris/unload", "iris-only-token-0123456", 403, "needs the scope admin"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -20,6 +20,7 @@ import (
 	"github.com/modelserve/modelserve/auth"
 	"github.com/modelserve/modelserve/engine"
 	"github.com/modelserve/modelserve/internal/panics"
+	"github.com/modelserve/modelserve/registry"
 	"github.com/modelserve/modelserve/server"
 )
 
@@ -67,6 +68,9 @@ type serveOptions struct {
 
 	debugAddr      string
 	followInterval time.Duration
+	maxLoaded      int
+	evictIdle      time.Duration
+	modelMemory    byteSize
 
 	sec securityOptions
 
@@ -175,6 +179,9 @@ func (o *serveOptions) flags(f *pflag.FlagSet) {
 	f.Var(&o.resultMemory, "result-memory", "memory for kept answers, oldest evicted first (default: a quarter of the memory budget)")
 	f.BoolVar(&o.contentMD5, "content-md5", false, "add a Content-MD5 header to answers")
 	f.DurationVar(&o.followInterval, "follow-interval", time.Second, "how often a model named by an alias (--model iris:prod) checks whether the alias moved")
+	f.IntVar(&o.maxLoaded, "max-loaded-models", 0, "most models loaded at once, counting those loaded through /v2/repository (default: no bound)")
+	f.DurationVar(&o.evictIdle, "evict-idle", 0, "let a load that needs room unload models idle this long, least recently used first (default: refuse the load)")
+	f.Var(&o.modelMemory, "model-memory", "host memory the loaded models may hold together (default: what --memory-fraction leaves of the memory limit)")
 	f.StringVar(&o.debugAddr, "debug-addr", "", "serve Go's profiler (/debug/pprof) on this address, e.g. 127.0.0.1:6060 (off by default)")
 	o.gpuFlags(f)
 	o.sec.flags(f)
@@ -190,19 +197,10 @@ func serve(cmd *cobra.Command, g *globals, o *serveOptions, log *slog.Logger) er
 	if err != nil {
 		return err
 	}
-	models, err := g.models(o.models, o.all)
+	reg, err := registry.Open(g.registry, nil)
 	if err != nil {
 		return err
 	}
-	closeAll := func(ctx context.Context) error {
-		var errs []error
-		for _, m := range models {
-			errs = append(errs, m.Close(ctx))
-		}
-		return errors.Join(errs...)
-	}
-	defer closeAll(context.Background())
-
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	recorder, err := panics.New(metrics)
@@ -224,7 +222,19 @@ func serve(cmd *cobra.Command, g *globals, o *serveOptions, log *slog.Logger) er
 		return err
 	}
 	defer closeAudit()
+	env := engine.Env{Log: log, Metrics: metrics, Panics: recorder}
+	eng, err := engine.New(reg, eo, engine.Config{FollowInterval: o.followInterval, Drain: o.drain,
+		ModelMemory: int64(o.modelMemory), MaxLoaded: o.maxLoaded, EvictIdle: o.evictIdle}, env)
+	if err != nil {
+		return err
+	}
+	defer eng.Close(context.Background())
+	models, err := eng.Prepare(o.models, o.all)
+	if err != nil {
+		return err
+	}
 	cfg := server.Config{
+		Repository:        eng,
 		DefaultModel:      o.defaultModel,
 		Audit:             audit,
 		DefaultPriority:   prio,
@@ -270,33 +280,20 @@ func serve(cmd *cobra.Command, g *globals, o *serveOptions, log *slog.Logger) er
 	}
 	log.Info("listening", "addr", ln.Addr().String(), "routes", srv.Routes())
 
-	for _, m := range models {
-		env := engine.Env{Log: log, Metrics: metrics, Panics: recorder}
-		if err := m.Start(ctx, eo, env, func(v *engine.Version) { srv.SetAdmitter(m.Name, v) }); err != nil {
-			srv.Shutdown(context.Background())
-			return err
-		}
-		log.Info("ready", "model", m.Name, "version", m.Version().Version, "alias", m.Alias)
-	}
-	// One budget for all of them, now that all are loaded.
-	if err := engine.ShareMemory(models, eo.Admission, log); err != nil {
+	if err := eng.Start(ctx, srv); err != nil {
 		srv.Shutdown(context.Background())
 		return err
-	}
-	for _, m := range models {
-		m.Follow(ctx, o.followInterval, o.drain)
 	}
 
 	select {
 	case <-ctx.Done():
 		log.Info("shutting down", "drain_timeout", o.drain.String())
 	case err := <-served:
-		closeAll(context.Background())
 		return fmt.Errorf("server stopped: %w", err)
 	}
 	drainCtx, cancel := context.WithTimeout(context.Background(), o.drain)
 	defer cancel()
-	return errors.Join(srv.Shutdown(drainCtx), closeAll(drainCtx))
+	return errors.Join(srv.Shutdown(drainCtx), eng.Close(drainCtx))
 }
 
 // engine is the engine's options, as the flags set them; f tells which
