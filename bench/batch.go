@@ -14,7 +14,7 @@ import (
 	"github.com/parquet-go/parquet-go"
 
 	"github.com/modelserve/modelserve/deploy/batchjob"
-	"github.com/modelserve/modelserve/workers"
+	"github.com/modelserve/modelserve/engine"
 )
 
 // dlrmRow is one row of the batch section's input: an id and the DLRM's
@@ -38,7 +38,7 @@ func batchSection(e *env) (string, error) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "## Batch inference: predict-batch over Parquet\n\n")
 	fmt.Fprintf(&b, "The DLRM's rows (13 dense floats and 26 sparse ids, as two list columns, and an id) from a Parquet file into a Parquet file, with predict-batch's defaults (chunks of 10,000 rows, calls of %d rows, one single-threaded worker per core). Raw: in-process sessions on the same workers running %d-row batches with tensors bound once, for %s. Time and peak resident memory are the whole process's, model loading included.\n\n", batch, batch, e.o.duration)
-	raw, err := measureRaw(e.modelPath(dlrm), dlrm, batch, workers.PlanCPU(workers.Config{}, runtime.GOMAXPROCS(0)), e.o.duration)
+	raw, err := measureRaw(e.modelPath(dlrm), dlrm, batch, engine.PlanCPU(engine.Options{}, runtime.GOMAXPROCS(0)), e.o.duration)
 	if err != nil {
 		return "", err
 	}

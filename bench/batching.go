@@ -9,8 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/modelserve/modelserve/engine"
 	"github.com/modelserve/modelserve/internal/loadgen"
-	"github.com/modelserve/modelserve/workers"
 )
 
 // batchClients is how many 1-row callers the batching section runs at
@@ -57,7 +57,7 @@ func batchingCell(e *env, label string, m benchModel, args []string) (result, er
 // rows arrive when each batch is small, on the DLRM with dynamic batching
 // on and off, against the ceiling of the wire path.
 func batchingSection(e *env) (string, error) {
-	one := workers.Plan{Device: workers.CPU, Workers: 1, IntraOpThreads: 1}
+	one := engine.Plan{Device: engine.CPU, Workers: 1, IntraOpThreads: 1}
 	raw1, err := measureRaw(e.modelPath(dlrm), dlrm, 1, one, 3*time.Second)
 	if err != nil {
 		return "", err

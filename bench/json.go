@@ -7,10 +7,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/modelserve/modelserve/engine"
 	"github.com/modelserve/modelserve/model"
 	"github.com/modelserve/modelserve/onnxrt"
 	"github.com/modelserve/modelserve/server"
-	"github.com/modelserve/modelserve/workers"
 )
 
 // jsonRows is the gateway batch the JSON section measures.
@@ -60,7 +60,7 @@ func jsonSection(e *env) (string, error) {
 		return nil
 	})
 	fmt.Fprintf(os.Stderr, "bench: json raw\n")
-	plan := workers.PlanCPU(workers.Config{}, runtime.GOMAXPROCS(0))
+	plan := engine.PlanCPU(engine.Options{}, runtime.GOMAXPROCS(0))
 	raw, err := measureRaw(e.modelPath(mlp), mlp, jsonRows, plan, d)
 	if err != nil {
 		return "", err

@@ -8,13 +8,13 @@ import (
 
 	ort "github.com/yalue/onnxruntime_go"
 
-	"github.com/modelserve/modelserve/workers"
+	"github.com/modelserve/modelserve/engine"
 )
 
 // measureRaw runs the plan's sessions in this process, each on its own
 // goroutine with tensors bound once: the ceiling /predict is held against.
 // It warms up for a second and counts rows in a window of d.
-func measureRaw(path string, m benchModel, batch int, p workers.Plan, d time.Duration) (float64, error) {
+func measureRaw(path string, m benchModel, batch int, p engine.Plan, d time.Duration) (float64, error) {
 	var rows atomic.Int64
 	var wg sync.WaitGroup
 	errs := make(chan error, p.Workers)

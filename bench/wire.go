@@ -6,7 +6,7 @@ import (
 	"runtime"
 	"strings"
 
-	"github.com/modelserve/modelserve/workers"
+	"github.com/modelserve/modelserve/engine"
 )
 
 // wireSection: what /predict costs on top of ONNX Runtime, per model and
@@ -27,7 +27,7 @@ func wireSection(e *env) (string, error) {
 		{m: mlp, batch: 64},
 		{m: encoder, batch: 1, conns: 8},
 		{m: encoder, batch: 64},
-		{m: encoder, batch: 64, workers: workers.ReferenceWorkers(cpus), note: "2×vCPU+1 workers"},
+		{m: encoder, batch: 64, workers: engine.ReferenceWorkers(cpus), note: "2×vCPU+1 workers"},
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "## Wire overhead: raw ONNX Runtime against /predict\n\n")
@@ -36,7 +36,7 @@ func wireSection(e *env) (string, error) {
 	fmt.Fprintln(&b, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, c := range cases {
 		fmt.Fprintf(os.Stderr, "bench: wire %s batch %d %s\n", c.m.name, c.batch, c.note)
-		p := workers.PlanCPU(workers.Config{Workers: c.workers}, cpus)
+		p := engine.PlanCPU(engine.Options{Workers: c.workers}, cpus)
 		if c.conns == 0 {
 			c.conns = p.Workers + 1
 		}

@@ -205,6 +205,16 @@ func PlanWorkers(o Options, rt *onnxrt.Runtime, inv gpu.Inventory, mon *gpu.Moni
 	return workers.Choose(cfg, runtime.GOMAXPROCS(0), rt, func(p workers.Plan) error { return rt.ProbeCUDA(p.GPUs[0]) })
 }
 
+// PlanCPU lays out o's workers on cpus cores of the CPU, as Start does
+// there.
+func PlanCPU(o Options, cpus int) Plan {
+	return workers.PlanCPU(workers.Config{Workers: o.Workers, IntraOpThreads: o.IntraOpThreads}, cpus)
+}
+
+// ReferenceWorkers is the reference system's CPU default, 2×vCPU+1, for
+// comparisons.
+func ReferenceWorkers(cpus int) int { return workers.ReferenceWorkers(cpus) }
+
 // Arena extend strategies of a GPU session.
 const (
 	SameAsRequested = workers.SameAsRequested

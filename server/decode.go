@@ -8,49 +8,14 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/modelserve/modelserve/bind"
 	"github.com/modelserve/modelserve/model"
 )
 
-// InputError is a caller's mistake in one request, worded for the caller:
-// it names the row and the column at fault when there is one.
-type InputError struct {
-	Row    int64  // the caller's row number, or -1
-	Column string // the argument's name, or ""
-	Msg    string
-}
-
-func (e *InputError) Error() string {
-	var b strings.Builder
-	if e.Row >= 0 {
-		fmt.Fprintf(&b, "row %d", e.Row)
-	}
-	if e.Column != "" {
-		if b.Len() > 0 {
-			b.WriteString(", ")
-		}
-		fmt.Fprintf(&b, "column %q", e.Column)
-	}
-	if b.Len() > 0 {
-		b.WriteString(": ")
-	}
-	b.WriteString(e.Msg)
-	return b.String()
-}
-
-func inputErr(row int64, column, format string, args ...any) *InputError {
-	return &InputError{Row: row, Column: column, Msg: fmt.Sprintf(format, args...)}
-}
-
-// atRow names the row of an error that does not name one yet.
-func atRow(id int64, err error) error {
-	var in *InputError
-	if errors.As(err, &in) {
-		if in.Row < 0 {
-			in.Row = id
-		}
-		return in
-	}
-	return inputErr(id, "", "%v", err)
+// inputErr is a caller's mistake, naming the row (-1: none) and the
+// column ("": none) at fault.
+func inputErr(row int64, column, format string, args ...any) *bind.Error {
+	return bind.Errorf(row, column, format, args...)
 }
 
 // batch is a decoded request: the caller's row numbers and one tensor per
@@ -64,79 +29,15 @@ type batch struct {
 
 // decoder turns a request body into input tensors for one model. It
 // accepts the SQL gateway's rows ({"data": [[row, args...]]}, flat or
-// wide) and the dataframe_split and dataframe_records shapes.
+// wide) and the dataframe_split and dataframe_records shapes; which name
+// fills which input, and the value rules, are bind's.
 type decoder struct {
 	sig   model.Signature
-	args  []model.Argument
-	usage string // the accepted argument lists, for arity errors
-	// byName finds an argument by its exact name, byUpper by its
-	// upper-cased one: names that are SQL identifiers match as unquoted
-	// identifiers do, case-insensitively; other names (which SQL must
-	// quote) only exactly. A value of -1 - i stands for input i whole.
-	byName  map[string]int
-	byUpper map[string]int
-	// features holds, per input, the names of its F scalar arguments, or
-	// nil when the input is not a feature matrix.
-	features [][]string
+	names *bind.Names
 }
 
 func newDecoder(sig model.Signature) *decoder {
-	d := &decoder{sig: sig, args: sig.Arguments(), byName: map[string]int{}, byUpper: map[string]int{},
-		features: make([][]string, len(sig.Inputs))}
-	add := func(name string, slot int) {
-		d.byName[name] = slot
-		if model.IsUnquotedIdentifier(name) {
-			d.byUpper[strings.ToUpper(name)] = slot
-		}
-	}
-	for i, a := range d.args {
-		add(a.Name, i)
-	}
-	for i, in := range sig.Inputs {
-		if _, ok := sig.FeatureCount(i); ok {
-			d.features[i] = sig.FeatureNames(i)
-			if _, taken := d.byName[in.Name]; !taken {
-				add(in.Name, -1-i)
-			}
-		}
-	}
-	d.usage = usage(sig, d.args)
-	return d
-}
-
-func usage(sig model.Signature, args []model.Argument) string {
-	count := func(n int) string {
-		if n == 1 {
-			return "1 argument"
-		}
-		return fmt.Sprintf("%d arguments", n)
-	}
-	s := fmt.Sprintf("%s (%s)", count(len(args)), sig.FormatArguments(args))
-	if sig.HasFeatures() {
-		whole := sig.WholeArguments()
-		s += fmt.Sprintf(" or %s (%s)", count(len(whole)), sig.FormatArguments(whole))
-	}
-	return s
-}
-
-// lookup finds the argument slot a column name stands for.
-func (d *decoder) lookup(key []byte, upper *[]byte) (int, bool) {
-	if slot, ok := d.byName[string(key)]; ok {
-		return slot, true
-	}
-	*upper = appendUpper((*upper)[:0], key)
-	slot, ok := d.byUpper[string(*upper)]
-	return slot, ok
-}
-
-func appendUpper(dst, s []byte) []byte {
-	for _, c := range s {
-		if c >= 'a' && c <= 'z' {
-			c -= 'a' - 'A'
-		}
-		dst = append(dst, c)
-	}
-	return dst
+	return &decoder{sig: sig, names: bind.NewNames(sig)}
 }
 
 // decodeOptions are what a function allows beyond its signature.
@@ -166,8 +67,8 @@ type slots struct {
 
 func (d *decoding) newSlots() *slots {
 	w := &slots{whole: make([]int, len(d.sig.Inputs)), features: make([][]int, len(d.sig.Inputs))}
-	for i, names := range d.features {
-		if names != nil {
+	for i := range d.sig.Inputs {
+		if names := d.names.Features(i); names != nil {
 			w.features[i] = make([]int, len(names))
 		}
 	}
@@ -185,16 +86,12 @@ func (w *slots) reset() {
 	}
 }
 
-// at returns the position a slot's value is recorded in.
-func (w *slots) at(d *decoder, slot int) *int {
-	switch a := d.args[max(slot, 0)]; {
-	case slot < 0:
-		return &w.whole[-1-slot]
-	case a.Feature < 0:
-		return &w.whole[a.Input]
-	default:
-		return &w.features[a.Input][a.Feature]
+// at returns the position a target's value is recorded in.
+func (w *slots) at(t bind.Target) *int {
+	if t.Whole() {
+		return &w.whole[t.Input]
 	}
+	return &w.features[t.Input][t.Feature]
 }
 
 // decode parses a request body into a batch.
@@ -261,7 +158,7 @@ func (d *decoder) decode(body []byte, opts decodeOptions) (*batch, error) {
 }
 
 func asInputError(err error) error {
-	var in *InputError
+	var in *bind.Error
 	if errors.As(err, &in) {
 		return in
 	}
@@ -383,13 +280,13 @@ func (d *decoding) rows(s *scanner) error {
 			if s.peek() == ']' {
 				return d.arity(rowStart, id)
 			}
-			return atRow(id, s.errSyntax("','"))
+			return bind.AtRow(id, s.errSyntax("','"))
 		}
 		if s.kind() == kindObject {
 			probe := *s
 			err := probe.skip()
 			if deep := (*DepthError)(nil); errors.As(err, &deep) {
-				return atRow(id, err)
+				return bind.AtRow(id, err)
 			}
 			if err == nil && probe.peek() == ']' {
 				if err := d.wideRow(s, r, id); err != nil {
@@ -429,7 +326,7 @@ func (d *decoding) flatRow(s *scanner, rowStart scanner, r int, id int64) error 
 		if s.peek() == ']' {
 			return d.arity(rowStart, id)
 		}
-		if names := d.features[i]; names != nil && s.kind() != kindArray {
+		if names := d.names.Features(i); names != nil && s.kind() != kindArray {
 			if err := d.ensure(i, model.Shape{int64(len(names))}); err != nil {
 				return err
 			}
@@ -456,16 +353,16 @@ func (d *decoding) flatRow(s *scanner, rowStart scanner, r int, id int64) error 
 	if s.peek() == ',' {
 		return d.arity(rowStart, id)
 	}
-	return atRow(id, s.errSyntax("']'"))
+	return bind.AtRow(id, s.errSyntax("']'"))
 }
 
 // arity reports a row with the wrong number of arguments.
 func (d *decoding) arity(rowStart scanner, id int64) error {
 	n, err := rowStart.count()
 	if err != nil {
-		return atRow(id, err)
+		return bind.AtRow(id, err)
 	}
-	return inputErr(id, "", "expected %s, got %d", d.usage, n-1)
+	return inputErr(id, "", "expected %s, got %d", d.names.Usage(), n-1)
 }
 
 // wideRow decodes one object keyed by argument name into row r.
@@ -487,11 +384,11 @@ func (d *decoding) wideRow(s *scanner, r int, id int64) error {
 			d.b.echo[r] = append([]byte(nil), raw...)
 			return nil
 		}
-		slot, ok := d.lookup(key, &d.upper)
+		t, ok := d.names.LookupBytes(key, &d.upper)
 		if !ok {
-			return inputErr(id, string(key), "unknown column; expected %s", d.usage)
+			return inputErr(id, string(key), "unknown column; expected %s", d.names.Usage())
 		}
-		pos := w.at(d.decoder, slot)
+		pos := w.at(t)
 		if *pos >= 0 {
 			return inputErr(id, string(key), "given twice")
 		}
@@ -500,7 +397,7 @@ func (d *decoding) wideRow(s *scanner, r int, id int64) error {
 		return s.skip()
 	})
 	if err != nil {
-		return atRow(id, err)
+		return bind.AtRow(id, err)
 	}
 	return d.fromSlots(s, w, r, id)
 }
@@ -535,13 +432,13 @@ func (d *decoding) fromSlots(s *scanner, w *slots, r int, id int64) error {
 			}
 			for j, pos := range feats {
 				if err := d.cols[i].set(r*len(feats)+j, at(pos)); err != nil {
-					return inputErr(id, d.features[i][j], "%v", err)
+					return inputErr(id, d.names.Features(i)[j], "%v", err)
 				}
 			}
 		case given > 0:
-			return inputErr(id, d.features[i][missing], "missing column")
+			return inputErr(id, d.names.Features(i)[missing], "missing column")
 		case feats != nil:
-			return inputErr(id, d.features[i][0], "missing column")
+			return inputErr(id, d.names.Features(i)[0], "missing column")
 		default:
 			return inputErr(id, in.Name, "missing column")
 		}
@@ -594,27 +491,23 @@ func (d *decoding) split(s *scanner) error {
 	if columns == nil || data == nil {
 		return inputErr(-1, "", `"dataframe_split" needs "columns" and "data"`)
 	}
-	// Each column's slot, checked once for all rows.
-	var slotOf []int
-	w := d.newSlots()
-	w.reset()
+	// The columns are bound once for all rows.
+	var names []string
 	err = columns.elements(func(j int) error {
 		name, err := columns.str()
 		if err != nil {
 			return inputErr(-1, "", `"columns" must hold strings: %v`, err)
 		}
-		slot, ok := d.lookup(name, &d.upper)
-		if !ok {
-			return inputErr(-1, string(name), "unknown column; expected %s", d.usage)
+		if _, ok := d.names.LookupBytes(name, &d.upper); !ok {
+			return inputErr(-1, string(name), "unknown column; expected %s", d.names.Usage())
 		}
-		pos := w.at(d.decoder, slot)
-		if *pos >= 0 {
-			return inputErr(-1, string(name), "given twice")
-		}
-		*pos = j
-		slotOf = append(slotOf, slot)
+		names = append(names, string(name))
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	bound, err := d.names.Bind(names)
 	if err != nil {
 		return err
 	}
@@ -642,15 +535,15 @@ func (d *decoding) split(s *scanner) error {
 		}
 		row.reset()
 		err := data.elements(func(j int) error {
-			if j >= len(slotOf) {
-				return inputErr(id, "", "the row has more values than the %d columns", len(slotOf))
+			if j >= len(bound.Order) {
+				return inputErr(id, "", "the row has more values than the %d columns", len(bound.Order))
 			}
 			data.ws()
-			*row.at(d.decoder, slotOf[j]) = data.i
+			*row.at(bound.Order[j]) = data.i
 			return data.skip()
 		})
 		if err != nil {
-			return atRow(id, err)
+			return bind.AtRow(id, err)
 		}
 		return d.fromSlots(data, row, r, id)
 	})
@@ -723,36 +616,25 @@ func (d *decoding) ensure(i int, rowShape model.Shape) error {
 	return nil
 }
 
-// resolveShape fills a row shape's open dimensions from the first row's
-// nested arrays (probe is a copy; nothing is consumed); a flat array fills
-// a one-dimensional row.
+// resolveShape fits the first row's array (probe is a copy; nothing is
+// consumed) to a row shape: its nested sizes, as deep as the shape goes,
+// fill the open dimensions, or a flat array fills the row in order
+// (bind.RowShape).
 func resolveShape(rowShape model.Shape, probe scanner) (model.Shape, error) {
-	out := make(model.Shape, len(rowShape))
-	for k, dim := range rowShape {
-		if probe.kind() != kindArray {
-			if dim < 0 {
-				return nil, fmt.Errorf("cannot tell dimension %d of the shape %s from a flat array: nest the arrays", k+1, rowShape)
-			}
-			out[k] = dim
-			continue
-		}
+	var got model.Shape
+	for len(got) < len(rowShape) && probe.kind() == kindArray {
 		n, err := probe.count()
 		if err != nil {
 			return nil, err
 		}
-		out[k] = dim
-		if dim < 0 {
-			out[k] = int64(n)
-		}
+		got = append(got, int64(n))
 		if n == 0 {
-			if k < len(rowShape)-1 {
-				return nil, fmt.Errorf("an empty array cannot fill shape %s", rowShape)
-			}
 			break
 		}
 		probe.i++ // into the first element
+		probe.ws()
 	}
-	return out, nil
+	return bind.RowShape(rowShape, got)
 }
 
 // fillArray writes an array, nested to shape or flat, at element at.
@@ -818,19 +700,19 @@ func newColumn(t model.Tensor, opts decodeOptions) column {
 			return err
 		}}
 	case []int8:
-		return intColumn(d, t.DType, math.MinInt8, math.MaxInt8)
+		return intColumn(d, t.DType)
 	case []int16:
-		return intColumn(d, t.DType, math.MinInt16, math.MaxInt16)
+		return intColumn(d, t.DType)
 	case []int32:
-		return intColumn(d, t.DType, math.MinInt32, math.MaxInt32)
+		return intColumn(d, t.DType)
 	case []int64:
-		return intColumn(d, t.DType, math.MinInt64, math.MaxInt64)
+		return intColumn(d, t.DType)
 	case []uint8:
-		return intColumn(d, t.DType, 0, math.MaxUint8)
+		return intColumn(d, t.DType)
 	case []uint16:
-		return intColumn(d, t.DType, 0, math.MaxUint16)
+		return intColumn(d, t.DType)
 	case []uint32:
-		return intColumn(d, t.DType, 0, math.MaxUint32)
+		return intColumn(d, t.DType)
 	case []uint64:
 		return column{func(i int, s *scanner) error {
 			n, err := toUint(s)
@@ -840,7 +722,7 @@ func newColumn(t model.Tensor, opts decodeOptions) column {
 	case []bool:
 		return column{func(i int, s *scanner) error {
 			if s.kind() != kindBool {
-				return fmt.Errorf("expected BOOLEAN, got %s", s.describe())
+				return bind.Mismatch(t.DType, s.describe())
 			}
 			lit, err := s.literal()
 			d[i] = lit == "true"
@@ -849,7 +731,7 @@ func newColumn(t model.Tensor, opts decodeOptions) column {
 	case []string:
 		return column{func(i int, s *scanner) error {
 			if s.kind() != kindString {
-				return fmt.Errorf("expected VARCHAR, got %s", s.describe())
+				return bind.Mismatch(t.DType, s.describe())
 			}
 			b, err := s.str()
 			d[i] = string(b)
@@ -859,7 +741,8 @@ func newColumn(t model.Tensor, opts decodeOptions) column {
 	panic(fmt.Sprintf("server: no column for %T", t.Data))
 }
 
-func intColumn[T int8 | int16 | int32 | int64 | uint8 | uint16 | uint32](d []T, dt model.DType, lo, hi int64) column {
+func intColumn[T int8 | int16 | int32 | int64 | uint8 | uint16 | uint32](d []T, dt model.DType) column {
+	lo, hi := bind.Range(dt)
 	return column{func(i int, s *scanner) error {
 		n, err := toInt(s, dt, lo, hi)
 		d[i] = T(n)
@@ -875,7 +758,7 @@ func toFloat(s *scanner, dt model.DType, bits int, opts decodeOptions) (float64,
 	case kindNumber:
 		f, err := s.float(bits)
 		if err != nil {
-			return 0, fmt.Errorf("expected %s: %w", dt.SQLType(), err)
+			return 0, fmt.Errorf("expected %s: %w", bind.TypeName(dt), err)
 		}
 		return f, nil
 	case kindString:
@@ -886,17 +769,17 @@ func toFloat(s *scanner, dt model.DType, bits int, opts decodeOptions) (float64,
 		}
 		f, err := strconv.ParseFloat(strings.TrimSpace(string(b)), bits)
 		if err != nil {
-			return 0, fmt.Errorf("expected %s, got %s", dt.SQLType(), at.describe())
+			return 0, bind.Mismatch(dt, at.describe())
 		}
 		return f, nil
 	case kindNull:
 		if !opts.nullAsNaN {
-			return 0, fmt.Errorf("expected %s, got null; this function does not take nulls (register it with --null-as-nan to read them as NaN)", dt.SQLType())
+			return 0, bind.NullRefused(dt)
 		}
 		_, err := s.literal()
 		return math.NaN(), err
 	}
-	return 0, fmt.Errorf("expected %s, got %s", dt.SQLType(), s.describe())
+	return 0, bind.Mismatch(dt, s.describe())
 }
 
 // toInt accepts a whole JSON number (5 or 5.0) or a string holding one,
@@ -911,7 +794,7 @@ func toInt(s *scanner, dt model.DType, lo, hi int64) (int64, error) {
 			return 0, err
 		}
 		if n, err = parseInt(b); err != nil {
-			return 0, fmt.Errorf("expected a whole number for %s (%s), got %s", dt.SQLType(), dt, at.describe())
+			return 0, bind.NotWhole(dt, at.describe())
 		}
 	case kindString:
 		b, err := s.str()
@@ -919,13 +802,15 @@ func toInt(s *scanner, dt model.DType, lo, hi int64) (int64, error) {
 			return 0, err
 		}
 		if n, err = strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err != nil {
-			return 0, fmt.Errorf("expected a whole number for %s (%s), got %s", dt.SQLType(), dt, at.describe())
+			return 0, bind.NotWhole(dt, at.describe())
 		}
+	case kindNull:
+		return 0, bind.NullRefused(dt)
 	default:
-		return 0, fmt.Errorf("expected %s (%s), got %s", dt.SQLType(), dt, at.describe())
+		return 0, bind.Mismatch(dt, at.describe())
 	}
 	if n < lo || n > hi {
-		return 0, fmt.Errorf("%d is out of range for %s", n, dt)
+		return 0, bind.OutOfRange(n, dt)
 	}
 	return n, nil
 }
@@ -939,6 +824,8 @@ func toUint(s *scanner) (uint64, error) {
 		b, err = s.number()
 	case kindString:
 		b, err = s.str()
+	case kindNull:
+		return 0, bind.NullRefused(model.Uint64)
 	default:
 		err = errNotWhole
 	}
@@ -948,5 +835,5 @@ func toUint(s *scanner) (uint64, error) {
 			return n, nil
 		}
 	}
-	return 0, fmt.Errorf("expected a whole number from 0 to %d (uint64), got %s", uint64(math.MaxUint64), at.describe())
+	return 0, bind.NotWhole(model.Uint64, at.describe())
 }

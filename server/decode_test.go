@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/modelserve/modelserve/bind"
 	"github.com/modelserve/modelserve/model"
 )
 
@@ -114,17 +115,17 @@ func TestDecode_errorsNameRowAndColumn(t *testing.T) {
 		{"row number fractional", irisSig(), `{"data": [[0.5, 1, 2, 3, 4]]}`, 0, "", "whole number"},
 		{"too few arguments", irisSig(), `{"data": [[0, 1, 2, 3, 4], [1, 1, 2, 3]]}`, 1, "", "expected 4 arguments (sepal_length FLOAT"},
 		{"too many arguments", irisSig(), `{"data": [[0, 1, 2, 3, 4, 5]]}`, 0, "", "or 1 argument (features ARRAY), got 5"},
-		{"string for a float", irisSig(), `{"data": [[0, 1, 2, 3, 4], [1, 1, 2, "x", 4]]}`, 1, "petal_length", `expected FLOAT, got string "x"`},
+		{"string for a float", irisSig(), `{"data": [[0, 1, 2, 3, 4], [1, 1, 2, "x", 4]]}`, 1, "petal_length", `expected FLOAT (float32), got string "x"`},
 		{"null for a float", irisSig(), `{"data": [[0, 1, null, 3, 4]]}`, 0, "sepal_width", "got null"},
 		{"bool for a float", irisSig(), `{"data": [[0, 1, 2, 3, true]]}`, 0, "petal_width", "got boolean true"},
 		{"unknown column", irisSig(), `{"data": [[0, {"sepal_length": 1, "bogus": 2}]]}`, 0, "bogus", "unknown column"},
 		{"missing column", irisSig(), `{"data": [[0, {"sepal_length": 1, "sepal_width": 2, "petal_length": 3}]]}`, 0, "petal_width", "missing column"},
 		{"column given twice", irisSig(), `{"data": [[0, {"sepal_length": 1, "SEPAL_LENGTH": 2}]]}`, 0, "SEPAL_LENGTH", "given twice"},
 		{"whole and features", irisSig(), `{"data": [[0, {"features": [1,2,3,4], "sepal_length": 1}]]}`, 0, "features", "given both"},
-		{"short vector", irisSig(), `{"data": [[0, [1, 2, 3]]]}`, 0, "features", "3 elements where 4 belong"},
-		{"number for a string", mixedSig(), `{"data": [[0, 5, [1,2,3], true, 1, [1,2,3,4], [1]]]}`, 0, "text", "expected VARCHAR, got number 5"},
+		{"short vector", irisSig(), `{"data": [[0, [1, 2, 3]]]}`, 0, "features", "an array of shape [3] where [4] belongs"},
+		{"number for a string", mixedSig(), `{"data": [[0, 5, [1,2,3], true, 1, [1,2,3,4], [1]]]}`, 0, "text", "expected VARCHAR (string), got number 5"},
 		{"number for a bool", mixedSig(), `{"data": [[0, "a", [1,2,3], 1, 1, [1,2,3,4], [1]]]}`, 0, "flag", "expected BOOLEAN"},
-		{"int8 out of range", mixedSig(), `{"data": [[0, "a", [1,2,3], true, 300, [1,2,3,4], [1]]]}`, 0, "small", "out of range for int8"},
+		{"int8 out of range", mixedSig(), `{"data": [[0, "a", [1,2,3], true, 300, [1,2,3,4], [1]]]}`, 0, "small", "300 is out of range for NUMBER (int8)"},
 		{"fractional int", mixedSig(), `{"data": [[0, "a", [1,2,3], true, 1.5, [1,2,3,4], [1]]]}`, 0, "small", "whole number"},
 		{"scalar for a tensor", mixedSig(), `{"data": [[0, "a", [1,2,3], true, 1, 7, [1]]]}`, 0, "pixels", "expected an array of shape [2, 2]"},
 		{"ragged sequence", mixedSig(), `{"data": [[0, "a", [1,2,3], true, 1, [1,2,3,4], [1, 2]], [1, "a", [1,2,3], true, 1, [1,2,3,4], [1, 2, 3]]]}`, 1, "tokens", "3 elements where 2 belong"},
@@ -133,12 +134,12 @@ func TestDecode_errorsNameRowAndColumn(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := decode(t, tt.sig, tt.body)
-			var in *InputError
+			var in *bind.Error
 			if !errors.As(err, &in) {
-				t.Fatalf("decode() = %v, want an InputError", err)
+				t.Fatalf("decode() = %v, want a bind.Error", err)
 			}
-			if in.Row != tt.row || in.Column != tt.column || !strings.Contains(in.Msg, tt.msg) {
-				t.Errorf("error = row %d column %q %q\nwant    row %d column %q containing %q", in.Row, in.Column, in.Msg, tt.row, tt.column, tt.msg)
+			if in.Row != tt.row || in.Column != tt.column || !strings.Contains(in.Err.Error(), tt.msg) {
+				t.Errorf("error = row %d column %q %q\nwant    row %d column %q containing %q", in.Row, in.Column, in.Err.Error(), tt.row, tt.column, tt.msg)
 			}
 		})
 	}
@@ -249,7 +250,7 @@ func TestDecode_dataframeAndBodyErrors(t *testing.T) {
 		{"params for a model without", `{"data": [[0, 1, 2, 3, 4]], "params": {"temperature": 0.5}}`, -1, "", "takes no parameters, got temperature"},
 		{"params not an object", `{"data": [[0, 1, 2, 3, 4]], "params": 3}`, -1, "", `"params" must be an object`},
 		{"split unknown column", `{"dataframe_split": {"columns": ["sepal_length", "petal"], "data": [[1, 2]]}}`, -1, "petal", "unknown column"},
-		{"split missing column", `{"dataframe_split": {"columns": ["sepal_length", "sepal_width", "petal_length"], "data": [[1, 2, 3]]}}`, 0, "petal_width", "missing column"},
+		{"split missing column", `{"dataframe_split": {"columns": ["sepal_length", "sepal_width", "petal_length"], "data": [[1, 2, 3]]}}`, -1, "", "the input has no column for petal_width; the model takes 4 arguments"},
 		{"split index mismatch", `{"dataframe_split": {"index": [1], "columns": ["features"], "data": [[[1,2,3,4]], [[1,2,3,4]]]}}`, -1, "", `"index" holds 1 entries for 2 rows`},
 		{"split row too long", `{"dataframe_split": {"index": [5], "columns": ["features"], "data": [[[1,2,3,4], 9]]}}`, 5, "", "more values than the 1 columns"},
 		{"split without data", `{"dataframe_split": {"columns": ["features"]}}`, -1, "", `needs "columns" and "data"`},
@@ -259,7 +260,7 @@ func TestDecode_dataframeAndBodyErrors(t *testing.T) {
 		{"not an object", `[1, 2]`, -1, "", "must be a JSON object"},
 		{"cut short in a row", `{"data": [[0, 1, 2`, 0, "", "not valid JSON"},
 		// Found by FuzzDecodeRow and FuzzDecodeSplit: JSON has no leading zeros.
-		{"a number with a leading zero", `{"data": [[0, 00, 0, 0, 0]]}`, 0, "sepal_length", "expected FLOAT: the body is not valid JSON: a malformed number at byte 14"},
+		{"a number with a leading zero", `{"data": [[0, 00, 0, 0, 0]]}`, 0, "sepal_length", "expected FLOAT (float32): the body is not valid JSON: a malformed number at byte 14"},
 		{"a leading zero in a vector", `{"dataframe_split": {"columns": ["features"], "data": [[[0, 00, 0, 0]]]}}`, -1, "", "a malformed number at byte 60"},
 		{"a leading zero in a skipped value", `{"x": 01, "data": [[0, 1, 2, 3, 4]]}`, -1, "", "a malformed number at byte 6"},
 		{"a point without digits", `{"data": [[0, 1., 2, 3, 4]]}`, 0, "sepal_length", "a malformed number"},
@@ -270,17 +271,17 @@ func TestDecode_dataframeAndBodyErrors(t *testing.T) {
 		{"deep in a wide row", `{"data": [[0, 1, 2, 3, 4], [1, {"sepal_length": ` + nested(maxDepth+1) + `}]]}`, 1, "", "more than 64 levels deep"},
 		{"deep in a record", `{"dataframe_records": [{"features": ` + nested(maxDepth+1) + `}]}`, -1, "", "more than 64 levels deep"},
 		{"deep in split data", `{"dataframe_split": {"columns": ["features"], "data": [[` + nested(maxDepth+1) + `]]}}`, -1, "", "more than 64 levels deep"},
-		{"deep in a vector", `{"data": [[0, ` + nested(maxDepth+1) + `]]}`, 0, "features", "got an array"},
+		{"deep in a vector", `{"data": [[0, ` + nested(maxDepth+1) + `]]}`, 0, "features", "an array of shape [1] where [4] belongs"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := decode(t, irisSig(), tt.body)
-			var in *InputError
+			var in *bind.Error
 			if !errors.As(err, &in) {
-				t.Fatalf("decode() = %v, want an InputError", err)
+				t.Fatalf("decode() = %v, want a bind.Error", err)
 			}
-			if in.Row != tt.row || in.Column != tt.column || !strings.Contains(in.Msg, tt.msg) {
-				t.Errorf("error = row %d column %q %q\nwant    row %d column %q containing %q", in.Row, in.Column, in.Msg, tt.row, tt.column, tt.msg)
+			if in.Row != tt.row || in.Column != tt.column || !strings.Contains(in.Err.Error(), tt.msg) {
+				t.Errorf("error = row %d column %q %q\nwant    row %d column %q containing %q", in.Row, in.Column, in.Err.Error(), tt.row, tt.column, tt.msg)
 			}
 		})
 	}
@@ -297,8 +298,8 @@ func TestDecode_nullIsNaNOnlyWhereAllowed(t *testing.T) {
 		t.Errorf("null became %v, want NaN", v)
 	}
 	_, err = d.decode(body, decodeOptions{})
-	var in *InputError
-	if !errors.As(err, &in) || in.Column != "sepal_width" || !strings.Contains(in.Msg, "--null-as-nan") {
+	var in *bind.Error
+	if !errors.As(err, &in) || in.Column != "sepal_width" || !strings.Contains(in.Err.Error(), "--null-as-nan") {
 		t.Errorf("null without permission = %v", err)
 	}
 	// Only floats have a NaN.

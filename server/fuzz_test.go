@@ -15,6 +15,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/modelserve/modelserve/admission"
+	"github.com/modelserve/modelserve/bind"
 )
 
 // The fuzz targets of what a caller sends: a body in each request shape,
@@ -22,7 +23,7 @@ import (
 // seeds are in testdata/fuzz; make fuzz runs each for FUZZTIME.
 
 // checkDecode decodes body against signatures with every kind of input,
-// with and without nulls as NaN. A body is refused with an InputError or
+// with and without nulls as NaN. A body is refused with a bind.Error or
 // decoded into tensors of one row per row number; a body that decodes is
 // valid JSON.
 func checkDecode(t *testing.T, body []byte) {
@@ -30,9 +31,9 @@ func checkDecode(t *testing.T, body []byte) {
 		for _, nan := range []bool{false, true} {
 			b, err := d.decode(body, decodeOptions{nullAsNaN: nan})
 			if err != nil {
-				var in *InputError
+				var in *bind.Error
 				if !errors.As(err, &in) {
-					t.Fatalf("decode failed with %T, not an InputError: %v", err, err)
+					t.Fatalf("decode failed with %T, not a bind.Error: %v", err, err)
 				}
 				continue
 			}

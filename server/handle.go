@@ -13,6 +13,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/modelserve/modelserve/bind"
 	"github.com/modelserve/modelserve/engine"
 	"github.com/modelserve/modelserve/internal/faults"
 	"github.com/modelserve/modelserve/internal/panics"
@@ -326,7 +327,7 @@ func (s *Server) encodeAnswer(r *route, b *batch, outs []model.Tensor) answer {
 // failure is the one place an error becomes a status and a message; a
 // non-zero status overrides the default for errors without their own.
 func (s *Server) failure(err error, status int) answer {
-	var in *InputError
+	var in *bind.Error
 	var rejected *engine.Rejection
 	msg := "Prediction failed: " + err.Error()
 	ans := answer{status: http.StatusInternalServerError}
@@ -447,7 +448,7 @@ func (s *Server) requestContext(c *fiber.Ctx) (context.Context, func(), error) {
 	if h := c.Get(TimeoutHeader); h != "" {
 		d, err := parseTimeout(h)
 		if err != nil {
-			return nil, nil, &InputError{Row: -1, Msg: fmt.Sprintf("%s: %v", TimeoutHeader, err)}
+			return nil, nil, inputErr(-1, "", "%s: %v", TimeoutHeader, err)
 		}
 		timeout = min(d, s.cfg.MaxRequestTimeout)
 	}

@@ -388,7 +388,7 @@ func TestServe_errorsNameTheRowAndColumn(t *testing.T) {
 		{iris, "/predict", `{"data": []}`, 400, `\"data\" holds no rows`},
 		{iris, "/predict", `not json`, 400, "not valid JSON"},
 		{iris, "/predict", `{"data": [[0, 1, 2, 3, 4], [1, 1, 2, 3]]}`, 400, "row 1: expected 4 arguments"},
-		{iris, "/predict", `{"data": [[0, 1, 2, "x", 4]]}`, 400, `row 0, column \"petal_length\": expected FLOAT, got string \"x\"`},
+		{iris, "/predict", `{"data": [[0, 1, 2, "x", 4]]}`, 400, `row 0, column \"petal_length\": expected FLOAT (float32), got string \"x\"`},
 		{iris, "/predict", `{"data": [[0, {"sepal_length": 1, "petal": 2}]]}`, 400, `row 0, column \"petal\": unknown column`},
 		{iris, "/classify", `{"data": [[0, 1, 2, 3, 4]]}`, 404, "unknown function /classify; this server serves /iris/predict, /iris/predict-proba, /predict, /predict-proba"},
 		{fragile, "/predict", `{"data": [[0, [1, 2, 3]]]}`, 500, "Prediction failed: "},

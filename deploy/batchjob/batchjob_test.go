@@ -370,7 +370,7 @@ func TestRun_rowsOfAChunkShareAShape(t *testing.T) {
 	input := filepath.Join(dir, "in.csv")
 	writeFile(t, input, "tokens\n\"[1,0,3]\"\n\"[0,4]\"\n")
 	_, err := e.try(context.Background(), Job{Input: input, Output: filepath.Join(dir, "out.csv")}, e.queue)
-	want := `input row 1, column "tokens": an array of shape [2] where this chunk's earlier rows have [3]`
+	want := `row 1, column "tokens": an array of shape [2] where this chunk's earlier rows have [3]`
 	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("error %v\nwant %q", err, want)
 	}
@@ -437,25 +437,25 @@ func TestRun_errorsNameTheRowAndColumn(t *testing.T) {
 		name, file, input, want string
 	}{
 		{"a word for a number", "in.csv", header + good + "11,5.1,abc,1.4,0.2\n",
-			`input row 1 (id 11), column "sepal_width": expected FLOAT (float32), got "abc"`},
+			`row 1 (id 11), column "sepal_width": expected FLOAT (float32), got "abc"`},
 		{"an empty cell", "in.csv", header + good + good + "12,5.1,3.5,,0.2\n",
-			`input row 2 (id 12), column "petal_length": expected FLOAT (float32), got null; this function does not take nulls`},
+			`row 2 (id 12), column "petal_length": expected FLOAT (float32), got null; this function does not take nulls`},
 		{"a short record", "in.csv", header + good + "11,5.1\n", "wrong number of fields"},
 		{"a missing key", "in.jsonl", `{"id": 1, "sepal_length": 1, "sepal_width": 1, "petal_length": 1, "petal_width": 1}` + "\n" + `{"id": 2, "sepal_length": 1}` + "\n",
-			`input row 1 (id 2), column "sepal_width": line 2 has no "sepal_width" key`},
+			`row 1 (id 2), column "sepal_width": line 2 has no "sepal_width" key`},
 		{"an array for a number", "in.jsonl", `{"id": "a", "sepal_length": [1], "sepal_width": 1, "petal_length": 1, "petal_width": 1}` + "\n",
-			`input row 0 (id a), column "sepal_length": expected FLOAT (float32), got an array`},
+			`row 0 (id a), column "sepal_length": expected FLOAT (float32), got an array`},
 		{"a missing column", "in.csv", "id,sepal_length,sepal_width,petal_length\n1,1,1,1\n",
-			"the input has no column for petal_width; the model takes sepal_length FLOAT, sepal_width FLOAT, petal_length FLOAT, petal_width FLOAT, or features ARRAY"},
+			"the input has no column for petal_width; the model takes 4 arguments (sepal_length FLOAT, sepal_width FLOAT, petal_length FLOAT, petal_width FLOAT) or 1 argument (features ARRAY)"},
 		{"features twice", "in.csv", "features,sepal_length,sepal_width,petal_length,petal_width\n\"[1,1,1,1]\",1,1,1,1\n",
-			`input "features" comes both as the column "features" and as feature columns`},
+			`column "features": input "features" is given both whole and as feature columns`},
 		{"a short array", "in.csv", "features\n\"[1,2,3,4]\"\n\"[1,2,3]\"\n",
-			`input row 1, column "features": an array of shape [3] where [4] belongs`},
+			`row 1, column "features": an array of shape [3] where [4] belongs`},
 		{"a cell nested past the input's shape", "in.csv", "features\n\"[[[[1,2,3,4]]]]\"\n",
-			`input row 0, column "features": the arrays nest deeper than the input's shape [4]`},
+			`row 0, column "features": the arrays nest deeper than the input's shape [4]`},
 		{"a line nested past the limit", "in.jsonl", `{"id": 1, "sepal_length": 1, "sepal_width": 1, "petal_length": 1, "petal_width": 1}` + "\n" +
 			`{"id": 2, "x": ` + strings.Repeat("[", 100_000) + strings.Repeat("]", 100_000) + `, "sepal_length": 1}` + "\n",
-			`input row 1: line 2 nests arrays and objects more than 64 levels deep (at byte 78)`},
+			`row 1: line 2 nests arrays and objects more than 64 levels deep (at byte 78)`},
 		{"no id column", "in.csv", "sepal_length,sepal_width,petal_length,petal_width\n1,1,1,1\n",
 			`the id column "id" is not in the input; its columns are sepal_length, sepal_width, petal_length, petal_width`},
 	}
@@ -570,36 +570,6 @@ func TestPrepare_anExistingOutput(t *testing.T) {
 	over.Overwrite = true
 	if res := e.run(t, over); res.Rows != 23 || res.Resumed != 0 {
 		t.Errorf("--overwrite: %+v", res)
-	}
-}
-
-func TestResolveRowShape(t *testing.T) {
-	tests := []struct {
-		want, got model.Shape
-		out       model.Shape
-		err       string
-	}{
-		{model.Shape{4}, model.Shape{4}, model.Shape{4}, ""},
-		{model.Shape{4}, model.Shape{3}, nil, "shape [3] where [4] belongs"},
-		{model.Shape{-1}, model.Shape{7}, model.Shape{7}, ""},
-		{model.Shape{2, 3}, model.Shape{6}, model.Shape{2, 3}, ""},
-		{model.Shape{2, 3}, model.Shape{5}, nil, "5 elements where 6 belong"},
-		{model.Shape{-1, 3}, model.Shape{9}, model.Shape{3, 3}, ""},
-		{model.Shape{-1, -1}, model.Shape{9}, nil, "nest the arrays"},
-		{model.Shape{-1, -1}, model.Shape{2, 5}, model.Shape{2, 5}, ""},
-		{model.Shape{2, 3, 3}, model.Shape{2, 9}, nil, "nested 2 deep"},
-	}
-	for _, tt := range tests {
-		out, err := resolveRowShape(tt.want, tt.got)
-		if tt.err != "" {
-			if err == nil || !strings.Contains(err.Error(), tt.err) {
-				t.Errorf("resolveRowShape(%v, %v) error %v, want %q", tt.want, tt.got, err, tt.err)
-			}
-			continue
-		}
-		if err != nil || !slices.Equal(out, tt.out) {
-			t.Errorf("resolveRowShape(%v, %v) = %v, %v; want %v", tt.want, tt.got, out, err, tt.out)
-		}
 	}
 }
 

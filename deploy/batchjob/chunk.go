@@ -7,6 +7,7 @@ import (
 
 	"github.com/parquet-go/parquet-go"
 
+	"github.com/modelserve/modelserve/bind"
 	"github.com/modelserve/modelserve/model"
 )
 
@@ -22,11 +23,11 @@ type chunk struct {
 	ids    []parquet.Value
 	b      *binding
 	inputs []model.Tensor // allocated at the first row that reaches each
-	cols   []column
+	cols   []bind.Column
 }
 
 func newChunk(b *binding, capRows int) *chunk {
-	c := &chunk{b: b, cap: capRows, inputs: make([]model.Tensor, len(b.sig.Inputs)), cols: make([]column, len(b.sig.Inputs))}
+	c := &chunk{b: b, cap: capRows, inputs: make([]model.Tensor, len(b.sig.Inputs)), cols: make([]bind.Column, len(b.sig.Inputs))}
 	if b.id != "" {
 		c.ids = make([]parquet.Value, 0, capRows)
 	}
@@ -48,7 +49,7 @@ func (c *chunk) full() bool { return c.rows == c.cap }
 
 // rowErr names row r of the chunk in an error.
 func (c *chunk) rowErr(r int, column string, err error) error {
-	e := &RowError{Row: c.first + int64(r), Column: column, Err: err}
+	e := &bind.Error{Row: c.first + int64(r), Column: column, Err: err}
 	if r < len(c.ids) {
 		e.ID = idText(c.ids[r])
 	}
@@ -63,21 +64,21 @@ func (c *chunk) alloc(i int, rowShape model.Shape) error {
 		return fmt.Errorf("input %q: %w", c.b.sig.Inputs[i].Name, err)
 	}
 	c.inputs[i] = t
-	c.cols[i] = column{t: t, nullAsNaN: c.b.nullAsNaN}
+	c.cols[i] = bind.Column{T: t, NullAsNaN: c.b.nullAsNaN}
 	return nil
 }
 
 // scalar returns where row r's value of a scalar or feature target goes.
 // Such an input's row shape is the signature's, fixed.
-func (c *chunk) scalar(t target, r int) (*column, int, error) {
-	i := t.input
+func (c *chunk) scalar(t bind.Target, r int) (*bind.Column, int, error) {
+	i := t.Input
 	if c.inputs[i].Data == nil {
 		if err := c.alloc(i, c.b.rowShapes[i]); err != nil {
 			return nil, 0, err
 		}
 	}
-	if t.feature >= 0 {
-		return &c.cols[i], r*c.inputs[i].RowElements() + t.feature, nil
+	if t.Feature >= 0 {
+		return &c.cols[i], r*c.inputs[i].RowElements() + t.Feature, nil
 	}
 	if n := c.inputs[i].RowElements(); n != 1 {
 		return nil, 0, fmt.Errorf("expected an array of %d values (shape %s), got one value", n, c.b.rowShapes[i])
@@ -88,12 +89,12 @@ func (c *chunk) scalar(t target, r int) (*column, int, error) {
 // array returns where row r's array value of a whole-input target goes,
 // given the array's nested shape. The first row fixes the shape of the
 // chunk's rows; later ones must have it.
-func (c *chunk) array(t target, r int, shape model.Shape) (*column, int, error) {
-	i := t.input
+func (c *chunk) array(t bind.Target, r int, shape model.Shape) (*bind.Column, int, error) {
+	i := t.Input
 	if in := c.inputs[i]; in.Data != nil && slices.Equal(in.Shape[1:], shape) {
 		return &c.cols[i], r * in.RowElements(), nil
 	}
-	rowShape, err := resolveRowShape(c.b.rowShapes[i], shape)
+	rowShape, err := bind.RowShape(c.b.rowShapes[i], shape)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -109,17 +110,17 @@ func (c *chunk) array(t target, r int, shape model.Shape) (*column, int, error) 
 
 // flat is array for a flat list of n elements (a Parquet list), which fills
 // the row in order.
-func (c *chunk) flat(t target, r, n int) (*column, int, error) {
-	if in := c.inputs[t.input]; in.Data != nil && in.RowElements() == n {
-		return &c.cols[t.input], r * n, nil
+func (c *chunk) flat(t bind.Target, r, n int) (*bind.Column, int, error) {
+	if in := c.inputs[t.Input]; in.Data != nil && in.RowElements() == n {
+		return &c.cols[t.Input], r * n, nil
 	}
 	return c.array(t, r, model.Shape{int64(n)})
 }
 
 // isArray reports whether a whole-input target takes an array per row.
-func (c *chunk) isArray(t target) bool {
-	shape := c.b.rowShapes[t.input]
-	return t.feature < 0 && len(shape) > 0 && shape.Elements() != 1
+func (c *chunk) isArray(t bind.Target) bool {
+	shape := c.b.rowShapes[t.Input]
+	return t.Feature < 0 && len(shape) > 0 && shape.Elements() != 1
 }
 
 // tensors are the chunk's inputs cut to the rows it holds. Every source

@@ -8,6 +8,8 @@ import (
 	"io"
 	"os"
 	"strings"
+
+	"github.com/modelserve/modelserve/bind"
 )
 
 // csvSource reads a CSV file whose first line names the columns.
@@ -23,8 +25,9 @@ type csvSource struct {
 }
 
 type csvSlot struct {
-	field int
-	t     target
+	field  int
+	t      bind.Target
+	column string
 }
 
 func openCSV(path string) (*csvSource, error) {
@@ -53,7 +56,7 @@ func (s *csvSource) columns() []string { return s.header }
 func (s *csvSource) bind(b *binding) error {
 	for i, name := range s.header {
 		if t, ok := b.targets[name]; ok {
-			s.slots = append(s.slots, csvSlot{field: i, t: t})
+			s.slots = append(s.slots, csvSlot{field: i, t: t, column: name})
 		}
 		if name == b.id && b.id != "" {
 			s.idAt = i
@@ -78,7 +81,7 @@ func (s *csvSource) read(c *chunk) error {
 		}
 		for _, sl := range s.slots {
 			if err := s.set(c, sl.t, r, rec[sl.field]); err != nil {
-				return c.rowErr(r, sl.t.column, err)
+				return c.rowErr(r, sl.column, err)
 			}
 		}
 		c.rows++
@@ -89,7 +92,7 @@ func (s *csvSource) read(c *chunk) error {
 	return nil
 }
 
-func (s *csvSource) set(c *chunk, t target, r int, cell string) error {
+func (s *csvSource) set(c *chunk, t bind.Target, r int, cell string) error {
 	if c.isArray(t) {
 		return fillJSON(c, t, r, []byte(cell))
 	}
@@ -97,7 +100,7 @@ func (s *csvSource) set(c *chunk, t target, r int, cell string) error {
 	if err != nil {
 		return err
 	}
-	return col.text(at, cell)
+	return col.Text(at, cell)
 }
 
 func (s *csvSource) skip(n int) (int, error) {

@@ -42,7 +42,7 @@ func checkRead(t *testing.T, dir string, f Format, data []byte) {
 		if err != nil {
 			continue
 		}
-		b, err := bind(sig, sig.Functions[0], src.columns(), id)
+		b, err := newBinding(sig, sig.Functions[0], src.columns(), id)
 		if err == nil {
 			err = src.bind(b)
 		}

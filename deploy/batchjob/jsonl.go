@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/modelserve/modelserve/bind"
 	"github.com/modelserve/modelserve/model"
 )
 
@@ -105,7 +106,7 @@ func (s *jsonlSource) columns() []string { return s.keys }
 
 type jsonlSlot struct {
 	key string
-	t   target
+	t   bind.Target
 }
 
 func (s *jsonlSource) bind(b *binding) error {

@@ -8,6 +8,8 @@ import (
 
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/format"
+
+	"github.com/modelserve/modelserve/bind"
 )
 
 // parquetSource reads a Parquet file row group by row group, a few hundred
@@ -31,7 +33,8 @@ type parquetSource struct {
 }
 
 type parquetSlot struct {
-	t        target
+	t        bind.Target
+	column   string
 	unsigned bool
 	list     bool
 	// elemDef is the definition level at which a list element is present;
@@ -117,7 +120,7 @@ func (s *parquetSource) bind(b *binding) error {
 			it, ok := lt.Value.(*format.IntType)
 			unsigned = ok && !it.IsSigned
 		}
-		s.slots[leaf] = &parquetSlot{t: t, list: repeated, elemDef: elemDef, maxDef: maxDef, unsigned: unsigned}
+		s.slots[leaf] = &parquetSlot{t: t, column: name, list: repeated, elemDef: elemDef, maxDef: maxDef, unsigned: unsigned}
 	}
 	return nil
 }
@@ -221,7 +224,7 @@ func (s *parquetSource) fill(c *chunk, row parquet.Row) error {
 			err = sl.set(col, at, v)
 		}
 		if err != nil {
-			return c.rowErr(r, sl.t.column, err)
+			return c.rowErr(r, sl.column, err)
 		}
 		sl.seen = true
 	}
@@ -230,11 +233,11 @@ func (s *parquetSource) fill(c *chunk, row parquet.Row) error {
 		case sl == nil:
 		case sl.list:
 			if err := s.fillList(c, sl, r); err != nil {
-				return c.rowErr(r, sl.t.column, err)
+				return c.rowErr(r, sl.column, err)
 			}
 		case !sl.seen:
 			// Levels that do not add up: a malformed file.
-			return c.rowErr(r, sl.t.column, errors.New("the row has no value in this column; the file's levels are malformed"))
+			return c.rowErr(r, sl.column, errors.New("the row has no value in this column; the file's levels are malformed"))
 		}
 	}
 	return nil
@@ -265,29 +268,29 @@ func (s *parquetSource) fillList(c *chunk, sl *parquetSlot, r int) error {
 }
 
 // set stores one Parquet value with its physical and logical type.
-func (sl *parquetSlot) set(col *column, at int, v parquet.Value) error {
+func (sl *parquetSlot) set(col *bind.Column, at int, v parquet.Value) error {
 	if v.IsNull() || v.DefinitionLevel() < sl.maxDef {
-		return col.null(at)
+		return col.Null(at)
 	}
 	switch v.Kind() {
 	case parquet.Boolean:
-		return col.bool(at, v.Boolean())
+		return col.Bool(at, v.Boolean())
 	case parquet.Int32:
 		if sl.unsigned {
-			return col.uint(at, uint64(v.Uint32()))
+			return col.Uint(at, uint64(v.Uint32()))
 		}
-		return col.int(at, int64(v.Int32()))
+		return col.Int(at, int64(v.Int32()))
 	case parquet.Int64:
 		if sl.unsigned {
-			return col.uint(at, v.Uint64())
+			return col.Uint(at, v.Uint64())
 		}
-		return col.int(at, v.Int64())
+		return col.Int(at, v.Int64())
 	case parquet.Float:
-		return col.float(at, float64(v.Float()))
+		return col.Float(at, float64(v.Float()))
 	case parquet.Double:
-		return col.float(at, v.Double())
+		return col.Float(at, v.Double())
 	case parquet.ByteArray, parquet.FixedLenByteArray:
-		return col.text(at, string(v.ByteArray()))
+		return col.Text(at, string(v.ByteArray()))
 	}
 	return fmt.Errorf("a Parquet %s value, which modelserve does not read", v.Kind())
 }

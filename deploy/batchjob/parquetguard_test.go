@@ -144,7 +144,7 @@ func TestRun_aParquetFileWhoseLevelsLeaveAColumnEmpty(t *testing.T) {
 	}
 	defer src.Close()
 	sig := fuzzSignature()
-	b, err := bind(sig, sig.Functions[0], src.columns(), "")
+	b, err := newBinding(sig, sig.Functions[0], src.columns(), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +152,7 @@ func TestRun_aParquetFileWhoseLevelsLeaveAColumnEmpty(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = src.read(newChunk(b, 16))
-	if err == nil || !strings.Contains(err.Error(), `input row 0, column "a": the row has no value in this column; the file's levels are malformed`) {
+	if err == nil || !strings.Contains(err.Error(), `row 0, column "a": the row has no value in this column; the file's levels are malformed`) {
 		t.Fatalf("read = %v", err)
 	}
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/parquet-go/parquet-go"
 
+	"github.com/modelserve/modelserve/bind"
 	"github.com/modelserve/modelserve/engine"
 	"github.com/modelserve/modelserve/internal/atomicfile"
 	"github.com/modelserve/modelserve/model"
@@ -183,7 +184,7 @@ func Prepare(job Job) (*Plan, error) {
 		return nil, err
 	}
 	p.src = src
-	if p.b, err = bind(job.Signature, job.Function, src.columns(), job.IDColumn); err == nil {
+	if p.b, err = newBinding(job.Signature, job.Function, src.columns(), job.IDColumn); err == nil {
 		err = src.bind(p.b)
 	}
 	if err != nil {
@@ -461,7 +462,7 @@ func (r *run) all(ctx context.Context) (Result, error) {
 	}
 	if readErr != nil {
 		left := len(partsIn(r.partial))
-		var rowErr *RowError
+		var rowErr *bind.Error
 		if errors.As(readErr, &rowErr) {
 			// A resume would meet the same row: the input must change.
 			return res, fmt.Errorf("%w\nfix the input and run again with --overwrite", readErr)

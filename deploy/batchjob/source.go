@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 
+	"github.com/modelserve/modelserve/bind"
 	"github.com/modelserve/modelserve/model"
 )
 
@@ -30,7 +31,7 @@ type source interface {
 
 // fillJSON writes a JSON value — a CSV cell holding an array, or a JSON
 // Lines field — into row r of target t.
-func fillJSON(c *chunk, t target, r int, raw []byte) error {
+func fillJSON(c *chunk, t bind.Target, r int, raw []byte) error {
 	raw = bytes.TrimSpace(raw)
 	if !c.isArray(t) {
 		col, at, err := c.scalar(t, r)
@@ -40,12 +41,12 @@ func fillJSON(c *chunk, t target, r int, raw []byte) error {
 		return setJSON(col, at, raw)
 	}
 	if len(raw) == 0 || raw[0] != '[' {
-		return fmt.Errorf("expected an array (shape %s), got %s", c.b.rowShapes[t.input], describe(raw))
+		return fmt.Errorf("expected an array (shape %s), got %s", c.b.rowShapes[t.Input], describe(raw))
 	}
 	// Nested no deeper than the input's shape: the walks below recurse.
-	if rank := len(c.b.rowShapes[t.input]); rank < model.MaxNesting {
+	if rank := len(c.b.rowShapes[t.Input]); rank < model.MaxNesting {
 		if depth, _ := model.Nesting(raw, rank); depth > rank {
-			return fmt.Errorf("the arrays nest deeper than the input's shape %s", c.b.rowShapes[t.input])
+			return fmt.Errorf("the arrays nest deeper than the input's shape %s", c.b.rowShapes[t.Input])
 		}
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
@@ -67,24 +68,24 @@ func fillJSON(c *chunk, t target, r int, raw []byte) error {
 }
 
 // setJSON stores one JSON scalar.
-func setJSON(col *column, at int, raw []byte) error {
+func setJSON(col *bind.Column, at int, raw []byte) error {
 	switch {
 	case len(raw) == 0:
-		return col.null(at)
+		return col.Null(at)
 	case raw[0] == '"':
 		var s string
 		if err := json.Unmarshal(raw, &s); err != nil {
 			return fmt.Errorf("reading a string: %w", err)
 		}
-		return col.text(at, s)
+		return col.Text(at, s)
 	case string(raw) == "null":
-		return col.null(at)
+		return col.Null(at)
 	case string(raw) == "true" || string(raw) == "false":
-		return col.bool(at, raw[0] == 't')
+		return col.Bool(at, raw[0] == 't')
 	case raw[0] == '[' || raw[0] == '{':
-		return fmt.Errorf("expected %s, got %s", col.typeName(), describe(raw))
+		return fmt.Errorf("expected %s, got %s", bind.TypeName(col.T.DType), describe(raw))
 	}
-	return col.number(at, string(raw))
+	return col.Number(at, string(raw))
 }
 
 func describe(raw []byte) string {
@@ -128,7 +129,7 @@ func jsonShape(v any) (model.Shape, error) {
 }
 
 // fillLeaves writes the leaves of nested arrays in row-major order.
-func fillLeaves(col *column, at *int, v any) error {
+func fillLeaves(col *bind.Column, at *int, v any) error {
 	var err error
 	switch x := v.(type) {
 	case []any:
@@ -139,15 +140,15 @@ func fillLeaves(col *column, at *int, v any) error {
 		}
 		return nil
 	case json.Number:
-		err = col.number(*at, x.String())
+		err = col.Number(*at, x.String())
 	case string:
-		err = col.text(*at, x)
+		err = col.Text(*at, x)
 	case bool:
-		err = col.bool(*at, x)
+		err = col.Bool(*at, x)
 	case nil:
-		err = col.null(*at)
+		err = col.Null(*at)
 	default:
-		err = fmt.Errorf("expected %s, got an object", col.typeName())
+		err = fmt.Errorf("expected %s, got an object", bind.TypeName(col.T.DType))
 	}
 	*at++
 	return err
