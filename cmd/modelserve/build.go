@@ -3,11 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io"
-	"os"
-	"path/filepath"
 	"runtime/debug"
-	"sync"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -17,7 +13,6 @@ import (
 
 	"github.com/modelserve/modelserve/build"
 	"github.com/modelserve/modelserve/internal/bytesize"
-	"github.com/modelserve/modelserve/internal/liveline"
 	"github.com/modelserve/modelserve/onnxrt"
 )
 
@@ -122,7 +117,7 @@ func runBuild(cmd *cobra.Command, g *globals, o *buildOptions) error {
 	if err != nil {
 		return err
 	}
-	rt, err := o.runtime(base)
+	rt, err := build.RuntimeFor(base, build.RuntimeOptions{GPU: o.gpu, Binary: o.binary, LibraryDir: o.runtimeLibs, Version: version})
 	if err != nil {
 		return err
 	}
@@ -177,81 +172,6 @@ func describe(d build.Destination) string {
 	return fmt.Sprint(d)
 }
 
-// runtime says what the runtime layer holds; when the base already is a
-// modelserve runtime image it is not needed, so nothing is looked up.
-func (o *buildOptions) runtime(base v1.Image) (build.Runtime, error) {
-	cfg, err := base.ConfigFile()
-	if err != nil {
-		return build.Runtime{}, fmt.Errorf("reading the base image's config: %w", err)
-	}
-	if have := cfg.Config.Labels[build.LabelRuntime]; have != "" {
-		device := cfg.Config.Labels[build.LabelDevice]
-		if o.gpu != (device == build.DeviceCUDA) {
-			return build.Runtime{}, fmt.Errorf("the base image is a modelserve runtime image for %s (%s); --gpu=%t asks for the other kind", device, have, o.gpu)
-		}
-		return build.Runtime{}, nil
-	}
-	binary := o.binary
-	if binary == "" {
-		if binary, err = os.Executable(); err != nil {
-			return build.Runtime{}, fmt.Errorf("finding this modelserve binary: %w (give --binary)", err)
-		}
-	}
-	libs, core, err := o.libraries()
-	if err != nil {
-		return build.Runtime{}, err
-	}
-	// The library's own word on its version, not the one we pinned: a user
-	// may bring theirs.
-	ort, err := onnxrt.Load(core)
-	if err != nil {
-		return build.Runtime{}, err
-	}
-	device := build.DeviceCPU
-	if o.gpu {
-		device = build.DeviceCUDA
-	}
-	return build.Runtime{
-		Binary:     binary,
-		Libraries:  libs,
-		Version:    fmt.Sprintf("%s+ort%s-%s", version, ort.Version, device),
-		ORTVersion: ort.Version,
-		Device:     device,
-	}, nil
-}
-
-// libraries lists the ONNX Runtime files for the runtime layer and which
-// is the core library.
-func (o *buildOptions) libraries() (libs []string, core string, err error) {
-	const coreName = "libonnxruntime.so.1"
-	if !o.gpu {
-		if o.runtimeLibs != "" {
-			core = filepath.Join(o.runtimeLibs, coreName)
-		} else if core, err = onnxrt.FindLibrary(); err != nil {
-			return nil, "", err
-		}
-		if _, err := os.Stat(core); err != nil {
-			return nil, "", fmt.Errorf("the runtime layer needs ONNX Runtime: %w", err)
-		}
-		return []string{core}, core, nil
-	}
-	dir := o.runtimeLibs
-	if dir == "" {
-		dir = onnxrt.GPULibraryDir()
-	}
-	for _, f := range []string{coreName, "libonnxruntime_providers_shared.so", "libonnxruntime_providers_cuda.so", "libonnxruntime_providers_tensorrt.so"} {
-		p := filepath.Join(dir, f)
-		if _, err := os.Stat(p); err != nil {
-			if f == "libonnxruntime_providers_tensorrt.so" {
-				continue // optional: CUDA alone serves
-			}
-			return nil, "", fmt.Errorf("a GPU image needs %s in %s: %w; run scripts/fetch-onnxruntime.sh --gpu, or give --runtime-libs", f, dir, err)
-		}
-		libs = append(libs, p)
-	}
-	return libs, filepath.Join(dir, coreName), nil
-}
-
 // sourceURL is where modelserve's own source lives, from the module path
 // compiled in.
 func sourceURL() string {
@@ -260,72 +180,3 @@ func sourceURL() string {
 	}
 	return ""
 }
-
-// progress reports pushes: one line per blob, and on a terminal a running
-// total, redrawn in place.
-type progress struct {
-	out *liveline.Line
-
-	mu    sync.Mutex
-	last  time.Time
-	names map[string]string // blob digest → what it is
-}
-
-// name learns what each of the image's blobs is, for the report.
-func (p *progress) name(img v1.Image, addedRuntime bool) {
-	m, err := img.Manifest()
-	if err != nil {
-		return
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.names = map[string]string{m.Config.Digest.String(): "config"}
-	for i, l := range m.Layers {
-		what := fmt.Sprintf("base layer %d", i+1)
-		switch {
-		case i == len(m.Layers)-1:
-			what = "model layer"
-		case i == len(m.Layers)-2 && addedRuntime:
-			what = "runtime layer"
-		}
-		p.names[l.Digest.String()] = what
-	}
-}
-
-func newProgress(w io.Writer) *progress {
-	return &progress{out: liveline.New(w, liveline.IsTerminal(w))}
-}
-
-func (p *progress) blob(e build.BlobEvent) {
-	short := e.Digest
-	if len(short) > 19 {
-		short = short[:19]
-	}
-	p.mu.Lock()
-	what := p.names[e.Digest]
-	p.mu.Unlock()
-	if what == "" {
-		what = "blob"
-	}
-	if e.Present {
-		p.out.Print(fmt.Sprintf("  %-14s %s  already in the registry", what, short))
-	} else {
-		p.out.Print(fmt.Sprintf("  %-14s %s  sent %s", what, short, bytesize.Format(e.Bytes)))
-	}
-}
-
-func (p *progress) update(u v1.Update) {
-	if !p.out.Terminal() || u.Total == 0 {
-		return
-	}
-	p.mu.Lock()
-	if time.Since(p.last) < 100*time.Millisecond && u.Complete < u.Total {
-		p.mu.Unlock()
-		return
-	}
-	p.last = time.Now()
-	p.mu.Unlock()
-	p.out.Draw(fmt.Sprintf("  pushing %s / %s  %3d%%", bytesize.Format(u.Complete), bytesize.Format(u.Total), u.Complete*100/u.Total))
-}
-
-func (p *progress) finish() { p.out.Clear() }

@@ -50,7 +50,7 @@ check on the CPU.`,
 			if o.run {
 				return runCheck(cmd.Context(), cmd.OutOrStdout(), g, o)
 			}
-			return doctor(cmd.OutOrStdout(), o)
+			return report(cmd.OutOrStdout(), o)
 		},
 	}
 	f := cmd.Flags()
@@ -63,7 +63,7 @@ check on the CPU.`,
 	return cmd
 }
 
-func doctor(out io.Writer, o *doctorOptions) error {
+func report(out io.Writer, o *doctorOptions) error {
 	device, err := engine.ParseDevice(o.device)
 	if err != nil {
 		return err

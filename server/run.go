@@ -1,0 +1,34 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/modelserve/modelserve/engine"
+)
+
+// Run answers on ln until ctx ends, with eng's models behind it: the
+// server listens before the engine loads them (probes get an honest 503
+// meanwhile); when ctx ends it drains (new requests refused, those in
+// progress finished, up to drain) and the engine unloads its models.
+func (s *Server) Run(ctx context.Context, ln net.Listener, eng *engine.Engine, drain time.Duration) error {
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ln) }()
+	s.cfg.Log.Info("listening", "addr", ln.Addr().String(), "routes", s.Routes())
+	if err := eng.Start(ctx, s); err != nil {
+		s.Shutdown(context.Background())
+		return err
+	}
+	select {
+	case <-ctx.Done():
+		s.cfg.Log.Info("shutting down", "drain_timeout", drain.String())
+	case err := <-served:
+		return fmt.Errorf("server stopped: %w", err)
+	}
+	dctx, cancel := context.WithTimeout(context.Background(), drain)
+	defer cancel()
+	return errors.Join(s.Shutdown(dctx), eng.Close(dctx))
+}
