@@ -29,8 +29,9 @@ type Workers struct {
 	mon     *gpu.Monitor // nil unless the workers are on GPUs
 	release func()
 	life    processMetrics
-	// held is the host memory the sessions took at load.
-	held int64
+	// held is the host memory the sessions took at load; deviceHeld
+	// the GPUs' memory (0 on the CPU).
+	held, deviceHeld int64
 }
 
 // Start checks the version's model file against its checksum, loads ONNX
@@ -80,6 +81,7 @@ func Start(ctx context.Context, reg *registry.Registry, v registry.Version, o Op
 			}
 		}
 	}
+	deviceBefore := deviceUsed(ctx, mon, len(cfg.GPUs.Devices))
 	pool, err := workers.Start(ctx, rt, workers.Model{
 		Path:    v.ModelPath(),
 		Inputs:  v.Signature.Inputs,
@@ -104,20 +106,49 @@ func Start(ctx context.Context, reg *registry.Registry, v registry.Version, o Op
 		mon.Start(o.GPU.SampleInterval)
 	}
 	// What the version holds: the host memory its sessions took (the
-	// process's growth while loading, so a concurrent load blurs it).
+	// process's growth while loading, so a concurrent load blurs it), and
+	// on GPUs the device memory (the GPUs' growth, every process's).
 	residentAfter, _ := admission.ResidentBytes()
 	held := max(0, residentAfter-residentBefore)
-	if err := metrics.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+	gauges := []prometheus.Collector{prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "modelserve_model_memory_bytes",
 		Help: "Host memory the version's sessions took when it loaded.",
-	}, func() float64 { return float64(held) })); err != nil {
-		pool.Close(ctx)
-		release()
-		metrics.unregisterAll()
-		return nil, fmt.Errorf("registering model metrics: %w", err)
+	}, func() float64 { return float64(held) })}
+	var deviceHeld int64
+	if after := deviceUsed(ctx, mon, len(cfg.GPUs.Devices)); mon != nil && after >= 0 && deviceBefore >= 0 {
+		deviceHeld = max(0, after-deviceBefore)
+		gauges = append(gauges, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "modelserve_model_device_memory_bytes",
+			Help: "GPU memory the version's sessions took when it loaded (every GPU's growth while it loaded).",
+		}, func() float64 { return float64(deviceHeld) }))
 	}
-	log.Info("model loaded", "seconds", time.Since(start).Seconds(), "memory", bytesize.Format(held))
-	return &Workers{v: v, o: o, env: env, metrics: metrics, life: life, pool: pool, mon: mon, release: release, held: held}, nil
+	for _, g := range gauges {
+		if err := metrics.Register(g); err != nil {
+			pool.Close(ctx)
+			release()
+			metrics.unregisterAll()
+			return nil, fmt.Errorf("registering model metrics: %w", err)
+		}
+	}
+	log.Info("model loaded", "seconds", time.Since(start).Seconds(), "memory", bytesize.Format(held), "device_memory", bytesize.Format(deviceHeld))
+	return &Workers{v: v, o: o, env: env, metrics: metrics, life: life, pool: pool, mon: mon, release: release, held: held, deviceHeld: deviceHeld}, nil
+}
+
+// deviceUsed is the memory used on the n GPUs mon samples, -1 when there
+// is no monitor or a GPU cannot be read.
+func deviceUsed(ctx context.Context, mon *gpu.Monitor, n int) int64 {
+	if mon == nil {
+		return -1
+	}
+	var sum int64
+	for k := range n {
+		used, err := mon.MemoryUsed(ctx, k)
+		if err != nil {
+			return -1
+		}
+		sum += int64(used)
+	}
+	return sum
 }
 
 // Close waits for the running calls (or ctx) and releases every session
