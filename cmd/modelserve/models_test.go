@@ -233,7 +233,14 @@ func TestServe_repositoryLoadsAndUnloadsModelsWhileServing(t *testing.T) {
 	for _, v := range []string{"1", "2"} {
 		c.must("registry", "log", "--name", "mlp", "--version", v, "--file", testenv.Model(t, "mlp"))
 	}
-	s := c.serve("--model", "iris", "--workers", "1")
+	if s := c.serve("--model", "iris", "--workers", "1"); true {
+		s.waitReady()
+		if code, body := s.post("/v2/repository/models/mlp/load", ""); code != 404 {
+			t.Errorf("the repository API without auth or --model-control = %d %s", code, body)
+		}
+		s.stop()
+	}
+	s := c.serve("--model", "iris", "--workers", "1", "--model-control")
 	s.waitReady()
 	index := func(body string) string {
 		t.Helper()
@@ -325,7 +332,7 @@ func TestServe_aLoadBeyondTheBudgetIsRefusedOrEvicts(t *testing.T) {
 	c.must("registry", "log", "--name", "dlrm", "--version", "1", "--file", testenv.Model(t, "dlrm"))
 
 	// One model at most: the second load is refused, with the numbers.
-	s := c.serve("--model", "iris", "--workers", "1", "--max-loaded-models", "1")
+	s := c.serve("--model", "iris", "--workers", "1", "--max-loaded-models", "1", "--model-control")
 	s.waitReady()
 	if code, body := s.post("/v2/repository/models/mlp/load", ""); code != 507 || !strings.Contains(body, "1 models are loaded, the most --max-loaded-models allows") {
 		t.Errorf("a second model past --max-loaded-models 1 = %d %s", code, body)
@@ -333,7 +340,7 @@ func TestServe_aLoadBeyondTheBudgetIsRefusedOrEvicts(t *testing.T) {
 	s.stop()
 
 	// A memory budget iris alone nearly fills: mlp does not fit.
-	s = c.serve("--model", "iris", "--workers", "1", "--model-memory", "1Ki")
+	s = c.serve("--model", "iris", "--workers", "1", "--model-memory", "1Ki", "--model-control")
 	s.waitReady()
 	code, body := s.post("/v2/repository/models/mlp/load", "")
 	if code != 507 || !regexp.MustCompile(`it needs about [0-9.]+ \S+; the models loaded hold [0-9.]+ \S+ of the 1\.0 KiB they may hold`).MatchString(body) {
@@ -342,7 +349,7 @@ func TestServe_aLoadBeyondTheBudgetIsRefusedOrEvicts(t *testing.T) {
 	s.stop()
 
 	// With --evict-idle, the least recently used idle model makes room.
-	s = c.serve("--model", "iris", "--model", "mlp", "--workers", "1", "--max-loaded-models", "2", "--evict-idle", "1s")
+	s = c.serve("--model", "iris", "--model", "mlp", "--workers", "1", "--max-loaded-models", "2", "--evict-idle", "1s", "--model-control")
 	s.waitReady()
 	s.post("/iris/predict", irisBody) // iris used, mlp not since loading
 	time.Sleep(1100 * time.Millisecond)

@@ -96,7 +96,6 @@ func serve(cmd *cobra.Command, g *globals, o *serveOptions, log *slog.Logger) er
 		return err
 	}
 	cfg := server.Config{
-		Repository:        eng,
 		DefaultModel:      o.defaultModel,
 		Audit:             audit,
 		DefaultPriority:   prio,
@@ -120,6 +119,11 @@ func serve(cmd *cobra.Command, g *globals, o *serveOptions, log *slog.Logger) er
 	}
 	for _, m := range models {
 		cfg.Models = append(cfg.Models, server.Model{Name: m.Name, Signature: m.Version().Signature})
+	}
+	// Loading and unloading models is an admin's: open to anyone only
+	// when asked for.
+	if sec.policy.Enabled() || o.modelControl {
+		cfg.Repository = eng
 	}
 	srv, err := server.New(cfg)
 	if err != nil {

@@ -54,6 +54,7 @@ type serveOptions struct {
 	debugAddr      string
 	followInterval time.Duration
 	maxLoaded      int
+	modelControl   bool
 	evictIdle      time.Duration
 	modelMemory    byteSize
 
@@ -132,6 +133,7 @@ func (o *serveOptions) flags(f *pflag.FlagSet) {
 	f.Var(&o.resultMemory, "result-memory", "memory for kept answers, oldest evicted first (default: a quarter of the memory budget)")
 	f.BoolVar(&o.contentMD5, "content-md5", false, "add a Content-MD5 header to answers")
 	f.DurationVar(&o.followInterval, "follow-interval", time.Second, "how often a model named by an alias (--model iris:prod) checks whether the alias moved")
+	f.BoolVar(&o.modelControl, "model-control", false, "answer the model repository API (/v2/repository: load, unload) though callers do not authenticate; with authentication it is on, for the admin scope")
 	f.IntVar(&o.maxLoaded, "max-loaded-models", 0, "most models loaded at once, counting those loaded through /v2/repository (default: no bound)")
 	f.DurationVar(&o.evictIdle, "evict-idle", 0, "let a load that needs room unload models idle this long, least recently used first (default: refuse the load)")
 	f.Var(&o.modelMemory, "model-memory", "host memory the loaded models may hold together (default: what --memory-fraction leaves of the memory limit)")
