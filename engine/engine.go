@@ -376,6 +376,8 @@ func (e *Engine) unload(ctx context.Context, name, why string) error {
 	if !ok {
 		return fmt.Errorf("model %s: %w: it is not loaded", name, registry.ErrNotFound)
 	}
+	// No switch may point the front at the model again once it is gone.
+	s.m.stopFollow()
 	version := s.m.Version().Version
 	dctx, cancel := context.WithTimeout(ctx, e.cfg.Drain)
 	e.front.Drop(dctx, name)

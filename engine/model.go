@@ -260,14 +260,19 @@ func (m *Model) Unload(ctx context.Context, drain time.Duration) error {
 	return m.unload(ctx, drain)
 }
 
-func (m *Model) unload(ctx context.Context, drain time.Duration) error {
+// stopFollow stops following the alias; a switch under way ends first.
+func (m *Model) stopFollow() {
 	m.mu.Lock()
 	stop := m.stopFollowing
 	m.mu.Unlock()
 	if stop != nil {
 		stop()
-		m.following.Wait() // a switch under way ends first
+		m.following.Wait()
 	}
+}
+
+func (m *Model) unload(ctx context.Context, drain time.Duration) error {
+	m.stopFollow()
 	m.switching.Lock()
 	defer m.switching.Unlock()
 	m.mu.Lock()
