@@ -42,6 +42,31 @@ var dtypeNames = [...]string{
 	String:  "string",
 }
 
+// oipNames are the Open Inference Protocol's (KServe v2) datatype names.
+var oipNames = [...]string{
+	Float32: "FP32",
+	Float64: "FP64",
+	Int8:    "INT8",
+	Int16:   "INT16",
+	Int32:   "INT32",
+	Int64:   "INT64",
+	Uint8:   "UINT8",
+	Uint16:  "UINT16",
+	Uint32:  "UINT32",
+	Uint64:  "UINT64",
+	Bool:    "BOOL",
+	String:  "BYTES",
+}
+
+// OIP is the dtype's name in the Open Inference Protocol: FP32, INT64,
+// BOOL, BYTES (strings), ...; "" for Invalid.
+func (d DType) OIP() string {
+	if int(d) < len(oipNames) {
+		return oipNames[d]
+	}
+	return ""
+}
+
 func (d DType) String() string {
 	if int(d) < len(dtypeNames) {
 		return dtypeNames[d]

@@ -44,6 +44,16 @@ func (s *Server) need(c *fiber.Ctx) (auth.Need, bool) {
 		return auth.Need{Scope: auth.ScopeMetrics}, false
 	case strings.HasPrefix(p, "/v2/repository/"):
 		return auth.Need{Scope: auth.ScopeAdmin}, false
+	case p == "/v2/health/live", p == "/v2/health/ready":
+		return auth.Need{}, !s.cfg.AuthHealth
+	case strings.HasPrefix(p, "/v2/models/"):
+		// /v2/models/NAME[/versions/V][/ready|/infer]: readiness is a
+		// probe; metadata and infer need predict for the model.
+		parts := strings.Split(p, "/")
+		if strings.HasSuffix(p, "/ready") {
+			return auth.Need{}, !s.cfg.AuthHealth
+		}
+		return auth.Need{Scope: auth.ScopePredict, Model: parts[3]}, false
 	default:
 		if r, ok := s.tab.Load().routes[p]; ok {
 			return auth.Need{Scope: auth.ScopePredict, Model: r.m.name, Function: r.fn.Name}, false

@@ -323,7 +323,9 @@ func (f *flakyRunner) Run(ctx context.Context, inputs []model.Tensor) ([]model.T
 func TestGatewaySimulator_retriesThroughFailingWorkersAndOverload(t *testing.T) {
 	f, ready := newFixtureWith(t, "mlp", mlpFunctions, fixtureOptions{
 		workers:   2,
-		admission: admission.Config{MaxQueuedRows: 200, MaxBatchRows: 64},
+		// A queue that refuses much: any wait past a millisecond of work
+		// (a request with nothing ahead still runs).
+		admission: admission.Config{MaxQueuedRows: 200, MaxBatchRows: 64, MaxQueueWait: time.Millisecond},
 		wrap:      func(r admission.Runner) admission.Runner { return &flakyRunner{Runner: r, every: 7} },
 	})
 	ready()

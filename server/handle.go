@@ -134,15 +134,7 @@ func (s *Server) handle(c *fiber.Ctx, r *route, g gateway) (ans answer, how stri
 			s.batches.forget(e) // its poll told the gateway to send it again
 		}
 	}
-	ticket, body, err := s.readBody(c, ref)
-	if errors.Is(err, engine.ErrClosed) {
-		// The model switched versions since this request looked: the old
-		// one drains and closes; the request goes to the new one.
-		if now := r.m.pred.Load(); now != nil && now != ref {
-			ref = now
-			ticket, body, err = s.readBody(c, ref)
-		}
-	}
+	ticket, body, err := s.admit(c, r, &ref)
 	if err != nil {
 		return s.failure(err, statusForBodyError(err)), ""
 	}
@@ -240,6 +232,20 @@ func (s *Server) decode(ctx context.Context, r *route, body []byte) (b *batch, e
 	defer s.cfg.Panics.Catch(panics.Decode, &err)
 	faults.Inject(ctx, panics.Decode)
 	return r.dec.decode(body, decodeOptions{nullAsNaN: r.fn.NullAsNaN})
+}
+
+// admit is readBody on the version *ref names, or, when the model
+// switched versions since the request looked (the old one drains and
+// closes), on the new one, which *ref then names.
+func (s *Server) admit(c *fiber.Ctx, r *route, ref **admitterRef) (*engine.Ticket, []byte, error) {
+	ticket, body, err := s.readBody(c, *ref)
+	if errors.Is(err, engine.ErrClosed) {
+		if now := r.m.pred.Load(); now != nil && now != *ref {
+			*ref = now
+			ticket, body, err = s.readBody(c, now)
+		}
+	}
+	return ticket, body, err
 }
 
 // readBody admits a request and reads its body: the bytes as sent count
@@ -388,10 +394,10 @@ func (s *Server) respond(c *fiber.Ctx, r *route, g gateway, ans answer, how stri
 		s.writeBody(c, ans.status, fiber.MIMEApplicationJSON, ans.body)
 	}
 	elapsed := time.Since(start)
-	s.requests.WithLabelValues(r.m.name, ans.version, r.fn.Name, outcome(ans.status)).Inc()
-	s.duration.WithLabelValues(r.m.name, ans.version, r.fn.Name).Observe(elapsed.Seconds())
+	s.requests.WithLabelValues(r.m.name, ans.version, r.fn.Name, r.protocol, outcome(ans.status)).Inc()
+	s.duration.WithLabelValues(r.m.name, ans.version, r.fn.Name, r.protocol).Observe(elapsed.Seconds())
 	if ans.status == http.StatusOK && how != "replayed" && how != "polled" {
-		s.rows.WithLabelValues(r.m.name, ans.version, r.fn.Name).Add(float64(ans.rows))
+		s.rows.WithLabelValues(r.m.name, ans.version, r.fn.Name, r.protocol).Add(float64(ans.rows))
 	}
 	who := principal(c)
 	if ans.status >= 500 && ans.status != http.StatusServiceUnavailable && ans.panic == nil {

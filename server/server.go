@@ -92,6 +92,9 @@ type Config struct {
 	// TLS, when set, serves HTTPS (and mutual TLS if it asks for client
 	// certificates).
 	TLS *tls.Config
+	// Version is modelserve's, for the Open Inference Protocol's server
+	// metadata.
+	Version string
 	// Repository, when set, answers the model repository API
 	// (/v2/repository/...): load and unload models while serving (admin
 	// scope, when callers authenticate).
@@ -214,11 +217,13 @@ type Server struct {
 type routeTable struct {
 	routes map[string]*route
 	models map[string]*served
+	// infer is each model's Open Inference Protocol route.
+	infer map[string]*route
 }
 
 // clone copies t's maps, for a writer to change.
 func (t *routeTable) clone() *routeTable {
-	return &routeTable{routes: maps.Clone(t.routes), models: maps.Clone(t.models)}
+	return &routeTable{routes: maps.Clone(t.routes), models: maps.Clone(t.models), infer: maps.Clone(t.infer)}
 }
 
 type admitterRef struct {
@@ -247,6 +252,9 @@ type route struct {
 	key string
 	dec *decoder
 	enc *encoder
+	// protocol labels the route's metrics: gateway, or oip for the Open
+	// Inference Protocol's infer.
+	protocol string
 }
 
 var (
@@ -340,7 +348,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.app.Use(s.guard)
 	s.app.Use(s.authorize)
-	t := &routeTable{routes: map[string]*route{}, models: map[string]*served{}}
+	t := &routeTable{routes: map[string]*route{}, models: map[string]*served{}, infer: map[string]*route{}}
 	for _, m := range cfg.Models {
 		if err := t.add(m, m.Name == cfg.DefaultModel); err != nil {
 			return nil, err
@@ -354,6 +362,7 @@ func New(cfg Config) (*Server, error) {
 	s.app.Get("/health", s.health)
 	s.app.Get("/health/:model", s.modelHealth)
 	s.app.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{})))
+	s.addOIP()
 	if cfg.Repository != nil {
 		s.app.Post("/v2/repository/index", s.repositoryIndex)
 		s.app.Post("/v2/repository/models/:model/load", s.repositoryLoad)
@@ -455,9 +464,10 @@ func (t *routeTable) add(m Model, isDefault bool) error {
 	add := func(path string, r *route) {
 		t.routes[path] = r
 	}
+	t.infer[m.Name] = &route{m: sm, fn: model.Function{Name: "infer", Outputs: fetched}, key: "/v2/models/" + m.Name, protocol: "oip"}
 	byFn := map[string]*route{}
 	for _, fn := range m.Signature.Functions {
-		r := &route{m: sm, fn: fn, key: "/" + m.Name + fn.Path(), dec: dec, enc: newEncoder(fn, fetched)}
+		r := &route{m: sm, fn: fn, key: "/" + m.Name + fn.Path(), dec: dec, enc: newEncoder(fn, fetched), protocol: "gateway"}
 		byFn[fn.Name] = r
 		add("/"+m.Name+fn.Path(), r)
 		if isDefault {
@@ -481,6 +491,7 @@ func (t *routeTable) remove(name string) {
 		return
 	}
 	delete(t.models, name)
+	delete(t.infer, name)
 	for p, r := range t.routes {
 		if r.m == m {
 			delete(t.routes, p)
@@ -491,17 +502,17 @@ func (t *routeTable) remove(name string) {
 func (s *Server) registerMetrics() error {
 	s.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "modelserve_requests_total",
-		Help: "Prediction requests answered, by model, version, function and outcome.",
-	}, []string{"model", "version", "function", "outcome"})
+		Help: "Prediction requests answered, by model, version, function, protocol (gateway, oip) and outcome.",
+	}, []string{"model", "version", "function", "protocol", "outcome"})
 	s.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "modelserve_request_duration_seconds",
 		Help:    "Time from a prediction request's arrival to its answer.",
 		Buckets: prometheus.ExponentialBuckets(100e-6, 2.5, 14),
-	}, []string{"model", "version", "function"})
+	}, []string{"model", "version", "function", "protocol"})
 	s.rows = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "modelserve_rows_predicted_total",
-		Help: "Rows answered with a prediction, by model, version and function.",
-	}, []string{"model", "version", "function"})
+		Help: "Rows answered with a prediction, by model, version, function and protocol.",
+	}, []string{"model", "version", "function", "protocol"})
 	s.ready = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "modelserve_ready",
 		Help: "1 once every model served has loaded, else 0.",

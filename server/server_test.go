@@ -436,10 +436,10 @@ func TestServer_metricsCountRequestsAndRows(t *testing.T) {
 		c    prometheus.Collector
 		want float64
 	}{
-		{f.srv.requests.WithLabelValues("iris", "", "predict", "ok"), 1},
-		{f.srv.requests.WithLabelValues("iris", "", "predict", "bad_request"), 1},
-		{f.srv.requests.WithLabelValues("iris", "", "predict_proba", "ok"), 1},
-		{f.srv.rows.WithLabelValues("iris", "", "predict"), 2},
+		{f.srv.requests.WithLabelValues("iris", "", "predict", "gateway", "ok"), 1},
+		{f.srv.requests.WithLabelValues("iris", "", "predict", "gateway", "bad_request"), 1},
+		{f.srv.requests.WithLabelValues("iris", "", "predict_proba", "gateway", "ok"), 1},
+		{f.srv.rows.WithLabelValues("iris", "", "predict", "gateway"), 2},
 	}
 	for i, c := range checks {
 		if got := testutil.ToFloat64(c.c); got != c.want {

@@ -421,12 +421,12 @@ func TestServe_metricsPassPromtool(t *testing.T) {
 		t.Fatalf("/metrics = %d", code)
 	}
 	for _, want := range []string{
-		`modelserve_requests_total{function="predict",model="iris",outcome="ok",version="1"} 1`,
-		`modelserve_requests_total{function="predict",model="iris",outcome="bad_request",version="1"} 1`,
-		`modelserve_rows_predicted_total{function="predict",model="iris",version="1"} 1`,
+		`modelserve_requests_total{function="predict",model="iris",outcome="ok",protocol="gateway",version="1"} 1`,
+		`modelserve_requests_total{function="predict",model="iris",outcome="bad_request",protocol="gateway",version="1"} 1`,
+		`modelserve_rows_predicted_total{function="predict",model="iris",protocol="gateway",version="1"} 1`,
 		`modelserve_workers_busy{model="iris",version="1"} 0`,
 		`modelserve_ready 1`,
-		`modelserve_request_duration_seconds_count{function="predict",model="iris",version="1"} 2`,
+		`modelserve_request_duration_seconds_count{function="predict",model="iris",protocol="gateway",version="1"} 2`,
 		`modelserve_inference_duration_seconds_count{model="iris",version="1"} 1`,
 		`modelserve_batch_rows_count{model="iris",version="1"} 1`,
 		`modelserve_queue_wait_seconds_count{model="iris",priority="normal",version="1"} 1`,

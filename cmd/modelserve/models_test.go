@@ -96,8 +96,8 @@ func TestServe_severalModelsInOneProcess(t *testing.T) {
 	}
 	_, metrics := s.get("/metrics")
 	for _, want := range []string{
-		`modelserve_requests_total{function="predict",model="iris",outcome="ok",version="1"}`,
-		`modelserve_requests_total{function="predict",model="mlp",outcome="ok",version="1"}`,
+		`modelserve_requests_total{function="predict",model="iris",outcome="ok",protocol="gateway",version="1"}`,
+		`modelserve_requests_total{function="predict",model="mlp",outcome="ok",protocol="gateway",version="1"}`,
 		`modelserve_batch_rows_count{model="mlp",version="1"}`,
 		`modelserve_ready 1`,
 		// One budget of 64 MiB, shared.

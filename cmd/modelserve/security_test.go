@@ -165,6 +165,10 @@ func TestSecurity_tokensJWTsAndTLS(t *testing.T) {
 		{"the model repository needs admin", "POST", "/v2/repository/index", "gateway-token-0123456789", 403, "needs the scope admin"},
 		{"the model repository with admin", "POST", "/v2/repository/index", "ops-admin-token-0123456789", 200, `"name":"iris"`},
 		{"unload needs admin", "POST", "/v2/repository/models/iris/unload", "iris-only-token-0123456", 403, "needs the scope admin"},
+		{"OIP infer, another model's token", "POST", "/v2/models/iris/infer", "dlrm-only-token-0123456", 403, "needs the scope predict:iris"},
+		{"OIP infer, this model's token", "POST", "/v2/models/iris/infer", "iris-only-token-0123456", 400, `needs \"inputs\"`},
+		{"OIP metadata needs a credential", "GET", "/v2/models/iris", "", 401, "needs a credential"},
+		{"OIP probes stay open", "GET", "/v2/models/iris/ready", "", 200, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -96,6 +96,7 @@ func serve(cmd *cobra.Command, g *globals, o *serveOptions, log *slog.Logger) er
 		return err
 	}
 	cfg := server.Config{
+		Version:           version,
 		DefaultModel:      o.defaultModel,
 		Audit:             audit,
 		DefaultPriority:   prio,

@@ -1,0 +1,136 @@
+package main
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/modelserve/modelserve/internal/testenv"
+)
+
+func TestServe_openInferenceProtocolOverREST(t *testing.T) {
+	c := newCLI(t)
+	c.logIris()
+	models := []string{"strings", "types", "image", "sequence"}
+	for _, m := range models {
+		c.must("registry", "log", "--name", m, "--version", "1", "--file", testenv.Model(t, m))
+	}
+	args := []string{"--workers", "1", "--default-model", "iris", "--model", "iris"}
+	for _, m := range models {
+		args = append(args, "--model", m)
+	}
+	s := c.serve(args...)
+	s.waitReady()
+
+	for _, tt := range []struct {
+		path string
+		code int
+		body string
+	}{
+		{"/v2/health/live", 200, ""},
+		{"/v2/health/ready", 200, ""},
+		{"/v2/models/iris/ready", 200, ""},
+		{"/v2/models/iris/versions/1/ready", 200, ""},
+		{"/v2/models/iris/versions/7/ready", 404, `{"error":"model iris has no version \"7\" loaded here (version served: 1)"}`},
+		{"/v2/models/dlrm/ready", 404, `{"error":"no model \"dlrm\" is served here"}`},
+		{"/v2/models/types", 200, `{"name":"types","versions":["1"],"platform":"onnx_onnxv1","inputs":[{"name":"i32","datatype":"INT32","shape":[-1]},{"name":"u8","datatype":"UINT8","shape":[-1]},{"name":"f64","datatype":"FP64","shape":[-1]},{"name":"flag","datatype":"BOOL","shape":[-1]}],"outputs":[{"name":"sum","datatype":"FP64","shape":[-1]},{"name":"not_flag","datatype":"BOOL","shape":[-1]},{"name":"doubled","datatype":"INT64","shape":[-1]}]}`},
+		{"/v2/models/sequence/versions/1", 200, `{"name":"sequence","versions":["1"],"platform":"onnx_onnxv1","inputs":[{"name":"tokens","datatype":"INT64","shape":[-1,-1]}],"outputs":[{"name":"count","datatype":"INT64","shape":[-1]}]}`},
+	} {
+		if code, body := s.get(tt.path); code != tt.code || body != tt.body {
+			t.Errorf("GET %s = %d %s\nwant %d %s", tt.path, code, body, tt.code, tt.body)
+		}
+	}
+	_, meta := s.get("/v2")
+	if !strings.HasPrefix(meta, `{"name":"modelserve","version":"`) || !strings.HasSuffix(meta, `"extensions":[]}`) {
+		t.Errorf("server metadata %s", meta)
+	}
+
+	// Every datatype the models take, nested and flat, through infer; the
+	// same rows through the gateway's routes answer the same.
+	for _, tt := range []struct {
+		model, infer, want, gateway, gatewayWant string
+	}{
+		{"strings",
+			`{"id": "s1", "inputs": [{"name": "color", "shape": [3], "datatype": "BYTES", "data": ["RED", "Blue", "violet"]}, {"name": "amount", "shape": [3], "datatype": "FP32", "data": [2.5, 1, 3]}]}`,
+			`{"model_name":"strings","model_version":"1","id":"s1","outputs":[{"name":"normalized","datatype":"BYTES","shape":[3],"data":["red","blue","violet"]},{"name":"code","datatype":"INT64","shape":[3],"data":[1,3,0]},{"name":"score","datatype":"FP32","shape":[3],"data":[2.5,3,0]}]}`,
+			`{"data": [[0, "RED", 2.5], [1, "Blue", 1], [2, "violet", 3]]}`,
+			`{"data":[[0,{"normalized":"red","code":1,"score":2.5}],[1,{"normalized":"blue","code":3,"score":3}],[2,{"normalized":"violet","code":0,"score":0}]]}`},
+		{"types",
+			`{"inputs": [{"name": "i32", "shape": [2], "datatype": "INT32", "data": [-7, 2]}, {"name": "u8", "shape": [2], "datatype": "UINT8", "data": [200, 1]}, {"name": "f64", "shape": [2], "datatype": "FP64", "data": [0.25, 1]}, {"name": "flag", "shape": [2], "datatype": "BOOL", "data": [true, false]}], "outputs": [{"name": "doubled"}, {"name": "sum"}]}`,
+			`{"model_name":"types","model_version":"1","outputs":[{"name":"doubled","datatype":"INT64","shape":[2],"data":[-14,4]},{"name":"sum","datatype":"FP64","shape":[2],"data":[193.25,4]}]}`,
+			`{"data": [[0, -7, 200, 0.25, true], [1, "2", 1, 1, false]]}`,
+			`{"data":[[0,{"sum":193.25,"not_flag":false,"doubled":-14}],[1,{"sum":4,"not_flag":true,"doubled":4}]]}`},
+		{"image",
+			`{"inputs": [{"name": "pixels", "shape": [1, 2, 3, 3], "datatype": "FP32", "data": [[[[1,2,3],[4,5,6],[7,8,9]], [[1,1,1],[1,1,1],[1,1,1]]]]}]}`,
+			`{"model_name":"image","model_version":"1","outputs":[{"name":"channel_max","datatype":"FP32","shape":[1,2],"data":[9,1]},{"name":"grid","datatype":"FP32","shape":[1,3,3],"data":[2,3,4,5,6,7,8,9,10]}]}`,
+			`{"data": [[0, [1,2,3,4,5,6,7,8,9, 1,1,1,1,1,1,1,1,1]]]}`,
+			`{"data":[[0,{"channel_max":[9,1],"grid":[[2,3,4],[5,6,7],[8,9,10]]}]]}`},
+		{"sequence",
+			`{"inputs": [{"name": "tokens", "shape": [2, 3], "datatype": "INT64", "data": [1, 0, 3, 0, 0, 0]}]}`,
+			`{"model_name":"sequence","model_version":"1","outputs":[{"name":"count","datatype":"INT64","shape":[2],"data":[2,0]}]}`,
+			`{"data": [[0, [1, 0, 3]], [1, [0, 0, 0]]]}`,
+			`{"data":[[0,{"count":2}],[1,{"count":0}]]}`},
+	} {
+		if code, body := s.post("/v2/models/"+tt.model+"/infer", tt.infer); code != 200 || body != tt.want {
+			t.Errorf("%s infer = %d %s\nwant %s", tt.model, code, body, tt.want)
+		}
+		if code, body := s.post("/v2/models/"+tt.model+"/versions/1/infer", tt.infer); code != 200 || body != tt.want {
+			t.Errorf("%s infer at version 1 = %d %s", tt.model, code, body)
+		}
+		if code, body := s.post("/"+tt.model+"/predict", tt.gateway); code != 200 || body != tt.gatewayWant {
+			t.Errorf("%s through the gateway = %d %s\nwant %s", tt.model, code, body, tt.gatewayWant)
+		}
+	}
+
+	// iris: three rows both ways, the same labels and probabilities.
+	rows := [][]float32{{5.1, 3.5, 1.4, 0.2}, {6.7, 3.0, 5.2, 2.3}, {5.9, 3.0, 4.2, 1.5}}
+	flat, _ := json.Marshal(rows)
+	code, body := s.post("/v2/models/iris/infer", `{"inputs": [{"name": "features", "shape": [3, 4], "datatype": "FP32", "data": `+string(flat)+`}]}`)
+	var resp struct {
+		Outputs []struct {
+			Name string
+			Data []float64
+		}
+	}
+	if err := json.Unmarshal([]byte(body), &resp); code != 200 || err != nil {
+		t.Fatalf("iris infer = %d %s", code, body)
+	}
+	for i, r := range rows {
+		row, _ := json.Marshal(r)
+		_, g := s.post("/iris/predict", `{"data": [[0, `+strings.Trim(string(row), "[]")+`]]}`)
+		for _, o := range resp.Outputs {
+			if o.Name != "label" {
+				continue
+			}
+			if want := `"label":` + jsonNumber(o.Data[i]); !strings.Contains(g, want) {
+				t.Errorf("row %d: infer label %v, gateway %s", i, o.Data[i], g)
+			}
+		}
+	}
+
+	// Errors are the protocol's {"error": ...}, statuses as the gateway's.
+	for _, tt := range []struct {
+		path, body string
+		code       int
+		want       string
+	}{
+		{"/v2/models/iris/infer", `{"inputs": [{"name": "features", "shape": [1, 4], "datatype": "FP64", "data": [1, 2, 3, 4]}]}`, 400,
+			`{"error":"column \"features\": datatype \"FP64\"; this input is FP32"}`},
+		{"/v2/models/iris/infer", `not json`, 400, `{"error":"the body is not valid JSON"}`},
+		{"/v2/models/dlrm/infer", `{}`, 404, `{"error":"no model \"dlrm\" is served here"}`},
+		{"/v2/models/iris/versions/2/infer", `{}`, 404, `{"error":"model iris has no version \"2\" loaded here (version served: 1)"}`},
+	} {
+		if code, body := s.post(tt.path, tt.body); code != tt.code || body != tt.want {
+			t.Errorf("POST %s %s = %d %s\nwant %d %s", tt.path, tt.body, code, body, tt.code, tt.want)
+		}
+	}
+	if _, m := s.get("/metrics"); !strings.Contains(m, `modelserve_requests_total{function="infer",model="types",outcome="ok",protocol="oip",version="1"} 2`) ||
+		!strings.Contains(m, `modelserve_requests_total{function="predict",model="types",outcome="ok",protocol="gateway",version="1"} 1`) {
+		t.Errorf("requests are not counted by protocol")
+	}
+}
+
+func jsonNumber(f float64) string {
+	b, _ := json.Marshal(f)
+	return string(b)
+}
