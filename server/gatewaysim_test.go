@@ -322,7 +322,7 @@ func (f *flakyRunner) Run(ctx context.Context, inputs []model.Tensor) ([]model.T
 
 func TestGatewaySimulator_retriesThroughFailingWorkersAndOverload(t *testing.T) {
 	f, ready := newFixtureWith(t, "mlp", mlpFunctions, fixtureOptions{
-		workers:   2,
+		workers: 2,
 		// A queue that refuses much: any wait past a millisecond of work
 		// (a request with nothing ahead still runs).
 		admission: admission.Config{MaxQueuedRows: 200, MaxBatchRows: 64, MaxQueueWait: time.Millisecond},
