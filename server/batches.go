@@ -80,6 +80,10 @@ type answer struct {
 	version string
 	// panic is set when the answer is a recovered panic's 500.
 	panic *panics.Error
+	// contentType, when set, is the body's (else JSON); headerLen, when
+	// set, where a binary answer's JSON header ends.
+	contentType string
+	headerLen   int
 }
 
 // storable answers are given again to a retry: successes and the

@@ -388,9 +388,13 @@ func (s *Server) respond(c *fiber.Ctx, r *route, g gateway, ans answer, how stri
 	if ans.reason != "" {
 		c.Set(ReasonHeader, ans.reason)
 	}
-	if ans.panic != nil {
+	switch {
+	case ans.panic != nil:
 		s.writePanic(c, ans.panic)
-	} else {
+	case ans.headerLen > 0:
+		c.Set(InferenceHeaderLength, strconv.Itoa(ans.headerLen))
+		s.writeBody(c, ans.status, ans.contentType, ans.body)
+	default:
 		s.writeBody(c, ans.status, fiber.MIMEApplicationJSON, ans.body)
 	}
 	elapsed := time.Since(start)

@@ -35,10 +35,11 @@ func (s *Server) addOIP() {
 
 // oipExtensions are the protocol extensions this server speaks.
 func (s *Server) oipExtensions() []string {
+	ext := []string{"binary_tensor_data"}
 	if s.cfg.Repository != nil {
-		return []string{"model_repository"}
+		ext = append(ext, "model_repository")
 	}
-	return []string{}
+	return ext
 }
 
 func (s *Server) oipServerMetadata(c *fiber.Ctx) error {
@@ -195,8 +196,16 @@ func (s *Server) infer(c *fiber.Ctx, r *route) (ans answer) {
 		return s.failure(err, statusForBodyError(err))
 	}
 	defer ticket.Done()
+	headerLen := 0
+	if h := c.Get(InferenceHeaderLength); h != "" {
+		n, err := strconv.Atoi(strings.TrimSpace(h))
+		if err != nil || n <= 0 {
+			return s.failure(inputErr(-1, "", "%s %q: give the JSON header's length in bytes", InferenceHeaderLength, h), 0)
+		}
+		headerLen = n
+	}
 	fetched := r.fn.Outputs
-	req, err := decodeOIP(body, r.m.sig, fetched)
+	req, err := decodeOIP(body, headerLen, r.m.sig, fetched)
 	if err != nil {
 		return s.failure(err, 0)
 	}
@@ -206,8 +215,13 @@ func (s *Server) infer(c *fiber.Ctx, r *route) (ans answer) {
 	}
 	buf := s.bufs.get()
 	defer s.bufs.put(buf)
-	*buf = encodeOIP((*buf)[:0], r.m.name, ref.version, req, fetched, outs)
-	return answer{status: http.StatusOK, body: append([]byte(nil), *buf...), rows: req.rows, version: ref.version}
+	var n int
+	*buf, n = encodeOIP((*buf)[:0], r.m.name, ref.version, req, fetched, outs)
+	ans = answer{status: http.StatusOK, body: append([]byte(nil), *buf...), rows: req.rows, version: ref.version}
+	if n > 0 {
+		ans.headerLen, ans.contentType = n, "application/octet-stream"
+	}
+	return ans
 }
 
 // oipMessage is the message of a gateway-worded error body, without the

@@ -1,9 +1,12 @@
 package server
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -21,7 +24,7 @@ func TestDecodeOIP_tensorsNestedOrFlat(t *testing.T) {
 		{"name": "small", "shape": [2], "datatype": "INT8", "data": [-128, 127]},
 		{"name": "pixels", "shape": [2, 2, 2], "datatype": "FP64", "data": [[[1, 2], [3, 4]], [[5, 6], [7, 8]]]}
 	], "outputs": [{"name": "y", "parameters": {"binary_data": false}}]}`
-	req, err := decodeOIP([]byte(body), sig, []string{"y"})
+	req, err := decodeOIP([]byte(body), 0, sig, []string{"y"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +55,11 @@ func TestDecodeOIP_tensorsNestedOrFlat(t *testing.T) {
 
 	out, _ := model.NewTensor(model.Float32, model.Shape{2})
 	out.Data.([]float32)[0], out.Data.([]float32)[1] = 0.25, -1
-	got := string(encodeOIP(nil, "mixed", "3", req, []string{"y"}, []model.Tensor{out}))
+	gotB, n := encodeOIP(nil, "mixed", "3", req, []string{"y"}, []model.Tensor{out})
+	got := string(gotB)
+	if n != 0 {
+		t.Errorf("a JSON answer with a binary header length %d", n)
+	}
 	if want := `{"model_name":"mixed","model_version":"3","id":"42","outputs":[{"name":"y","datatype":"FP32","shape":[2],"data":[0.25,-1]}]}`; got != want {
 		t.Errorf("response\n%s\nwant\n%s", got, want)
 	}
@@ -78,12 +85,14 @@ func TestDecodeOIP_errorsNameTheInput(t *testing.T) {
 		{"no rows", in(`{"name": "features", "shape": [0, 4], "datatype": "FP32", "data": []}`), "", "no rows"},
 		{"missing", `{"inputs": []}`, "features", "missing input"},
 		{"unknown output", `{"inputs": [{"name": "features", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}], "outputs": [{"name": "z"}]}`, "z", "unknown output; the model's outputs are label"},
-		{"binary data asked for", `{"inputs": [{"name": "features", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}], "outputs": [{"name": "label", "parameters": {"binary_data": true}}]}`, "label", "binary tensor data is not served yet"},
+		{"binary_data not a boolean", `{"inputs": [{"name": "features", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}], "outputs": [{"name": "label", "parameters": {"binary_data": 1}}]}`, "label", "binary_data must be true or false"},
+		{"binary size without binary data", in(`{"name": "features", "shape": [1, 4], "datatype": "FP32", "parameters": {"binary_data_size": 16}}`), "features", "16; 0 bytes of binary data are left"},
+		{"data and a binary size", in(`{"name": "features", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4], "parameters": {"binary_data_size": 0}}`), "features", "not both"},
 		{"deep data", in(`{"name": "features", "shape": [1, 4], "datatype": "FP32", "data": ` + nested(maxDepth+1) + `}`), "", "more than 64 levels deep"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := decodeOIP([]byte(tt.body), iris, []string{"label"})
+			_, err := decodeOIP([]byte(tt.body), 0, iris, []string{"label"})
 			var be *bind.Error
 			if !errors.As(err, &be) || be.Column != tt.column || !strings.Contains(be.Err.Error(), tt.msg) {
 				t.Fatalf("decodeOIP = %v, want a bind.Error on column %q containing %q", err, tt.column, tt.msg)
@@ -106,7 +115,7 @@ func FuzzDecodeOIP(f *testing.F) {
 	}
 	sig := irisSig()
 	f.Fuzz(func(t *testing.T, body []byte) {
-		req, err := decodeOIP(body, sig, []string{"label"})
+		req, err := decodeOIP(body, 0, sig, []string{"label"})
 		if err != nil {
 			var be *bind.Error
 			if !errors.As(err, &be) {
@@ -117,6 +126,127 @@ func FuzzDecodeOIP(f *testing.F) {
 		in := req.inputs[0]
 		if req.rows <= 0 || in.Rows() != req.rows || len(in.Data.([]float32)) != in.Shape.Elements() {
 			t.Fatalf("accepted %q as rows %d, shape %v", body, req.rows, in.Shape)
+		}
+	})
+}
+
+// binaryRequest is an inference request whose inputs all come as binary
+// data, as the binary data extension lays them out.
+func binaryRequest(t *testing.T, header string, blobs ...[]byte) ([]byte, int) {
+	t.Helper()
+	body := []byte(header)
+	for _, b := range blobs {
+		body = append(body, b...)
+	}
+	return body, len(header)
+}
+
+func le32(vs ...uint32) []byte {
+	var b []byte
+	for _, v := range vs {
+		b = binary.LittleEndian.AppendUint32(b, v)
+	}
+	return b
+}
+
+func TestDecodeOIP_binaryDataBothWays(t *testing.T) {
+	sig := mixedSig()
+	strs := append(append(le32(1), 'a'), append(le32(3), "xyz"...)...)
+	emb := le32(math.Float32bits(0.5), math.Float32bits(1), math.Float32bits(1.5), math.Float32bits(2), math.Float32bits(2.5), math.Float32bits(3))
+	pixels := make([]byte, 0, 64)
+	for i := range 8 {
+		pixels = binary.LittleEndian.AppendUint64(pixels, math.Float64bits(float64(i+1)))
+	}
+	tokens := make([]byte, 0, 32)
+	for _, v := range []int64{1, -2, 3, 4} {
+		tokens = binary.LittleEndian.AppendUint64(tokens, uint64(v))
+	}
+	header := `{"inputs": [
+		{"name": "text", "shape": [2], "datatype": "BYTES", "parameters": {"binary_data_size": 12}},
+		{"name": "emb", "shape": [2, 3], "datatype": "FP32", "parameters": {"binary_data_size": 24}},
+		{"name": "flag", "shape": [2], "datatype": "BOOL", "parameters": {"binary_data_size": 2}},
+		{"name": "small", "shape": [2], "datatype": "INT8", "data": [-1, 1]},
+		{"name": "pixels", "shape": [2, 2, 2], "datatype": "FP64", "parameters": {"binary_data_size": 64}},
+		{"name": "tokens", "shape": [2, 2], "datatype": "INT64", "parameters": {"binary_data_size": 32}}
+	], "parameters": {"binary_data_output": true}}`
+	body, n := binaryRequest(t, header, strs, emb, []byte{1, 0}, pixels, tokens)
+	req, err := decodeOIP(body, n, sig, []string{"y"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []any{[]string{"a", "xyz"}, []float32{0.5, 1, 1.5, 2, 2.5, 3}, []bool{true, false}, []int8{-1, 1},
+		[]float64{1, 2, 3, 4, 5, 6, 7, 8}, []int64{1, -2, 3, 4}} {
+		got, _ := json.Marshal(req.inputs[i].Data)
+		w, _ := json.Marshal(want)
+		if string(got) != string(w) {
+			t.Errorf("input %s = %s, want %s", sig.Inputs[i].Name, got, w)
+		}
+	}
+	if !slices.Equal(req.binary, []bool{true}) {
+		t.Errorf("binary outputs %v", req.binary)
+	}
+	out, _ := model.NewTensor(model.String, model.Shape{2})
+	out.Data.([]string)[0], out.Data.([]string)[1] = "ok", ""
+	answer, headerLen := encodeOIP(nil, "mixed", "1", req, []string{"y"}, []model.Tensor{out})
+	wantJSON := `{"model_name":"mixed","model_version":"1","outputs":[{"name":"y","datatype":"BYTES","shape":[2],"parameters":{"binary_data_size":10}}]}`
+	if string(answer[:headerLen]) != wantJSON || string(answer[headerLen:]) != string(append(append(le32(2), "ok"...), le32(0)...)) {
+		t.Errorf("binary answer %q (header %d)", answer, headerLen)
+	}
+
+	for _, tt := range []struct {
+		name string
+		blob []byte
+		size int
+		msg  string
+	}{
+		{"too few bytes for the shape", emb[:20], 20, "20 bytes of binary data where 6 elements of FP32 take 24"},
+		{"a string past the end", le32(9), 4, "element 0 claims 9 bytes; 0 are left"},
+		{"bytes left over", emb, 24, "24 bytes of binary data that no input"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			input := `{"name": "emb", "shape": [2, 3], "datatype": "FP32", "parameters": {"binary_data_size": ` + strconv.Itoa(tt.size) + `}}`
+			sig := model.Signature{Inputs: []model.Spec{{Name: "emb", DType: model.Float32, Shape: model.Shape{-1, 3}}}}
+			extra := tt.blob
+			if tt.name == "a string past the end" {
+				input = `{"name": "s", "shape": [1], "datatype": "BYTES", "parameters": {"binary_data_size": 4}}`
+				sig = model.Signature{Inputs: []model.Spec{{Name: "s", DType: model.String, Shape: model.Shape{-1}}}}
+			}
+			if tt.name == "bytes left over" {
+				extra = append(slices.Clone(emb), emb...)
+			}
+			body, n := binaryRequest(t, `{"inputs": [`+input+`]}`, extra)
+			_, err := decodeOIP(body, n, sig, nil)
+			if err == nil || !strings.Contains(err.Error(), tt.msg) {
+				t.Errorf("got %v, want %q", err, tt.msg)
+			}
+		})
+	}
+}
+
+// FuzzDecodeOIPBinary feeds any JSON header and binary section to the
+// binary data extension's reader: refused with a bind.Error or accepted
+// with every input of its shape, never a panic.
+func FuzzDecodeOIPBinary(f *testing.F) {
+	f.Add(`{"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "parameters": {"binary_data_size": 5}}]}`, append(le32(1), 'a'))
+	f.Add(`{"inputs": [{"name": "emb", "shape": [1, 3], "datatype": "FP32", "parameters": {"binary_data_size": 12}}]}`, make([]byte, 12))
+	f.Add(`{"inputs": [{"name": "flag", "shape": [2], "datatype": "BOOL", "parameters": {"binary_data_size": 2}}]}`, []byte{1, 7})
+	sig := mixedSig()
+	f.Fuzz(func(t *testing.T, header string, blob []byte) {
+		body := append([]byte(header), blob...)
+		for _, n := range []int{len(header), len(body) + 1} {
+			req, err := decodeOIP(body, n, sig, []string{"y"})
+			if err != nil {
+				var be *bind.Error
+				if !errors.As(err, &be) {
+					t.Fatalf("refused with %T, not a bind.Error: %v", err, err)
+				}
+				continue
+			}
+			for i, in := range req.inputs {
+				if in.Rows() != req.rows || in.Shape.Elements() != in.Rows()*in.RowElements() {
+					t.Fatalf("input %d accepted with shape %v for %d rows", i, in.Shape, req.rows)
+				}
+			}
 		}
 	})
 }

@@ -24,11 +24,32 @@ type oipRequest struct {
 	// outputs are the fetched outputs asked for, as indexes into the
 	// signature's fetched outputs, in the order asked; nil: all.
 	outputs []int
+	// binary says, per output asked for (per fetched output when all),
+	// whether it is answered as binary data.
+	binary []bool
+	// bin is what is left of the binary section, for the inputs still
+	// to read.
+	bin []byte
+}
+
+// oipParams are the parameters this server reads: the binary data
+// extension's. Others are accepted and ignored.
+type oipParams struct {
+	binaryOutput, binary *bool
+	binarySize           int64 // -1: none
 }
 
 // decodeOIP reads an inference request for a model of signature sig whose
-// workers fetch the outputs fetched.
-func decodeOIP(body []byte, sig model.Signature, fetched []string) (*oipRequest, error) {
+// workers fetch the outputs fetched; headerLen, when not 0, is where the
+// JSON ends and the binary data begins.
+func decodeOIP(body []byte, headerLen int, sig model.Signature, fetched []string) (*oipRequest, error) {
+	var bin []byte
+	if headerLen > 0 {
+		if headerLen > len(body) {
+			return nil, inputErr(-1, "", "%s is %d; the body has %d bytes", InferenceHeaderLength, headerLen, len(body))
+		}
+		body, bin = body[:headerLen], body[headerLen:]
+	}
 	s := &scanner{b: body}
 	if s.kind() != kindObject {
 		if probe := *s; probe.skip() != nil || probe.end() != nil {
@@ -36,7 +57,7 @@ func decodeOIP(body []byte, sig model.Signature, fetched []string) (*oipRequest,
 		}
 		return nil, inputErr(-1, "", `the body must be an inference request, {"inputs": [...]}, got %s`, s.describe())
 	}
-	req := &oipRequest{inputs: make([]model.Tensor, len(sig.Inputs)), rows: -1}
+	req := &oipRequest{inputs: make([]model.Tensor, len(sig.Inputs)), rows: -1, bin: bin}
 	var inputs, outputs, params *scanner
 	err := s.members(func(key []byte) error {
 		at := *s
@@ -63,9 +84,14 @@ func decodeOIP(body []byte, sig model.Signature, fetched []string) (*oipRequest,
 	if err != nil {
 		return nil, asInputError(err)
 	}
+	binaryOut := false
 	if params != nil {
-		if err := checkOIPParams(params, ""); err != nil {
+		p, err := readOIPParams(params, "")
+		if err != nil {
 			return nil, err
+		}
+		if p.binaryOutput != nil {
+			binaryOut = *p.binaryOutput
 		}
 	}
 	if inputs == nil || inputs.kind() != kindArray {
@@ -75,7 +101,7 @@ func decodeOIP(body []byte, sig model.Signature, fetched []string) (*oipRequest,
 		if inputs.kind() != kindObject {
 			return inputErr(-1, "", `each of "inputs" must be an object, got %s`, inputs.describe())
 		}
-		return req.input(inputs, sig, len(body))
+		return req.input(inputs, sig, len(body)+len(bin))
 	})
 	if err != nil {
 		return nil, asInputError(err)
@@ -85,12 +111,20 @@ func decodeOIP(body []byte, sig model.Signature, fetched []string) (*oipRequest,
 			return nil, inputErr(-1, in.Name, "missing input; the model takes %s", oipInputs(sig))
 		}
 	}
+	if len(req.bin) > 0 {
+		return nil, inputErr(-1, "", "%d bytes of binary data that no input's binary_data_size claims", len(req.bin))
+	}
 	if req.rows == 0 {
 		return nil, inputErr(-1, "", "the request holds no rows (a batch dimension of 0)")
 	}
 	if outputs != nil {
-		if req.outputs, err = readOIPOutputs(outputs, fetched); err != nil {
+		if req.outputs, req.binary, err = readOIPOutputs(outputs, fetched, binaryOut); err != nil {
 			return nil, asInputError(err)
+		}
+	} else {
+		req.binary = make([]bool, len(fetched))
+		for i := range req.binary {
+			req.binary[i] = binaryOut
 		}
 	}
 	return req, nil
@@ -100,7 +134,7 @@ func decodeOIP(body []byte, sig model.Signature, fetched []string) (*oipRequest,
 // may come in any order, so their places are noted first.
 func (r *oipRequest) input(s *scanner, sig model.Signature, bodyLen int) error {
 	var name, datatype string
-	var shapeAt, dataAt *scanner
+	var shapeAt, dataAt, paramsAt *scanner
 	err := s.members(func(key []byte) error {
 		at := *s
 		switch string(key) {
@@ -120,14 +154,18 @@ func (r *oipRequest) input(s *scanner, sig model.Signature, bodyLen int) error {
 		case "data":
 			dataAt = &at
 		case "parameters":
-			if err := checkOIPParams(&at, name); err != nil {
-				return err
-			}
+			paramsAt = &at
 		}
 		return s.skip()
 	})
 	if err != nil {
 		return err
+	}
+	params := oipParams{binarySize: -1}
+	if paramsAt != nil {
+		if params, err = readOIPParams(paramsAt, name); err != nil {
+			return err
+		}
 	}
 	i := slices.IndexFunc(sig.Inputs, func(in model.Spec) bool { return in.Name == name })
 	switch {
@@ -142,8 +180,13 @@ func (r *oipRequest) input(s *scanner, sig model.Signature, bodyLen int) error {
 	if datatype != spec.DType.OIP() {
 		return inputErr(-1, name, "datatype %q; this input is %s", datatype, spec.DType.OIP())
 	}
-	if shapeAt == nil || dataAt == nil {
-		return inputErr(-1, name, `an input needs "shape" and "data"`)
+	switch {
+	case shapeAt == nil:
+		return inputErr(-1, name, `an input needs a "shape"`)
+	case params.binarySize >= 0 && dataAt != nil:
+		return inputErr(-1, name, `an input has "data" or a binary_data_size, not both`)
+	case params.binarySize < 0 && dataAt == nil:
+		return inputErr(-1, name, `an input needs "data" (or, with binary data, a binary_data_size)`)
 	}
 	shape, err := readOIPShape(shapeAt, spec.Shape, bodyLen)
 	if err != nil {
@@ -159,7 +202,16 @@ func (r *oipRequest) input(s *scanner, sig model.Signature, bodyLen int) error {
 	if err != nil {
 		return inputErr(-1, name, "%v", err)
 	}
-	if shape.Elements() > 0 {
+	if params.binarySize >= 0 {
+		if params.binarySize > int64(len(r.bin)) {
+			return inputErr(-1, name, "binary_data_size %d; %d bytes of binary data are left", params.binarySize, len(r.bin))
+		}
+		raw := r.bin[:params.binarySize]
+		r.bin = r.bin[params.binarySize:]
+		if err := readBinary(t, raw); err != nil {
+			return inputErr(-1, name, "%v (shape %s)", err, oipShape(shape))
+		}
+	} else if shape.Elements() > 0 {
 		if err := fillArray(dataAt, newColumn(t, decodeOptions{}), 0, shape); err != nil {
 			return inputErr(-1, name, "%v (shape %s)", err, oipShape(shape))
 		}
@@ -211,17 +263,19 @@ func readOIPShape(s *scanner, want model.Shape, bodyLen int) (model.Shape, error
 }
 
 // readOIPOutputs reads the outputs asked for, each one the model's
-// workers fetch, none twice.
-func readOIPOutputs(s *scanner, fetched []string) ([]int, error) {
+// workers fetch, none twice, and whether each is answered as binary data
+// (binaryOut unless its parameters say).
+func readOIPOutputs(s *scanner, fetched []string, binaryOut bool) ([]int, []bool, error) {
 	if s.kind() != kindArray {
-		return nil, inputErr(-1, "", `"outputs" must be an array of {"name": ...}, got %s`, s.describe())
+		return nil, nil, inputErr(-1, "", `"outputs" must be an array of {"name": ...}, got %s`, s.describe())
 	}
-	out := []int{}
+	out, binary := []int{}, []bool{}
 	err := s.elements(func(int) error {
 		if s.kind() != kindObject {
 			return inputErr(-1, "", `each of "outputs" must be an object, got %s`, s.describe())
 		}
 		name := ""
+		var paramsAt *scanner
 		err := s.members(func(key []byte) error {
 			switch string(key) {
 			case "name":
@@ -233,14 +287,22 @@ func readOIPOutputs(s *scanner, fetched []string) ([]int, error) {
 				return err
 			case "parameters":
 				at := *s
-				if err := checkOIPParams(&at, name); err != nil {
-					return err
-				}
+				paramsAt = &at
 			}
 			return s.skip()
 		})
 		if err != nil {
 			return err
+		}
+		asBinary := binaryOut
+		if paramsAt != nil {
+			p, err := readOIPParams(paramsAt, name)
+			if err != nil {
+				return err
+			}
+			if p.binary != nil {
+				asBinary = *p.binary
+			}
 		}
 		k := slices.Index(fetched, name)
 		switch {
@@ -249,30 +311,49 @@ func readOIPOutputs(s *scanner, fetched []string) ([]int, error) {
 		case slices.Contains(out, k):
 			return inputErr(-1, name, "asked for twice")
 		}
-		out = append(out, k)
+		out, binary = append(out, k), append(binary, asBinary)
 		return nil
 	})
-	return out, err
+	return out, binary, err
 }
 
-// checkOIPParams accepts parameters this server has no use for, and
-// refuses those that ask for what it does not do yet: binary tensor data.
-func checkOIPParams(s *scanner, column string) error {
+// readOIPParams reads a parameters object: the binary data extension's
+// are checked and kept, any other is accepted and ignored.
+func readOIPParams(s *scanner, column string) (oipParams, error) {
+	p := oipParams{binarySize: -1}
 	if s.kind() != kindObject {
-		return inputErr(-1, column, `"parameters" must be an object, got %s`, s.describe())
+		return p, inputErr(-1, column, `"parameters" must be an object, got %s`, s.describe())
 	}
 	probe := *s
-	return probe.members(func(key []byte) error {
-		k := string(key)
-		if strings.HasPrefix(k, "binary_data") && probe.kind() == kindBool {
+	err := probe.members(func(key []byte) error {
+		switch k := string(key); k {
+		case "binary_data_output", "binary_data":
+			if probe.kind() != kindBool {
+				return inputErr(-1, column, "%s must be true or false, got %s", k, probe.describe())
+			}
 			lit, err := probe.literal()
-			if err == nil && lit == "true" {
-				return inputErr(-1, column, "%s: binary tensor data is not served yet; send JSON data (binary_data: false)", k)
+			v := lit == "true"
+			if k == "binary_data" {
+				p.binary = &v
+			} else {
+				p.binaryOutput = &v
 			}
 			return err
+		case "binary_data_size":
+			b, err := probe.number()
+			if err != nil {
+				return inputErr(-1, column, "binary_data_size must be a size: %v", err)
+			}
+			n, err := strconv.ParseInt(string(b), 10, 64)
+			if err != nil || n < 0 {
+				return inputErr(-1, column, "binary_data_size %s is not a size", b)
+			}
+			p.binarySize = n
+			return nil
 		}
 		return probe.skip()
 	})
+	return p, err
 }
 
 // oipInputs lists a signature's inputs as an inference request names them.
@@ -285,8 +366,10 @@ func oipInputs(sig model.Signature) string {
 }
 
 // encodeOIP writes an inference response: the outputs asked for (all the
-// fetched ones by default), each whole with its shape, data flat.
-func encodeOIP(dst []byte, name, version string, req *oipRequest, fetched []string, outs []model.Tensor) []byte {
+// fetched ones by default), each whole with its shape, data flat, or, for
+// those asked for as binary, its size in the JSON and its data after it.
+// headerLen is where the JSON ends when some output is binary, else 0.
+func encodeOIP(dst []byte, name, version string, req *oipRequest, fetched []string, outs []model.Tensor) (body []byte, headerLen int) {
 	dst = append(dst, `{"model_name":`...)
 	dst = model.AppendJSONString(dst, name)
 	dst = append(dst, `,"model_version":`...)
@@ -303,6 +386,7 @@ func encodeOIP(dst []byte, name, version string, req *oipRequest, fetched []stri
 			which[i] = i
 		}
 	}
+	var binaries []model.Tensor
 	for n, k := range which {
 		if n > 0 {
 			dst = append(dst, ',')
@@ -319,6 +403,13 @@ func encodeOIP(dst []byte, name, version string, req *oipRequest, fetched []stri
 			}
 			dst = strconv.AppendInt(dst, size, 10)
 		}
+		if n < len(req.binary) && req.binary[n] {
+			dst = append(dst, `],"parameters":{"binary_data_size":`...)
+			dst = strconv.AppendInt(dst, int64(binarySize(t)), 10)
+			dst = append(dst, "}}"...)
+			binaries = append(binaries, t)
+			continue
+		}
 		dst = append(dst, `],"data":[`...)
 		w := model.JSONWriter(t)
 		for i := range t.Shape.Elements() {
@@ -329,7 +420,15 @@ func encodeOIP(dst []byte, name, version string, req *oipRequest, fetched []stri
 		}
 		dst = append(dst, "]}"...)
 	}
-	return append(dst, "]}"...)
+	dst = append(dst, "]}"...)
+	if len(binaries) == 0 {
+		return dst, 0
+	}
+	headerLen = len(dst)
+	for _, t := range binaries {
+		dst = appendBinary(dst, t)
+	}
+	return dst, headerLen
 }
 
 // oipShape writes a shape as the protocol does: [-1, 4].

@@ -1,7 +1,13 @@
 package main
 
 import (
+	"bytes"
+	le "encoding/binary"
 	"encoding/json"
+	"io"
+	"math"
+	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -41,7 +47,7 @@ func TestServe_openInferenceProtocolOverREST(t *testing.T) {
 		}
 	}
 	_, meta := s.get("/v2")
-	if !strings.HasPrefix(meta, `{"name":"modelserve","version":"`) || !strings.HasSuffix(meta, `"extensions":[]}`) {
+	if !strings.HasPrefix(meta, `{"name":"modelserve","version":"`) || !strings.HasSuffix(meta, `"extensions":["binary_tensor_data"]}`) {
 		t.Errorf("server metadata %s", meta)
 	}
 
@@ -133,4 +139,45 @@ func TestServe_openInferenceProtocolOverREST(t *testing.T) {
 func jsonNumber(f float64) string {
 	b, _ := json.Marshal(f)
 	return string(b)
+}
+
+func TestServe_openInferenceProtocolBinaryData(t *testing.T) {
+	c := newCLI(t)
+	c.must("registry", "log", "--name", "strings", "--version", "1", "--file", testenv.Model(t, "strings"))
+	s := c.serve("--model", "strings", "--workers", "1")
+	s.waitReady()
+
+	// color as BYTES (length-prefixed), amount as FP32, both binary; the
+	// answer's code binary, score as JSON.
+	var bin []byte
+	for _, v := range []string{"RED", "Blue"} {
+		bin = le.LittleEndian.AppendUint32(bin, uint32(len(v)))
+		bin = append(bin, v...)
+	}
+	for _, f := range []float32{2.5, 1} {
+		bin = le.LittleEndian.AppendUint32(bin, math.Float32bits(f))
+	}
+	header := `{"inputs": [{"name": "color", "shape": [2], "datatype": "BYTES", "parameters": {"binary_data_size": 15}},` +
+		`{"name": "amount", "shape": [2], "datatype": "FP32", "parameters": {"binary_data_size": 8}}],` +
+		`"outputs": [{"name": "code", "parameters": {"binary_data": true}}, {"name": "score"}]}`
+	req, _ := http.NewRequest("POST", s.url+"/v2/models/strings/infer", bytes.NewReader(append([]byte(header), bin...)))
+	req.Header.Set("Inference-Header-Content-Length", strconv.Itoa(len(header)))
+	req.Header.Set("Content-Type", "application/octet-stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	n, err := strconv.Atoi(resp.Header.Get("Inference-Header-Content-Length"))
+	if resp.StatusCode != 200 || err != nil || n > len(body) {
+		t.Fatalf("binary infer = %d %q (header length %q)", resp.StatusCode, body, resp.Header.Get("Inference-Header-Content-Length"))
+	}
+	if want := `{"model_name":"strings","model_version":"1","outputs":[{"name":"code","datatype":"INT64","shape":[2],"parameters":{"binary_data_size":16}},{"name":"score","datatype":"FP32","shape":[2],"data":[2.5,3]}]}`; string(body[:n]) != want {
+		t.Errorf("header %s\nwant %s", body[:n], want)
+	}
+	codes := body[n:]
+	if len(codes) != 16 || le.LittleEndian.Uint64(codes) != 1 || le.LittleEndian.Uint64(codes[8:]) != 3 {
+		t.Errorf("binary codes %v, want 1 and 3 as little-endian int64", codes)
+	}
 }
