@@ -54,7 +54,7 @@ func main() {
 	flag.StringVar(&o.python, "python", "/usr/bin/python3", "python with python3-onnx")
 	flag.DurationVar(&o.duration, "duration", 8*time.Second, "measuring window of each closed-loop cell")
 	flag.DurationVar(&o.overload, "overload", 30*time.Second, "how long the overload is offered")
-	flag.StringVar(&o.only, "only", "wire,json,batching,overload,image,batch,auth,switch", "sections to run (soak runs only when named)")
+	flag.StringVar(&o.only, "only", "wire,json,batching,overload,image,batch,auth,switch,oip", "sections to run (soak runs only when named)")
 	flag.DurationVar(&o.soak, "soak", 10*time.Minute, "how long the soak section runs")
 	flag.Parse()
 	if err := run(o); err != nil {
@@ -83,6 +83,7 @@ func run(o options) error {
 		{"batch", batchSection},
 		{"auth", authSection},
 		{"switch", switchSection},
+		{"oip", oipSection},
 		{"soak", soakSection},
 	}
 	want := strings.Split(o.only, ",")

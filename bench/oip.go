@@ -1,0 +1,118 @@
+package main
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/modelserve/modelserve/engine"
+	"github.com/modelserve/modelserve/internal/loadgen"
+)
+
+// oipSection: the MLP's rows through the gateway's JSON route, the Open
+// Inference Protocol's JSON infer and its binary infer, against raw ONNX
+// Runtime with the same workers; 1-row and 4096-row requests.
+func oipSection(e *env) (string, error) {
+	cpus := runtime.GOMAXPROCS(0)
+	p := engine.PlanCPU(engine.Options{}, cpus)
+	s, err := e.serve(mlp)
+	if err != nil {
+		return "", err
+	}
+	defer s.stop()
+	// The same server with calls as large as the requests: raw runs
+	// 4096-row calls; the default cuts them to 64.
+	big, err := e.serve(mlp, "--max-batch-rows", "4096")
+	if err != nil {
+		return "", err
+	}
+	defer big.stop()
+	var b strings.Builder
+	fmt.Fprintf(&b, "## The Open Inference Protocol: JSON and binary against the gateway and raw\n\n")
+	fmt.Fprintf(&b, "The MLP (64 floats in, 8 out), one server with default flags; each request a batch of that many rows; callers in a closed loop for %s after 1s of warm-up. Raw: the same workers' sessions in-process, tensors bound once. Gateway: `/predict`, one array per row. OIP JSON: `/v2/models/mlp/infer`, one FP32 tensor, data flat. OIP binary: the same tensor as binary data (`Inference-Header-Content-Length`), the output asked for as binary too.\n\n", e.o.duration)
+	fmt.Fprintln(&b, "| rows per request | path | connections | rows/s | ÷ raw | p50 | p99 | answers other than 200 |")
+	fmt.Fprintln(&b, "|---:|---|---:|---:|---:|---:|---:|---:|")
+	for _, rows := range []int{1, 4096} {
+		conns := 16
+		if rows > 1 {
+			conns = p.Workers + 1
+		}
+		fmt.Fprintf(os.Stderr, "bench: oip, %d-row requests\n", rows)
+		raw, err := measureRaw(e.modelPath(mlp), mlp, rows, p, e.o.duration)
+		if err != nil {
+			return "", fmt.Errorf("raw: %w", err)
+		}
+		fmt.Fprintf(&b, "| %d | raw ONNX Runtime (%d×%d) | | %.0f | 1.00 | | | |\n", rows, p.Workers, p.IntraOpThreads, raw)
+		header, blob := oipBinaryBody(rows)
+		paths := []struct {
+			name, route string
+			body        []byte
+			headerLen   int
+			host        string
+		}{
+			{"gateway JSON", "/predict", body(mlp, rows, false), 0, s.host},
+			{"OIP JSON", "/v2/models/mlp/infer", oipJSONBody(rows), 0, s.host},
+			{"OIP binary", "/v2/models/mlp/infer", append([]byte(header), blob...), len(header), s.host},
+		}
+		if rows > 64 {
+			paths = append(paths, paths[2])
+			paths[3].name, paths[3].host = "OIP binary, --max-batch-rows 4096", big.host
+		}
+		for _, path := range paths {
+			t, err := loadgen.NewTarget("http://"+path.host+path.route, conns)
+			if err != nil {
+				return "", err
+			}
+			if path.headerLen > 0 {
+				t.SetHeader("Inference-Header-Content-Length", strconv.Itoa(path.headerLen))
+			}
+			st := t.Closed(path.body, conns, time.Second, e.o.duration, nil)
+			served := st.OKPerSecond() * float64(rows)
+			fmt.Fprintf(&b, "| %d | %s | %d | %.0f | %.2f | %s | %s | %d |\n", rows, path.name, conns, served, served/raw,
+				short(percentile(st.OK, 0.5)), short(percentile(st.OK, 0.99)), st.Others()+len(st.Rejected))
+		}
+	}
+	fmt.Fprintf(&b, "\nTarget: OIP binary at 4096 rows ≥ 0.8× raw ONNX Runtime.\n")
+	return b.String(), nil
+}
+
+// mlpRows are the bench's MLP rows, 64 floats each in [-1, 1).
+func mlpRows(rows int) []float32 {
+	rng := rand.New(rand.NewPCG(1, 2))
+	out := make([]float32, rows*64)
+	for i := range out {
+		out[i] = rng.Float32()*2 - 1
+	}
+	return out
+}
+
+// oipJSONBody is an inference request of rows MLP rows, data flat.
+func oipJSONBody(rows int) []byte {
+	b := []byte(`{"inputs":[{"name":"x","datatype":"FP32","shape":[` + strconv.Itoa(rows) + `,64],"data":[`)
+	for i, f := range mlpRows(rows) {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendFloat(b, float64(f), 'g', -1, 32)
+	}
+	return append(b, "]}]}"...)
+}
+
+// oipBinaryBody is the same request with the tensor as binary data, the
+// output asked for as binary: its JSON header and its binary section.
+func oipBinaryBody(rows int) (string, []byte) {
+	data := mlpRows(rows)
+	blob := make([]byte, 0, 4*len(data))
+	for _, f := range data {
+		blob = binary.LittleEndian.AppendUint32(blob, math.Float32bits(f))
+	}
+	header := `{"inputs":[{"name":"x","datatype":"FP32","shape":[` + strconv.Itoa(rows) + `,64],"parameters":{"binary_data_size":` +
+		strconv.Itoa(len(blob)) + `}}],"parameters":{"binary_data_output":true}}`
+	return header, blob
+}
