@@ -16,7 +16,7 @@ PYTHON   := /usr/bin/python3
 export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
 IRIS_FEATURES := sepal_length,sepal_width,petal_length,petal_width
 
-.PHONY: all serve test bench fuzz soak gpu-check gpu-bundle build ort ort-gpu image example fmt vet clean
+.PHONY: all serve test bench fuzz soak gpu-check gpu-bundle build ort ort-gpu image example fmt vet proto clean
 
 all: build
 
@@ -91,6 +91,13 @@ example: build
 
 fmt:
 	gofmt -w .
+
+## proto: regenerate oip/ from oip/inference.proto (the generated code is committed; needs protoc from apt's protobuf-compiler)
+proto:
+	$(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+	$(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
+	cd oip && PATH="$$($(GO) env GOPATH)/bin:$$PATH" protoc --go_out=. --go_opt=paths=source_relative \
+		--go-grpc_out=. --go-grpc_opt=paths=source_relative inference.proto
 
 vet:
 	$(GO) vet ./...

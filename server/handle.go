@@ -398,11 +398,11 @@ func (s *Server) respond(c *fiber.Ctx, r *route, g gateway, ans answer, how stri
 		s.writeBody(c, ans.status, fiber.MIMEApplicationJSON, ans.body)
 	}
 	elapsed := time.Since(start)
-	s.requests.WithLabelValues(r.m.name, ans.version, r.fn.Name, r.protocol, outcome(ans.status)).Inc()
-	s.duration.WithLabelValues(r.m.name, ans.version, r.fn.Name, r.protocol).Observe(elapsed.Seconds())
-	if ans.status == http.StatusOK && how != "replayed" && how != "polled" {
-		s.rows.WithLabelValues(r.m.name, ans.version, r.fn.Name, r.protocol).Add(float64(ans.rows))
+	counted := ans
+	if how == "replayed" || how == "polled" {
+		counted.rows = 0 // counted when computed
 	}
+	s.count(r, counted, elapsed)
 	who := principal(c)
 	if ans.status >= 500 && ans.status != http.StatusServiceUnavailable && ans.panic == nil {
 		s.cfg.Log.Warn("prediction failed", append(g.attrs(), "principal", who, "model", r.m.name, "version", ans.version, "function", r.fn.Name, "status", ans.status, "error", string(ans.body))...)
@@ -418,6 +418,15 @@ func (s *Server) respond(c *fiber.Ctx, r *route, g gateway, ans answer, how stri
 		}
 		s.cfg.Audit.Info(msg, append(g.attrs(), "principal", who, "model", r.m.name, "version", ans.version, "function", r.fn.Name, "rows", ans.rows, "status", ans.status,
 			"how", how, "ms", float64(elapsed.Microseconds())/1000)...)
+	}
+}
+
+// count accounts for an answer in the request metrics.
+func (s *Server) count(r *route, ans answer, elapsed time.Duration) {
+	s.requests.WithLabelValues(r.m.name, ans.version, r.fn.Name, r.protocol, outcome(ans.status)).Inc()
+	s.duration.WithLabelValues(r.m.name, ans.version, r.fn.Name, r.protocol).Observe(elapsed.Seconds())
+	if ans.status == http.StatusOK && ans.rows > 0 {
+		s.rows.WithLabelValues(r.m.name, ans.version, r.fn.Name, r.protocol).Add(float64(ans.rows))
 	}
 }
 

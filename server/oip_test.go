@@ -79,7 +79,7 @@ func TestDecodeOIP_errorsNameTheInput(t *testing.T) {
 		{"wrong width", in(`{"name": "features", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}`), "features", "a shape with 3 at dimension 1"},
 		{"too few values", in(`{"name": "features", "shape": [2, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}`), "features", "4 elements where 8 belong"},
 		{"a string for a float", in(`{"name": "features", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, "x", 4]}`), "features", "expected FLOAT (float32)"},
-		{"a shape larger than the body", in(`{"name": "features", "shape": [1000000000, 4], "datatype": "FP32", "data": []}`), "features", "more elements than the body"},
+		{"a shape larger than the body", in(`{"name": "features", "shape": [1000000000, 4], "datatype": "FP32", "data": []}`), "features", "more elements than the request's 92 bytes can hold"},
 		{"a negative size", in(`{"name": "features", "shape": [-1, 4], "datatype": "FP32", "data": []}`), "features", "not a size"},
 		{"twice", in(`{"name": "features", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}, {"name": "features", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}`), "features", "given twice"},
 		{"no rows", in(`{"name": "features", "shape": [0, 4], "datatype": "FP32", "data": []}`), "", "no rows"},

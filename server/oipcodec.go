@@ -222,15 +222,12 @@ func (r *oipRequest) input(s *scanner, sig model.Signature, bodyLen int) error {
 	return nil
 }
 
-// readOIPShape reads an input's shape and checks it against the
-// signature's (its rank, its fixed dimensions). A shape cannot promise
-// more elements than the body has bytes: each takes one at least.
+// readOIPShape reads an input's shape (checkOIPShape checks it).
 func readOIPShape(s *scanner, want model.Shape, bodyLen int) (model.Shape, error) {
 	if s.kind() != kindArray {
 		return nil, fmt.Errorf("the shape must be an array of sizes, got %s", s.describe())
 	}
 	var shape model.Shape
-	elements := int64(1)
 	err := s.elements(func(k int) error {
 		if k >= len(want) {
 			return fmt.Errorf("the shape has more than the %d dimensions of %s", len(want), oipShape(want))
@@ -243,23 +240,36 @@ func readOIPShape(s *scanner, want model.Shape, bodyLen int) (model.Shape, error
 		if err != nil || n < 0 {
 			return fmt.Errorf("the shape's dimension %d is %s, not a size", k, b)
 		}
-		if want[k] >= 0 && n != want[k] {
-			return fmt.Errorf("a shape with %d at dimension %d where the model has %s", n, k, oipShape(want))
-		}
-		if n > 0 && elements > int64(bodyLen)/n {
-			return fmt.Errorf("a shape of more elements than the body's %d bytes can hold", bodyLen)
-		}
-		elements *= n
 		shape = append(shape, n)
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
+	return shape, checkOIPShape(shape, want, bodyLen)
+}
+
+// checkOIPShape checks a request's shape against the signature's (its
+// rank, its fixed dimensions, the batch first). A shape cannot promise
+// more elements than limit, the bytes the request has: each takes one at
+// least.
+func checkOIPShape(shape, want model.Shape, limit int) error {
 	if len(shape) != len(want) {
-		return nil, fmt.Errorf("a shape of %d dimensions where the model has %s (the batch first)", len(shape), oipShape(want))
+		return fmt.Errorf("a shape of %d dimensions where the model has %s (the batch first)", len(shape), oipShape(want))
 	}
-	return shape, nil
+	elements := int64(1)
+	for k, n := range shape {
+		switch {
+		case n < 0:
+			return fmt.Errorf("the shape's dimension %d is %d, not a size", k, n)
+		case want[k] >= 0 && n != want[k]:
+			return fmt.Errorf("a shape with %d at dimension %d where the model has %s", n, k, oipShape(want))
+		case n > 0 && elements > int64(limit)/n:
+			return fmt.Errorf("a shape of more elements than the request's %d bytes can hold", limit)
+		}
+		elements *= n
+	}
+	return nil
 }
 
 // readOIPOutputs reads the outputs asked for, each one the model's

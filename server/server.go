@@ -24,11 +24,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/valyala/fasthttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/modelserve/modelserve/auth"
 	"github.com/modelserve/modelserve/engine"
 	"github.com/modelserve/modelserve/internal/panics"
 	"github.com/modelserve/modelserve/model"
+	"github.com/modelserve/modelserve/oip"
 )
 
 // Admitter is admission's queue in front of the workers: Admit claims room
@@ -203,6 +207,10 @@ type Server struct {
 	// draining turns new requests away while those in progress finish.
 	draining atomic.Bool
 	bodies   bodyPool
+	// grpcServers are the gRPC listeners' servers, stopped by Shutdown;
+	// grpcHealth their grpc.health.v1 service.
+	grpcServers []*grpc.Server
+	grpcHealth  *health.Server
 	// decoders holds a slot per large body being decoded: one fewer
 	// than the cores Go runs on, at least one (decode says why).
 	decoders chan struct{}
@@ -217,13 +225,14 @@ type Server struct {
 type routeTable struct {
 	routes map[string]*route
 	models map[string]*served
-	// infer is each model's Open Inference Protocol route.
-	infer map[string]*route
+	// infer and grpc are each model's Open Inference Protocol routes,
+	// over REST and over gRPC.
+	infer, grpc map[string]*route
 }
 
 // clone copies t's maps, for a writer to change.
 func (t *routeTable) clone() *routeTable {
-	return &routeTable{routes: maps.Clone(t.routes), models: maps.Clone(t.models), infer: maps.Clone(t.infer)}
+	return &routeTable{routes: maps.Clone(t.routes), models: maps.Clone(t.models), infer: maps.Clone(t.infer), grpc: maps.Clone(t.grpc)}
 }
 
 type admitterRef struct {
@@ -311,7 +320,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.ResultBytes = DefaultResultBytes
 	}
 	cfg.Conn.defaults()
-	s := &Server{cfg: cfg, hangups: newDisconnects(50 * time.Millisecond),
+	s := &Server{cfg: cfg, hangups: newDisconnects(50 * time.Millisecond), grpcHealth: health.NewServer(),
 		decoders: make(chan struct{}, max(1, runtime.GOMAXPROCS(0)-1)),
 		conns:    &connTracker{conns: map[net.Conn]*trackedConn{}, limits: cfg.Conn}}
 	if err := s.registerMetrics(); err != nil {
@@ -348,7 +357,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.app.Use(s.guard)
 	s.app.Use(s.authorize)
-	t := &routeTable{routes: map[string]*route{}, models: map[string]*served{}, infer: map[string]*route{}}
+	t := &routeTable{routes: map[string]*route{}, models: map[string]*served{}, infer: map[string]*route{}, grpc: map[string]*route{}}
 	for _, m := range cfg.Models {
 		if err := t.add(m, m.Name == cfg.DefaultModel); err != nil {
 			return nil, err
@@ -464,7 +473,9 @@ func (t *routeTable) add(m Model, isDefault bool) error {
 	add := func(path string, r *route) {
 		t.routes[path] = r
 	}
-	t.infer[m.Name] = &route{m: sm, fn: model.Function{Name: "infer", Outputs: fetched}, key: "/v2/models/" + m.Name, protocol: "oip"}
+	infer := model.Function{Name: "infer", Outputs: fetched}
+	t.infer[m.Name] = &route{m: sm, fn: infer, key: "/v2/models/" + m.Name, protocol: "oip"}
+	t.grpc[m.Name] = &route{m: sm, fn: infer, key: "grpc:" + m.Name, protocol: "grpc"}
 	byFn := map[string]*route{}
 	for _, fn := range m.Signature.Functions {
 		r := &route{m: sm, fn: fn, key: "/" + m.Name + fn.Path(), dec: dec, enc: newEncoder(fn, fetched), protocol: "gateway"}
@@ -492,6 +503,7 @@ func (t *routeTable) remove(name string) {
 	}
 	delete(t.models, name)
 	delete(t.infer, name)
+	delete(t.grpc, name)
 	for p, r := range t.routes {
 		if r.m == m {
 			delete(t.routes, p)
@@ -548,11 +560,15 @@ func (s *Server) SetAdmitter(model string, a Admitter) error {
 }
 
 func (s *Server) setReady() {
-	if s.allReady() {
+	serving := healthpb.HealthCheckResponse_NOT_SERVING
+	if s.allReady() && !s.draining.Load() {
 		s.ready.Set(1)
+		serving = healthpb.HealthCheckResponse_SERVING
 	} else {
 		s.ready.Set(0)
 	}
+	s.grpcHealth.SetServingStatus("", serving)
+	s.grpcHealth.SetServingStatus(oip.GRPCInferenceService_ServiceDesc.ServiceName, serving)
 }
 
 func (s *Server) allReady() bool {
@@ -590,7 +606,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	defer s.hangups.close()
 	defer s.batches.close()
 	s.draining.Store(true)
-	s.ready.Set(0)
+	s.setReady()
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for (s.active.Load() > 0 || s.batches.running.Load() > 0) && ctx.Err() == nil {
@@ -598,6 +614,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		case <-tick.C:
 		case <-ctx.Done():
 		}
+	}
+	s.mu.Lock()
+	grpcs := s.grpcServers
+	s.mu.Unlock()
+	for _, gs := range grpcs {
+		gs.GracefulStop() // nothing runs on it any more
 	}
 	// fasthttp lets a connection finish the answer it is writing, then
 	// closes it; the connections waiting for a next request are closed

@@ -142,5 +142,13 @@ func serve(cmd *cobra.Command, g *globals, o *serveOptions, log *slog.Logger) er
 		}
 		defer stopDebug()
 	}
-	return srv.Run(ctx, ln, eng, o.drain)
+	var grpcLn net.Listener
+	if o.grpcPort >= 0 {
+		grpcAddr := net.JoinHostPort(o.host, strconv.Itoa(o.grpcPort))
+		if grpcLn, err = net.Listen("tcp", grpcAddr); err != nil {
+			ln.Close()
+			return fmt.Errorf("listening for gRPC on %s: %w", grpcAddr, err)
+		}
+	}
+	return srv.Run(ctx, ln, grpcLn, eng, o.drain)
 }

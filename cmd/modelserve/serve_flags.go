@@ -16,6 +16,7 @@ type serveOptions struct {
 	defaultModel string
 	host         string
 	port         int
+	grpcPort     int
 	workers      int
 	intraOp      int
 	device       string
@@ -103,6 +104,7 @@ func (o *serveOptions) flags(f *pflag.FlagSet) {
 	f.StringVar(&o.defaultModel, "default-model", "", "the model /predict and /<function> answer for (default: the only one served)")
 	f.StringVar(&o.host, "host", "0.0.0.0", "address to listen on")
 	f.IntVar(&o.port, "port", 8080, "port to listen on")
+	f.IntVar(&o.grpcPort, "grpc-port", -1, "port for the Open Inference Protocol over gRPC (inference.GRPCInferenceService, grpc.health.v1, reflection); -1: none, 0: any free port")
 	f.IntVar(&o.workers, "workers", 0, "workers, each with its own session (default: one per core on CPU, one per GPU)")
 	f.IntVar(&o.intraOp, "intra-op-threads", 0, "threads per session (default: cores divided among the workers)")
 	f.StringVar(&o.device, "device", "auto", "auto, cpu or cuda")

@@ -1,0 +1,210 @@
+package main
+
+import (
+	"context"
+	le "encoding/binary"
+	"math"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/modelserve/modelserve/internal/testenv"
+	"github.com/modelserve/modelserve/oip"
+)
+
+var grpcAddrRE = regexp.MustCompile(`grpc_addr=(\S+)`)
+
+// grpcClient dials a server's gRPC listener with a client generated from
+// oip/inference.proto.
+func grpcClient(t *testing.T, s *service) (oip.GRPCInferenceServiceClient, *grpc.ClientConn) {
+	t.Helper()
+	waitLog(t, s, "listening for gRPC")
+	m := grpcAddrRE.FindStringSubmatch(s.logs.String())
+	if m == nil {
+		t.Fatalf("no gRPC address in the log:\n%s", s.logs)
+	}
+	conn, err := grpc.NewClient(m[1], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return oip.NewGRPCInferenceServiceClient(conn), conn
+}
+
+func TestServe_openInferenceProtocolOverGRPC(t *testing.T) {
+	c := newCLI(t)
+	c.logIris()
+	for _, m := range []string{"strings", "types"} {
+		c.must("registry", "log", "--name", m, "--version", "1", "--file", testenv.Model(t, m))
+	}
+	s := c.serve("--model", "iris", "--model", "strings", "--model", "types", "--workers", "1", "--grpc-port", "0")
+	s.waitReady()
+	cl, conn := grpcClient(t, s)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	if r, err := cl.ServerLive(ctx, &oip.ServerLiveRequest{}); err != nil || !r.GetLive() {
+		t.Errorf("ServerLive = %v, %v", r, err)
+	}
+	if r, err := cl.ServerReady(ctx, &oip.ServerReadyRequest{}); err != nil || !r.GetReady() {
+		t.Errorf("ServerReady = %v, %v", r, err)
+	}
+	if r, err := cl.ModelReady(ctx, &oip.ModelReadyRequest{Name: "iris", Version: "1"}); err != nil || !r.GetReady() {
+		t.Errorf("ModelReady = %v, %v", r, err)
+	}
+	if _, err := cl.ModelReady(ctx, &oip.ModelReadyRequest{Name: "dlrm"}); status.Code(err) != codes.NotFound {
+		t.Errorf("ModelReady of a model not served = %v, want NotFound", err)
+	}
+	if r, err := cl.ServerMetadata(ctx, &oip.ServerMetadataRequest{}); err != nil || r.GetName() != "modelserve" || !slices.Contains(r.GetExtensions(), "binary_tensor_data") {
+		t.Errorf("ServerMetadata = %v, %v", r, err)
+	}
+	md, err := cl.ModelMetadata(ctx, &oip.ModelMetadataRequest{Name: "types"})
+	if err != nil || md.GetPlatform() != "onnx_onnxv1" || len(md.GetInputs()) != 4 || md.GetInputs()[1].GetDatatype() != "UINT8" || !slices.Equal(md.GetInputs()[1].GetShape(), []int64{-1}) {
+		t.Errorf("ModelMetadata = %v, %v", md, err)
+	}
+	if h, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: "inference.GRPCInferenceService"}); err != nil || h.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Errorf("grpc.health.v1 Check = %v, %v", h, err)
+	}
+
+	// Typed contents in, typed out, every datatype of the types model.
+	r, err := cl.ModelInfer(ctx, &oip.ModelInferRequest{ModelName: "types", Id: "t1",
+		Inputs: []*oip.ModelInferRequest_InferInputTensor{
+			{Name: "i32", Datatype: "INT32", Shape: []int64{2}, Contents: &oip.InferTensorContents{IntContents: []int32{-7, 2}}},
+			{Name: "u8", Datatype: "UINT8", Shape: []int64{2}, Contents: &oip.InferTensorContents{UintContents: []uint32{200, 1}}},
+			{Name: "f64", Datatype: "FP64", Shape: []int64{2}, Contents: &oip.InferTensorContents{Fp64Contents: []float64{0.25, 1}}},
+			{Name: "flag", Datatype: "BOOL", Shape: []int64{2}, Contents: &oip.InferTensorContents{BoolContents: []bool{true, false}}},
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.GetId() != "t1" || r.GetModelVersion() != "1" || len(r.GetOutputs()) != 3 ||
+		!slices.Equal(r.GetOutputs()[0].GetContents().GetFp64Contents(), []float64{193.25, 4}) ||
+		!slices.Equal(r.GetOutputs()[1].GetContents().GetBoolContents(), []bool{false, true}) ||
+		!slices.Equal(r.GetOutputs()[2].GetContents().GetInt64Contents(), []int64{-14, 4}) {
+		t.Errorf("ModelInfer typed = %v", r)
+	}
+
+	// Raw contents in, raw out: BYTES length-prefixed and FP32.
+	var color, amount []byte
+	for _, v := range []string{"RED", "Blue"} {
+		color = le.LittleEndian.AppendUint32(color, uint32(len(v)))
+		color = append(color, v...)
+	}
+	for _, f := range []float32{2.5, 1} {
+		amount = le.LittleEndian.AppendUint32(amount, math.Float32bits(f))
+	}
+	r, err = cl.ModelInfer(ctx, &oip.ModelInferRequest{ModelName: "strings",
+		Inputs: []*oip.ModelInferRequest_InferInputTensor{
+			{Name: "color", Datatype: "BYTES", Shape: []int64{2}}, {Name: "amount", Datatype: "FP32", Shape: []int64{2}},
+		},
+		Outputs:          []*oip.ModelInferRequest_InferRequestedOutputTensor{{Name: "code"}, {Name: "normalized"}},
+		RawInputContents: [][]byte{color, amount}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := r.GetRawOutputContents()
+	wantNorm := append(append(le.LittleEndian.AppendUint32(nil, 3), "red"...), append(le.LittleEndian.AppendUint32(nil, 4), "blue"...)...)
+	if len(raw) != 2 || len(raw[0]) != 16 || le.LittleEndian.Uint64(raw[0]) != 1 || le.LittleEndian.Uint64(raw[0][8:]) != 3 || string(raw[1]) != string(wantNorm) {
+		t.Errorf("ModelInfer raw = %v", r)
+	}
+
+	// The caller's mistakes and the model's absence, as gRPC codes.
+	for _, tt := range []struct {
+		req  *oip.ModelInferRequest
+		code codes.Code
+	}{
+		{&oip.ModelInferRequest{ModelName: "iris", Inputs: []*oip.ModelInferRequest_InferInputTensor{{Name: "features", Datatype: "FP64", Shape: []int64{1, 4}}}}, codes.InvalidArgument},
+		{&oip.ModelInferRequest{ModelName: "iris", Inputs: []*oip.ModelInferRequest_InferInputTensor{{Name: "features", Datatype: "FP32", Shape: []int64{1, 4},
+			Contents: &oip.InferTensorContents{Fp32Contents: []float32{1, 2, 3}}}}}, codes.InvalidArgument},
+		{&oip.ModelInferRequest{ModelName: "iris", Inputs: []*oip.ModelInferRequest_InferInputTensor{{Name: "features", Datatype: "FP32", Shape: []int64{1 << 40, 4}}}}, codes.InvalidArgument},
+		{&oip.ModelInferRequest{ModelName: "dlrm"}, codes.NotFound},
+		{&oip.ModelInferRequest{ModelName: "iris", ModelVersion: "9"}, codes.NotFound},
+	} {
+		if _, err := cl.ModelInfer(ctx, tt.req); status.Code(err) != tt.code {
+			t.Errorf("ModelInfer %v = %v, want %v", tt.req, err, tt.code)
+		}
+	}
+	// A deadline too short for any answer is the caller's deadline.
+	short, cancelShort := context.WithTimeout(ctx, time.Nanosecond)
+	defer cancelShort()
+	if _, err := cl.ModelInfer(short, &oip.ModelInferRequest{ModelName: "iris"}); status.Code(err) != codes.DeadlineExceeded {
+		t.Errorf("ModelInfer past its deadline = %v", err)
+	}
+	if _, m := s.get("/metrics"); !regexp.MustCompile(`modelserve_requests_total\{function="infer",model="types",outcome="ok",protocol="grpc",version="1"\} 1`).MatchString(m) {
+		t.Errorf("gRPC requests are not counted under protocol grpc")
+	}
+}
+
+func TestServe_gRPCSharesAuthAndAdmission(t *testing.T) {
+	c := newCLI(t)
+	c.logIris()
+	tokens := filepath.Join(t.TempDir(), "tokens")
+	if err := os.WriteFile(tokens, []byte("gw predict:iris iris-token-0123456789\nother predict:dlrm dlrm-token-0123456789\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// One worker and one request queued at most: a flood is refused.
+	s := c.serve("--model", "iris", "--workers", "1", "--grpc-port", "0", "--auth-tokens", tokens, "--max-queue", "1")
+	s.waitReady()
+	cl, conn := grpcClient(t, s)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req := &oip.ModelInferRequest{ModelName: "iris", Inputs: []*oip.ModelInferRequest_InferInputTensor{{Name: "features", Datatype: "FP32", Shape: []int64{1, 4},
+		Contents: &oip.InferTensorContents{Fp32Contents: []float32{5.1, 3.5, 1.4, 0.2}}}}}
+	with := func(token string) context.Context {
+		return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+	}
+	if _, err := cl.ModelInfer(ctx, req); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("no token = %v, want Unauthenticated", err)
+	}
+	if _, err := cl.ModelInfer(with("dlrm-token-0123456789"), req); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("another model's token = %v, want PermissionDenied", err)
+	}
+	if _, err := cl.ModelInfer(with("iris-token-0123456789"), req); err != nil {
+		t.Errorf("this model's token = %v", err)
+	}
+	if _, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{}); err != nil {
+		t.Errorf("health needs no token: %v", err)
+	}
+
+	// A flood: every answer OK or RESOURCE_EXHAUSTED with a retry delay.
+	big := &oip.ModelInferRequest{ModelName: "iris", Inputs: []*oip.ModelInferRequest_InferInputTensor{{Name: "features", Datatype: "FP32", Shape: []int64{4096, 4},
+		Contents: &oip.InferTensorContents{Fp32Contents: make([]float32, 4*4096)}}}}
+	var mu sync.Mutex
+	got := map[codes.Code]int{}
+	retry := 0
+	var wg sync.WaitGroup
+	for range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 5 {
+				_, err := cl.ModelInfer(with("iris-token-0123456789"), big)
+				st := status.Convert(err)
+				mu.Lock()
+				got[st.Code()]++
+				for _, d := range st.Details() {
+					if ri, ok := d.(*errdetails.RetryInfo); ok && ri.GetRetryDelay().AsDuration() >= time.Second {
+						retry++
+					}
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if got[codes.OK] == 0 || got[codes.ResourceExhausted] == 0 || got[codes.OK]+got[codes.ResourceExhausted] != 160 || retry != got[codes.ResourceExhausted] {
+		t.Errorf("a flood through gRPC: %v, %d with a retry delay; want only OK and RESOURCE_EXHAUSTED with RetryInfo", got, retry)
+	}
+}
