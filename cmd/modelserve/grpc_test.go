@@ -5,9 +5,11 @@ import (
 	le "encoding/binary"
 	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -206,5 +208,58 @@ func TestServe_gRPCSharesAuthAndAdmission(t *testing.T) {
 	wg.Wait()
 	if got[codes.OK] == 0 || got[codes.ResourceExhausted] == 0 || got[codes.OK]+got[codes.ResourceExhausted] != 160 || retry != got[codes.ResourceExhausted] {
 		t.Errorf("a flood through gRPC: %v, %d with a retry delay; want only OK and RESOURCE_EXHAUSTED with RetryInfo", got, retry)
+	}
+}
+
+// TestServe_grpcurlCallsEveryRPC: grpcurl (a tool of this module: go tool
+// grpcurl) calls every RPC of the real server, by reflection and by the
+// proto file.
+func TestServe_grpcurlCallsEveryRPC(t *testing.T) {
+	c := newCLI(t)
+	c.logIris()
+	s := c.serve("--model", "iris", "--workers", "1", "--grpc-port", "0")
+	s.waitReady()
+	waitLog(t, s, "listening for gRPC")
+	addr := grpcAddrRE.FindStringSubmatch(s.logs.String())[1]
+	grpcurl := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command("go", append([]string{"tool", "grpcurl", "-plaintext"}, args...)...)
+		cmd.Dir = "../.." // the module's root, where go.mod names the tool
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("grpcurl %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	if out := grpcurl(addr, "list"); !strings.Contains(out, "inference.GRPCInferenceService") || !strings.Contains(out, "grpc.health.v1.Health") {
+		t.Errorf("grpcurl list:\n%s", out)
+	}
+	infer := `{"model_name": "iris", "id": "g1", "inputs": [{"name": "features", "datatype": "FP32", "shape": [1, 4], "contents": {"fp32_contents": [5.1, 3.5, 1.4, 0.2]}}]}`
+	for _, tt := range []struct {
+		method, data, want string
+	}{
+		{"ServerLive", "", `"live": true`},
+		{"ServerReady", "", `"ready": true`},
+		{"ModelReady", `{"name": "iris", "version": "1"}`, `"ready": true`},
+		{"ServerMetadata", "", `"name": "modelserve"`},
+		{"ModelMetadata", `{"name": "iris"}`, `"platform": "onnx_onnxv1"`},
+		{"ModelInfer", infer, `"int64Contents": [`},
+	} {
+		args := []string{}
+		if tt.data != "" {
+			args = append(args, "-d", tt.data)
+		}
+		by := map[string][]string{
+			"reflection": append(slices.Clone(args), addr, "inference.GRPCInferenceService/"+tt.method),
+			"proto file": append(append([]string{"-import-path", "oip", "-proto", "inference.proto"}, args...), addr, "inference.GRPCInferenceService/"+tt.method),
+		}
+		for how, a := range by {
+			if out := grpcurl(a...); !strings.Contains(out, tt.want) {
+				t.Errorf("%s by %s:\n%s\nwant %s", tt.method, how, out, tt.want)
+			}
+		}
+	}
+	if out := grpcurl(addr, "grpc.health.v1.Health/Check"); !strings.Contains(out, `"status": "SERVING"`) {
+		t.Errorf("health: %s", out)
 	}
 }
