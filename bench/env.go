@@ -134,10 +134,15 @@ func body(m benchModel, rows int, flat bool) []byte {
 type process struct {
 	cmd  *exec.Cmd
 	host string
+	// grpc is the gRPC listener's address, when --grpc-port asked for one.
+	grpc string
 	done chan error
 }
 
-var listeningRE = regexp.MustCompile(`msg=listening .*addr=(\S+)`)
+var (
+	listeningRE = regexp.MustCompile(`msg=listening .*addr=(\S+)`)
+	grpcAddrRE  = regexp.MustCompile(`grpc_addr=(\S+)`)
+)
 
 func (e *env) serve(m benchModel, extra ...string) (*process, error) {
 	return e.serveRef(m.name, extra...)
@@ -158,18 +163,29 @@ func (e *env) serveRef(ref string, extra ...string) (*process, error) {
 		return nil, err
 	}
 	s := &process{cmd: cmd, done: make(chan error, 1)}
-	addr := make(chan string, 1)
+	addr, grpcAddr := make(chan string, 1), make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
-			if m := listeningRE.FindStringSubmatch(sc.Text()); m != nil {
+			if m := grpcAddrRE.FindStringSubmatch(sc.Text()); m != nil {
+				grpcAddr <- m[1]
+			} else if m := listeningRE.FindStringSubmatch(sc.Text()); m != nil {
 				addr <- m[1]
 			}
 		}
 		s.done <- cmd.Wait()
 	}()
+	wantGRPC := slices.Contains(extra, "--grpc-port")
 	select {
 	case s.host = <-addr:
+		if wantGRPC {
+			select {
+			case s.grpc = <-grpcAddr:
+			case <-time.After(10 * time.Second):
+				cmd.Process.Kill()
+				return nil, errors.New("modelserve did not log its gRPC address")
+			}
+		}
 	case err := <-s.done:
 		return nil, fmt.Errorf("modelserve exited: %v", err)
 	case <-time.After(30 * time.Second):

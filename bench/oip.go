@@ -1,18 +1,26 @@
 package main
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"runtime"
 	"strconv"
 	"strings"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
 	"github.com/modelserve/modelserve/engine"
 	"github.com/modelserve/modelserve/internal/loadgen"
+	"github.com/modelserve/modelserve/oip"
 )
 
 // oipSection: the MLP's rows through the gateway's JSON route, the Open
@@ -21,21 +29,21 @@ import (
 func oipSection(e *env) (string, error) {
 	cpus := runtime.GOMAXPROCS(0)
 	p := engine.PlanCPU(engine.Options{}, cpus)
-	s, err := e.serve(mlp)
+	s, err := e.serve(mlp, "--grpc-port", "0")
 	if err != nil {
 		return "", err
 	}
 	defer s.stop()
 	// The same server with calls as large as the requests: raw runs
 	// 4096-row calls; the default cuts them to 64.
-	big, err := e.serve(mlp, "--max-batch-rows", "4096")
+	big, err := e.serve(mlp, "--max-batch-rows", "4096", "--grpc-port", "0")
 	if err != nil {
 		return "", err
 	}
 	defer big.stop()
 	var b strings.Builder
 	fmt.Fprintf(&b, "## The Open Inference Protocol: JSON and binary against the gateway and raw\n\n")
-	fmt.Fprintf(&b, "The MLP (64 floats in, 8 out), one server with default flags; each request a batch of that many rows; callers in a closed loop for %s after 1s of warm-up. Raw: the same workers' sessions in-process, tensors bound once. Gateway: `/predict`, one array per row. OIP JSON: `/v2/models/mlp/infer`, one FP32 tensor, data flat. OIP binary: the same tensor as binary data (`Inference-Header-Content-Length`), the output asked for as binary too.\n\n", e.o.duration)
+	fmt.Fprintf(&b, "The MLP (64 floats in, 8 out), one server with default flags; each request a batch of that many rows; callers in a closed loop for %s after 1s of warm-up. Raw: the same workers' sessions in-process, tensors bound once. Gateway: `/predict`, one array per row. OIP JSON: `/v2/models/mlp/infer`, one FP32 tensor, data flat. OIP binary: the same tensor as binary data (`Inference-Header-Content-Length`), the output asked for as binary too. gRPC: `ModelInfer` with `raw_input_contents`, one generated client connection per caller.\n\n", e.o.duration)
 	fmt.Fprintln(&b, "| rows per request | path | connections | rows/s | ÷ raw | p50 | p99 | answers other than 200 |")
 	fmt.Fprintln(&b, "|---:|---|---:|---:|---:|---:|---:|---:|")
 	for _, rows := range []int{1, 4096} {
@@ -77,8 +85,27 @@ func oipSection(e *env) (string, error) {
 			fmt.Fprintf(&b, "| %d | %s | %d | %.0f | %.2f | %s | %s | %d |\n", rows, path.name, conns, served, served/raw,
 				short(percentile(st.OK, 0.5)), short(percentile(st.OK, 0.99)), st.Others()+len(st.Rejected))
 		}
+		grpcs := []struct {
+			name string
+			p    *process
+		}{{"gRPC, raw contents", s}}
+		if rows > 64 {
+			grpcs = append(grpcs, struct {
+				name string
+				p    *process
+			}{"gRPC, raw contents, --max-batch-rows 4096", big})
+		}
+		for _, g := range grpcs {
+			st, err := grpcClosedLoop(g.p.grpc, blob, rows, conns, e.o.duration)
+			if err != nil {
+				return "", err
+			}
+			served := st.OKPerSecond() * float64(rows)
+			fmt.Fprintf(&b, "| %d | %s | %d | %.0f | %.2f | %s | %s | %d |\n", rows, g.name, conns, served, served/raw,
+				short(percentile(st.OK, 0.5)), short(percentile(st.OK, 0.99)), st.Others())
+		}
 	}
-	fmt.Fprintf(&b, "\nTarget: OIP binary at 4096 rows ≥ 0.8× raw ONNX Runtime.\n")
+	fmt.Fprintf(&b, "\nTargets: OIP binary and gRPC at 4096 rows ≥ 0.8× raw ONNX Runtime; gRPC 1-row requests/s ≥ REST's.\n")
 	return b.String(), nil
 }
 
@@ -115,4 +142,32 @@ func oipBinaryBody(rows int) (string, []byte) {
 	header := `{"inputs":[{"name":"x","datatype":"FP32","shape":[` + strconv.Itoa(rows) + `,64],"parameters":{"binary_data_size":` +
 		strconv.Itoa(len(blob)) + `}}],"parameters":{"binary_data_output":true}}`
 	return header, blob
+}
+
+// grpcClosedLoop calls ModelInfer with the rows as raw contents from conns
+// callers, each on its own connection, for d after a second of warm-up.
+func grpcClosedLoop(addr string, blob []byte, rows, conns int, d time.Duration) (*loadgen.Stats, error) {
+	req := &oip.ModelInferRequest{ModelName: "mlp",
+		Inputs:           []*oip.ModelInferRequest_InferInputTensor{{Name: "x", Datatype: "FP32", Shape: []int64{int64(rows), 64}}},
+		RawInputContents: [][]byte{blob}}
+	clients := make([]oip.GRPCInferenceServiceClient, conns)
+	for i := range clients {
+		cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
+		if err != nil {
+			return nil, err
+		}
+		defer cc.Close()
+		clients[i] = oip.NewGRPCInferenceServiceClient(cc)
+	}
+	return loadgen.ClosedFunc(conns, time.Second, d, func(i int) (int, error) {
+		_, err := clients[i].ModelInfer(context.Background(), req)
+		if st, ok := status.FromError(err); ok && st.Code() == codes.ResourceExhausted {
+			return http.StatusTooManyRequests, nil
+		}
+		if err != nil {
+			return 0, err
+		}
+		return http.StatusOK, nil
+	}), nil
 }

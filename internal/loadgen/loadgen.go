@@ -212,6 +212,42 @@ func (t *Target) ClosedMix(payloads []Payload, conns int, warmup, d time.Duratio
 	return total
 }
 
+// ClosedFunc is a closed loop of conns callers that each call call (with
+// the caller's number) again as soon as it returns, for d after warmup: a
+// loop over any protocol. call answers an HTTP-like status (200, 429) or
+// an error.
+func ClosedFunc(conns int, warmup, d time.Duration, call func(i int) (status int, err error)) *Stats {
+	var measuring, done atomic.Bool
+	var mu sync.Mutex
+	total := newStats()
+	var wg sync.WaitGroup
+	for c := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			mine := newStats()
+			for !done.Load() {
+				start := time.Now()
+				status, err := call(c)
+				if measuring.Load() && !done.Load() {
+					mine.record(status, err, time.Since(start), 0)
+				}
+			}
+			mu.Lock()
+			total.merge(mine)
+			mu.Unlock()
+		}()
+	}
+	time.Sleep(warmup)
+	measuring.Store(true)
+	t0 := time.Now()
+	time.Sleep(d)
+	done.Store(true)
+	total.Elapsed = time.Since(t0)
+	wg.Wait()
+	return total
+}
+
 // Open offers rate requests a second for d, on schedule whatever the
 // answers, as independent callers do. Latency runs from each request's
 // scheduled time, so a generator that falls behind does not hide it.
