@@ -26,6 +26,7 @@ import (
 	"github.com/modelserve/modelserve/internal/panics"
 	"github.com/modelserve/modelserve/model"
 	"github.com/modelserve/modelserve/oip"
+	"github.com/modelserve/modelserve/registry"
 )
 
 // The Open Inference Protocol over gRPC (inference.GRPCInferenceService),
@@ -72,6 +73,8 @@ func (s *Server) grpcNeed(method string, req any) (auth.Need, bool) {
 		return auth.Need{Scope: auth.ScopePredict, Model: r.GetModelName()}, false
 	case *oip.ModelMetadataRequest:
 		return auth.Need{Scope: auth.ScopePredict, Model: r.GetName()}, false
+	case *oip.RepositoryIndexRequest, *oip.RepositoryModelLoadRequest, *oip.RepositoryModelUnloadRequest:
+		return auth.Need{Scope: auth.ScopeAdmin}, false
 	case *oip.ServerLiveRequest, *oip.ServerReadyRequest, *oip.ModelReadyRequest, *healthpb.HealthCheckRequest:
 		return auth.Need{}, !s.cfg.AuthHealth
 	}
@@ -320,4 +323,78 @@ func grpcCaller(ctx context.Context) string {
 		}
 	}
 	return "grpc"
+}
+
+// The model repository extension over gRPC: what the REST repository
+// routes do, with the admin scope.
+
+func (g *grpcService) repository() (Repository, error) {
+	if g.s.cfg.Repository == nil {
+		return nil, status.Error(codes.Unimplemented, "the model repository API is off: callers must authenticate (admin scope), or start the server with --model-control")
+	}
+	return g.s.cfg.Repository, nil
+}
+
+func (g *grpcService) RepositoryIndex(_ context.Context, r *oip.RepositoryIndexRequest) (*oip.RepositoryIndexResponse, error) {
+	repo, err := g.repository()
+	if err != nil {
+		return nil, err
+	}
+	entries, err := repo.Index()
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "reading the registry: %v", err)
+	}
+	out := &oip.RepositoryIndexResponse{}
+	for _, e := range entries {
+		if r.GetReady() && e.State != engine.Ready {
+			continue
+		}
+		out.Models = append(out.Models, &oip.RepositoryIndexResponse_ModelIndex{Name: e.Name, Version: e.Version, State: string(e.State), Reason: e.Reason})
+	}
+	return out, nil
+}
+
+func (g *grpcService) RepositoryModelLoad(ctx context.Context, r *oip.RepositoryModelLoadRequest) (*oip.RepositoryModelLoadResponse, error) {
+	repo, err := g.repository()
+	if err != nil {
+		return nil, err
+	}
+	version := ""
+	if p, ok := r.GetParameters()["version"]; ok {
+		version = p.GetStringParam()
+		if err := model.CheckName(model.VersionName, version); err != nil {
+			return nil, status.Error(codes.InvalidArgument, err.Error())
+		}
+	}
+	err = repo.Load(ctx, r.GetModelName(), version)
+	g.s.cfg.Audit.Info("repository load", "model", r.GetModelName(), "principal", principalOf(ctx), "protocol", "grpc", "ok", err == nil)
+	if err != nil {
+		return nil, repositoryStatus("load", r.GetModelName(), err)
+	}
+	return &oip.RepositoryModelLoadResponse{}, nil
+}
+
+func (g *grpcService) RepositoryModelUnload(ctx context.Context, r *oip.RepositoryModelUnloadRequest) (*oip.RepositoryModelUnloadResponse, error) {
+	repo, err := g.repository()
+	if err != nil {
+		return nil, err
+	}
+	err = repo.Unload(ctx, r.GetModelName())
+	g.s.cfg.Audit.Info("repository unload", "model", r.GetModelName(), "principal", principalOf(ctx), "protocol", "grpc", "ok", err == nil)
+	if err != nil {
+		return nil, repositoryStatus("unload", r.GetModelName(), err)
+	}
+	return &oip.RepositoryModelUnloadResponse{}, nil
+}
+
+// repositoryStatus is a failed load's or unload's gRPC status.
+func repositoryStatus(what, name string, err error) error {
+	code := codes.InvalidArgument
+	switch {
+	case errors.Is(err, registry.ErrNotFound):
+		code = codes.NotFound
+	case errors.Is(err, engine.ErrNoRoom):
+		code = codes.ResourceExhausted
+	}
+	return status.Errorf(code, "%s %s: %v", what, name, err)
 }

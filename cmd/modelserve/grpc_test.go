@@ -144,6 +144,9 @@ func TestServe_openInferenceProtocolOverGRPC(t *testing.T) {
 	if _, err := cl.ModelInfer(short, &oip.ModelInferRequest{ModelName: "iris"}); status.Code(err) != codes.DeadlineExceeded {
 		t.Errorf("ModelInfer past its deadline = %v", err)
 	}
+	if _, err := cl.RepositoryIndex(ctx, &oip.RepositoryIndexRequest{}); status.Code(err) != codes.Unimplemented {
+		t.Errorf("RepositoryIndex without auth or --model-control = %v, want Unimplemented", err)
+	}
 	if _, m := s.get("/metrics"); !regexp.MustCompile(`modelserve_requests_total\{function="infer",model="types",outcome="ok",protocol="grpc",version="1"\} 1`).MatchString(m) {
 		t.Errorf("gRPC requests are not counted under protocol grpc")
 	}
@@ -217,7 +220,7 @@ func TestServe_gRPCSharesAuthAndAdmission(t *testing.T) {
 func TestServe_grpcurlCallsEveryRPC(t *testing.T) {
 	c := newCLI(t)
 	c.logIris()
-	s := c.serve("--model", "iris", "--workers", "1", "--grpc-port", "0")
+	s := c.serve("--model", "iris", "--workers", "1", "--grpc-port", "0", "--model-control")
 	s.waitReady()
 	waitLog(t, s, "listening for gRPC")
 	addr := grpcAddrRE.FindStringSubmatch(s.logs.String())[1]
@@ -244,6 +247,8 @@ func TestServe_grpcurlCallsEveryRPC(t *testing.T) {
 		{"ServerMetadata", "", `"name": "modelserve"`},
 		{"ModelMetadata", `{"name": "iris"}`, `"platform": "onnx_onnxv1"`},
 		{"ModelInfer", infer, `"int64Contents": [`},
+		{"RepositoryIndex", `{"ready": true}`, `"state": "READY"`},
+		{"RepositoryModelLoad", `{"model_name": "iris"}`, `{`},
 	} {
 		args := []string{}
 		if tt.data != "" {
@@ -261,5 +266,50 @@ func TestServe_grpcurlCallsEveryRPC(t *testing.T) {
 	}
 	if out := grpcurl(addr, "grpc.health.v1.Health/Check"); !strings.Contains(out, `"status": "SERVING"`) {
 		t.Errorf("health: %s", out)
+	}
+}
+
+func TestServe_gRPCRepositoryLoadsAndUnloads(t *testing.T) {
+	c := newCLI(t)
+	c.logIris()
+	c.must("registry", "log", "--name", "strings", "--version", "1", "--file", testenv.Model(t, "strings"))
+	s := c.serve("--model", "iris", "--workers", "1", "--grpc-port", "0", "--model-control")
+	s.waitReady()
+	cl, _ := grpcClient(t, s)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	index := func() string {
+		t.Helper()
+		r, err := cl.RepositoryIndex(ctx, &oip.RepositoryIndexRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, m := range r.GetModels() {
+			out = append(out, m.GetName()+":"+m.GetVersion()+":"+m.GetState())
+		}
+		return strings.Join(out, " ")
+	}
+	if got := index(); got != "iris:1:READY strings::UNAVAILABLE" {
+		t.Errorf("index %s", got)
+	}
+	if _, err := cl.RepositoryModelLoad(ctx, &oip.RepositoryModelLoadRequest{ModelName: "strings",
+		Parameters: map[string]*oip.ModelRepositoryParameter{"version": {ParameterChoice: &oip.ModelRepositoryParameter_StringParam{StringParam: "1"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := cl.ModelReady(ctx, &oip.ModelReadyRequest{Name: "strings"}); err != nil || !r.GetReady() {
+		t.Errorf("strings after its load: %v %v", r, err)
+	}
+	if got := index(); got != "iris:1:READY strings:1:READY" {
+		t.Errorf("index after the load %s", got)
+	}
+	if _, err := cl.RepositoryModelUnload(ctx, &oip.RepositoryModelUnloadRequest{ModelName: "strings"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.ModelReady(ctx, &oip.ModelReadyRequest{Name: "strings"}); status.Code(err) != codes.NotFound {
+		t.Errorf("strings after its unload = %v, want NotFound", err)
+	}
+	if _, err := cl.RepositoryModelLoad(ctx, &oip.RepositoryModelLoadRequest{ModelName: "dlrm"}); status.Code(err) != codes.NotFound {
+		t.Errorf("loading a model not in the registry = %v, want NotFound", err)
 	}
 }
