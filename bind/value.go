@@ -79,6 +79,9 @@ func (c *Column) Float(at int, f float64) error {
 	case []float64:
 		d[at] = f
 		return nil
+	case []model.Half:
+		d[at] = model.ToHalf(f)
+		return nil
 	}
 	if c.T.DType.IsInteger() {
 		if f != math.Trunc(f) || math.IsInf(f, 0) || math.IsNaN(f) {
@@ -102,6 +105,8 @@ func (c *Column) Int(at int, n int64) error {
 		d[at] = float32(n)
 	case []float64:
 		d[at] = float64(n)
+	case []model.Half:
+		d[at] = model.ToHalf(float64(n))
 	case []int8:
 		return store(d, at, n, c.T.DType)
 	case []int16:
@@ -146,6 +151,9 @@ func (c *Column) Uint(at int, n uint64) error {
 		return nil
 	case []float64:
 		d[at] = float64(n)
+		return nil
+	case []model.Half:
+		d[at] = model.ToHalf(float64(n))
 		return nil
 	}
 	if n > math.MaxInt64 {

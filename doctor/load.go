@@ -127,6 +127,10 @@ func randomInputs(specs []model.Spec, rows int) ([]model.Tensor, error) {
 			for k := range d {
 				d[k] = rng.Float64()*2 - 1
 			}
+		case []model.Half:
+			for k := range d {
+				d[k] = model.ToHalf(rng.Float64()*2 - 1)
+			}
 		case []int8:
 			fillInts(d, rng)
 		case []int16:

@@ -9,7 +9,7 @@ import (
 type DType uint8
 
 // The element types modelserve can carry between the wire and ONNX Runtime.
-// Invalid stands for any other (float16, complex, a non-tensor value).
+// Invalid stands for any other (bfloat16, complex, a non-tensor value).
 const (
 	Invalid DType = iota
 	Float32
@@ -24,6 +24,8 @@ const (
 	Uint64
 	Bool
 	String
+	// Float16 is half precision, its elements Float16 (bits).
+	Float16
 )
 
 var dtypeNames = [...]string{
@@ -40,6 +42,7 @@ var dtypeNames = [...]string{
 	Uint64:  "uint64",
 	Bool:    "bool",
 	String:  "string",
+	Float16: "float16",
 }
 
 // oipNames are the Open Inference Protocol's (KServe v2) datatype names.
@@ -56,6 +59,7 @@ var oipNames = [...]string{
 	Uint64:  "UINT64",
 	Bool:    "BOOL",
 	String:  "BYTES",
+	Float16: "FP16",
 }
 
 // OIP is the dtype's name in the Open Inference Protocol: FP32, INT64,
@@ -104,7 +108,7 @@ func (d DType) Size() int {
 	switch d {
 	case Int8, Uint8, Bool:
 		return 1
-	case Int16, Uint16:
+	case Int16, Uint16, Float16:
 		return 2
 	case Float32, Int32, Uint32:
 		return 4
@@ -117,7 +121,7 @@ func (d DType) Size() int {
 }
 
 // IsFloat reports a floating-point type.
-func (d DType) IsFloat() bool { return d == Float32 || d == Float64 }
+func (d DType) IsFloat() bool { return d == Float32 || d == Float64 || d == Float16 }
 
 // IsInteger reports a signed or unsigned integer type.
 func (d DType) IsInteger() bool { return d >= Int8 && d <= Uint64 }

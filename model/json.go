@@ -62,6 +62,8 @@ func JSONWriter(t Tensor) ValueWriter {
 		return func(dst []byte, i int) []byte { return strconv.AppendBool(dst, d[i]) }
 	case []string:
 		return func(dst []byte, i int) []byte { return AppendJSONString(dst, d[i]) }
+	case []Half:
+		return func(dst []byte, i int) []byte { return AppendJSONFloat(dst, float64(d[i].Float32()), 32) }
 	}
 	return func(dst []byte, _ int) []byte { return append(dst, "null"...) }
 }

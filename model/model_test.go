@@ -132,7 +132,7 @@ func TestDType_textRoundTrip(t *testing.T) {
 			t.Errorf("%s round-tripped to %s (%v)", d, back, err)
 		}
 	}
-	if _, err := ParseDType("float16"); err == nil {
-		t.Error("float16 should not parse")
+	if _, err := ParseDType("bfloat16"); err == nil {
+		t.Error("bfloat16 should not parse")
 	}
 }

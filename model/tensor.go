@@ -72,6 +72,8 @@ func NewTensor(dtype DType, shape Shape) (Tensor, error) {
 		data = make([]bool, n)
 	case String:
 		data = make([]string, n)
+	case Float16:
+		data = make([]Half, n)
 	default:
 		return Tensor{}, fmt.Errorf("cannot allocate a tensor of %s", dtype)
 	}
@@ -135,6 +137,8 @@ func (t Tensor) SliceRows(lo, hi int) Tensor {
 	case []bool:
 		data = d[a:b]
 	case []string:
+		data = d[a:b]
+	case []Half:
 		data = d[a:b]
 	}
 	return Tensor{DType: t.DType, Shape: shape, Data: data}
@@ -212,6 +216,8 @@ func copyData(dst, src any, at int) int {
 		return copy(d[at:], src.([]bool))
 	case []string:
 		return copy(d[at:], src.([]string))
+	case []Half:
+		return copy(d[at:], src.([]Half))
 	}
 	return 0
 }

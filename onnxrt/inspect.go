@@ -113,6 +113,8 @@ func dtypeOf(t ort.TensorElementDataType) model.DType {
 		return model.Uint64
 	case ort.TensorElementDataTypeBool:
 		return model.Bool
+	case ort.TensorElementDataTypeFloat16:
+		return model.Float16
 	case ort.TensorElementDataTypeString:
 		return model.String
 	}

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -147,5 +149,33 @@ func TestLoad_turnsTelemetryOff(t *testing.T) {
 	if _, err := os.Stat(log); err == nil {
 		os.Remove(log)
 		t.Errorf("ONNX Runtime's telemetry ran: it wrote %s", log)
+	}
+}
+
+func TestSession_halfPrecisionInAndOut(t *testing.T) {
+	rt := testenv.Runtime(t)
+	s, err := rt.NewSession(testenv.Model(t, "half"), []string{"x"}, []string{"doubled", "total"}, onnxrt.SessionOptions{IntraOpThreads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	in, _ := model.NewTensor(model.Float16, model.Shape{2, 3})
+	for i, f := range []float64{1, 2, 3, 0.5, -1, 65504} {
+		in.Data.([]model.Half)[i] = model.ToHalf(f)
+	}
+	outs, err := s.Run(context.Background(), []model.Tensor{in})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doubled []float32
+	for _, h := range outs[0].Data.([]model.Half) {
+		doubled = append(doubled, h.Float32())
+	}
+	if outs[0].DType != model.Float16 || !slices.Equal(outs[0].Shape, model.Shape{2, 3}) ||
+		fmt.Sprint(doubled) != fmt.Sprint([]float32{2, 4, 6, 1, -2, float32(math.Inf(1))}) {
+		t.Errorf("doubled = %s %v %v", outs[0].DType, outs[0].Shape, doubled)
+	}
+	if got := outs[1].Data.([]float32); !slices.Equal(got, []float32{6, 65503.5}) {
+		t.Errorf("total = %v", got)
 	}
 }

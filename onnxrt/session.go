@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"unsafe"
 
 	ort "github.com/yalue/onnxruntime_go"
 
@@ -40,6 +41,10 @@ type Session struct {
 	sess    *ort.DynamicAdvancedSession
 	inputs  []string
 	outputs []string
+	// halfRows is, per output, its row shape when it is float16 (nil
+	// otherwise): such an output gets its buffer before the call (the
+	// binding copies a float16 output it allocates itself short).
+	halfRows []model.Shape
 }
 
 // NewSession opens the model at path, fed by the named inputs and fetching
@@ -80,11 +85,43 @@ func (rt *Runtime) NewSession(path string, inputs, outputs []string, opts Sessio
 			return nil, err
 		}
 	}
+	halfRows, err := halfOutputs(path, outputs)
+	if err != nil {
+		return nil, err
+	}
 	sess, err := ort.NewDynamicAdvancedSession(path, inputs, outputs, so)
 	if err != nil {
 		return nil, fmt.Errorf("opening %s with ONNX Runtime: %w", path, err)
 	}
-	return &Session{sess: sess, inputs: inputs, outputs: outputs}, nil
+	return &Session{sess: sess, inputs: inputs, outputs: outputs, halfRows: halfRows}, nil
+}
+
+// halfOutputs finds the float16 outputs among those fetched, with their
+// row shapes, which must be fixed: their buffers are sized before a call.
+func halfOutputs(path string, outputs []string) ([]model.Shape, error) {
+	_, outs, err := ort.GetInputOutputInfo(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s's outputs: %w", path, err)
+	}
+	rows := make([]model.Shape, len(outputs))
+	for i, name := range outputs {
+		for _, o := range outs {
+			if o.Name != name || o.OrtValueType != ort.ONNXTypeTensor || o.DataType != ort.TensorElementDataTypeFloat16 {
+				continue
+			}
+			row := model.Shape(o.Dimensions.Clone())
+			if len(row) > 0 {
+				row = row[1:]
+			}
+			for _, d := range row {
+				if d < 0 {
+					return nil, fmt.Errorf("output %q is float16 with a dimension of no fixed size (%s): modelserve serves float16 outputs whose shape is fixed apart from the batch", name, model.Shape(o.Dimensions))
+				}
+			}
+			rows[i] = row
+		}
+	}
+	return rows, nil
 }
 
 func appendCUDA(so *ort.SessionOptions, c CUDAOptions) error {
@@ -169,11 +206,34 @@ func (s *Session) Run(ctx context.Context, inputs []model.Tensor) ([]model.Tenso
 			}
 		}
 	}()
+	halves := make([]model.Tensor, len(s.outputs))
+	for i, row := range s.halfRows {
+		if row == nil {
+			continue
+		}
+		rows := int64(1)
+		if len(inputs) > 0 && len(inputs[0].Shape) > 0 {
+			rows = inputs[0].Shape[0]
+		}
+		t, err := model.NewTensor(model.Float16, append(model.Shape{rows}, row...))
+		if err != nil {
+			return nil, fmt.Errorf("output %q: %w", s.outputs[i], err)
+		}
+		v, err := toValue(t)
+		if err != nil {
+			return nil, fmt.Errorf("output %q: %w", s.outputs[i], err)
+		}
+		halves[i], outs[i] = t, v
+	}
 	if err := s.run(ctx, values, outs); err != nil {
 		return nil, err
 	}
 	result := make([]model.Tensor, len(outs))
 	for i, v := range outs {
+		if halves[i].Data != nil {
+			result[i] = halves[i] // ONNX Runtime wrote into its memory
+			continue
+		}
 		t, err := fromValue(v)
 		if err != nil {
 			return nil, fmt.Errorf("output %q: %w", s.outputs[i], err)
@@ -236,6 +296,14 @@ func toValue(t model.Tensor) (ort.Value, error) {
 		return newValue(shape, d)
 	case []bool:
 		return newValue(shape, d)
+	case []model.Half:
+		if len(d) == 0 {
+			return nil, fmt.Errorf("an empty float16 tensor (%s)", t.Shape)
+		}
+		// The tensor's own memory, as bytes: ONNX Runtime reads and
+		// writes it in place.
+		b := unsafe.Slice((*byte)(unsafe.Pointer(&d[0])), 2*len(d))
+		return ort.NewCustomDataTensor(shape, b, ort.TensorElementDataTypeFloat16)
 	case []string:
 		st, err := ort.NewStringTensor(shape)
 		if err != nil {

@@ -318,8 +318,22 @@ def fragile():
                  [const("pair", np.array([-1, 2], np.int64))], "fragile")
 
 
+def half():
+    """Half precision in and out: doubles a float16 vector, and sums it in
+    float32."""
+    nodes = [
+        helper.make_node("Add", ["x", "x"], ["doubled"]),
+        helper.make_node("Cast", ["x"], ["x32"], to=TensorProto.FLOAT),
+        helper.make_node("ReduceSum", ["x32", "axis1"], ["total"], keepdims=0),
+    ]
+    return model(nodes, [vi("x", TensorProto.FLOAT16, [BATCH, 3])],
+                 [vi("doubled", TensorProto.FLOAT16, [BATCH, 3]),
+                  vi("total", TensorProto.FLOAT, [BATCH])],
+                 [const("axis1", np.array([1], np.int64))], "half")
+
+
 MODELS = {f.__name__: f for f in (iris, mlp, encoder, dlrm, ceiling, strings, vectors, image, types, fixed,
-                                   sequence, fragile)}
+                                   sequence, fragile, half)}
 
 
 def main(argv):

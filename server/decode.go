@@ -699,6 +699,12 @@ func newColumn(t model.Tensor, opts decodeOptions) column {
 			d[i] = f
 			return err
 		}}
+	case []model.Half:
+		return column{func(i int, s *scanner) error {
+			f, err := toFloat(s, t.DType, 64, opts)
+			d[i] = model.ToHalf(f)
+			return err
+		}}
 	case []int8:
 		return intColumn(d, t.DType)
 	case []int16:

@@ -262,7 +262,11 @@ func (g *grpcService) infer(ctx context.Context, rt *route, r *oip.ModelInferReq
 			which[i] = i
 		}
 	}
+	// FP16 has no typed contents: an answer holding one is all raw.
 	raw := len(r.GetRawInputContents()) > 0
+	for _, k := range which {
+		raw = raw || outs[k].DType == model.Float16
+	}
 	for _, k := range which {
 		t := outs[k]
 		o := &oip.ModelInferResponse_InferOutputTensor{Name: fetched[k], Datatype: t.DType.OIP(), Shape: t.Shape}

@@ -148,6 +148,8 @@ func fromContents(t model.Tensor, c *oip.InferTensorContents) error {
 		return narrow(d, c.GetUintContents(), 0, math.MaxUint16, t.DType, count)
 	case []uint32:
 		return narrow(d, c.GetUintContents(), 0, math.MaxUint32, t.DType, count)
+	case []model.Half:
+		return fmt.Errorf("FP16 has no typed contents: send it in raw_input_contents")
 	case []string:
 		if err := count(len(c.GetBytesContents()), "bytes_contents"); err != nil {
 			return err

@@ -250,3 +250,25 @@ func FuzzDecodeOIPBinary(f *testing.F) {
 		}
 	})
 }
+
+func TestDecodeOIP_halfPrecisionAsJSONAndBinary(t *testing.T) {
+	sig := model.Signature{Inputs: []model.Spec{{Name: "x", DType: model.Float16, Shape: model.Shape{-1, 2}}}}
+	req, err := decodeOIP([]byte(`{"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP16", "data": [0.1, 70000]}]}`), 0, sig, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := req.inputs[0].Data.([]model.Half); got[0] != 0x2e66 || got[1] != 0x7c00 {
+		t.Errorf("JSON FP16 = %#04x", got)
+	}
+	header := `{"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP16", "parameters": {"binary_data_size": 4}}]}`
+	body, n := binaryRequest(t, header, []byte{0x66, 0x2e, 0x00, 0x3c})
+	if req, err = decodeOIP(body, n, sig, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := req.inputs[0].Data.([]model.Half); got[0] != 0x2e66 || got[1] != 0x3c00 {
+		t.Errorf("binary FP16 = %#04x", got)
+	}
+	if got := appendBinary(nil, req.inputs[0]); string(got) != string([]byte{0x66, 0x2e, 0x00, 0x3c}) || binarySize(req.inputs[0]) != 4 {
+		t.Errorf("FP16 written back as %v", got)
+	}
+}

@@ -47,11 +47,13 @@ func tensorBytes(t model.Tensor) []byte {
 		return asBytes(d)
 	case []uint64:
 		return asBytes(d)
+	case []model.Half:
+		return asBytes(d)
 	}
 	return nil
 }
 
-func asBytes[T int8 | int16 | int32 | int64 | uint16 | uint32 | uint64 | float32 | float64](d []T) []byte {
+func asBytes[T int8 | int16 | int32 | int64 | uint16 | uint32 | uint64 | float32 | float64 | model.Half](d []T) []byte {
 	if len(d) == 0 {
 		return nil
 	}

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/modelserve/modelserve/internal/testenv"
+	"github.com/modelserve/modelserve/model"
 	"github.com/modelserve/modelserve/oip"
 )
 
@@ -311,5 +312,49 @@ func TestServe_gRPCRepositoryLoadsAndUnloads(t *testing.T) {
 	}
 	if _, err := cl.RepositoryModelLoad(ctx, &oip.RepositoryModelLoadRequest{ModelName: "dlrm"}); status.Code(err) != codes.NotFound {
 		t.Errorf("loading a model not in the registry = %v, want NotFound", err)
+	}
+}
+
+func TestServe_halfPrecisionEveryWay(t *testing.T) {
+	c := newCLI(t)
+	c.must("registry", "log", "--name", "half", "--version", "1", "--file", testenv.Model(t, "half"))
+	s := c.serve("--model", "half", "--workers", "1", "--grpc-port", "0")
+	s.waitReady()
+
+	// The gateway's JSON and the protocol's: the same values, rounded to
+	// half precision on the way in (0.1 is 0.0999755859375).
+	if code, body := s.post("/predict", `{"data": [[0, [1, 2, 0.1]], [1, [0.5, -1, 65504]]]}`); code != 200 ||
+		body != `{"data":[[0,{"doubled":[2,4,0.19995117],"total":3.0999756}],[1,{"doubled":[1,-2,null],"total":65503.5}]]}` {
+		t.Errorf("gateway = %d %s", code, body)
+	}
+	infer := `{"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP16", "data": [1, 2, 0.1]}]}`
+	if code, body := s.post("/v2/models/half/infer", infer); code != 200 ||
+		body != `{"model_name":"half","model_version":"1","outputs":[{"name":"doubled","datatype":"FP16","shape":[1,3],"data":[2,4,0.19995117]},{"name":"total","datatype":"FP32","shape":[1],"data":[3.0999756]}]}` {
+		t.Errorf("OIP JSON = %d %s", code, body)
+	}
+
+	// gRPC: FP16 only as raw contents, both ways.
+	cl, _ := grpcClient(t, s)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	halves := func(fs ...float64) []byte {
+		var b []byte
+		for _, f := range fs {
+			b = le.LittleEndian.AppendUint16(b, uint16(model.ToHalf(f)))
+		}
+		return b
+	}
+	r, err := cl.ModelInfer(ctx, &oip.ModelInferRequest{ModelName: "half",
+		Inputs:           []*oip.ModelInferRequest_InferInputTensor{{Name: "x", Datatype: "FP16", Shape: []int64{1, 3}}},
+		RawInputContents: [][]byte{halves(1, 2, 0.1)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if raw := r.GetRawOutputContents(); len(raw) != 2 || string(raw[0]) != string(halves(2, 4, 0.2)) || math.Float32frombits(le.LittleEndian.Uint32(raw[1])) != 3.0999756 {
+		t.Errorf("gRPC FP16 = %v", r)
+	}
+	if _, err := cl.ModelInfer(ctx, &oip.ModelInferRequest{ModelName: "half",
+		Inputs: []*oip.ModelInferRequest_InferInputTensor{{Name: "x", Datatype: "FP16", Shape: []int64{1, 3}, Contents: &oip.InferTensorContents{Fp32Contents: []float32{1, 2, 3}}}}}); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("FP16 as typed contents = %v, want InvalidArgument", err)
 	}
 }

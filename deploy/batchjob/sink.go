@@ -231,7 +231,7 @@ func (g orderedGroup) Fields() []parquet.Field { return g.fields }
 
 func parquetLeaf(dt model.DType) (parquet.Node, error) {
 	switch dt {
-	case model.Float32:
+	case model.Float32, model.Float16: // float16 written as float32, exactly
 		return parquet.Leaf(parquet.FloatType), nil
 	case model.Float64:
 		return parquet.Leaf(parquet.DoubleType), nil
@@ -317,6 +317,8 @@ func parquetValues(t model.Tensor) valueOf {
 		return func(i int) parquet.Value { return parquet.FloatValue(d[i]) }
 	case []float64:
 		return func(i int) parquet.Value { return parquet.DoubleValue(d[i]) }
+	case []model.Half:
+		return func(i int) parquet.Value { return parquet.FloatValue(d[i].Float32()) }
 	case []int8:
 		return func(i int) parquet.Value { return parquet.Int32Value(int32(d[i])) }
 	case []int16:
