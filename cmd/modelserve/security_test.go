@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/tls"
@@ -19,8 +20,14 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	"github.com/modelserve/modelserve/internal/pki"
+	"github.com/modelserve/modelserve/oip"
 )
 
 // ca is a certificate authority made for one test.
@@ -237,10 +244,50 @@ func TestSecurity_mutualTLS(t *testing.T) {
 	c := newCLI(t)
 	c.logIris()
 	s := c.serve("--model", "iris", "--tls-cert", write(t, filepath.Join(dir, "cert.pem"), certPEM),
-		"--tls-key", write(t, filepath.Join(dir, "key.pem"), keyPEM), "--tls-client-ca", write(t, filepath.Join(dir, "ca.pem"), authority.pem))
+		"--tls-key", write(t, filepath.Join(dir, "key.pem"), keyPEM), "--tls-client-ca", write(t, filepath.Join(dir, "ca.pem"), authority.pem),
+		"--grpc-port", "0")
 	base := strings.Replace(s.url, "http://", "https://", 1)
 	good := httpsClient([][]byte{authority.pem}, &clientCert, false)
 	waitHTTPS(t, good, base)
+
+	// gRPC on its own port: the same TLS, the same client certificates.
+	waitLog(t, s, "listening for gRPC")
+	grpcAddr := grpcAddrRE.FindStringSubmatch(s.logs.String())[1]
+	infer := &oip.ModelInferRequest{ModelName: "iris", Inputs: []*oip.ModelInferRequest_InferInputTensor{{Name: "features", Datatype: "FP32", Shape: []int64{1, 4},
+		Contents: &oip.InferTensorContents{Fp32Contents: []float32{5.1, 3.5, 1.4, 0.2}}}}}
+	for _, tt := range []struct {
+		name string
+		cert *tls.Certificate
+		code codes.Code
+	}{{"the CA's client certificate", &clientCert, codes.OK}, {"no client certificate", nil, codes.Unauthenticated}} {
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(authority.pem)
+		cfg := &tls.Config{RootCAs: pool, ServerName: "localhost"}
+		if tt.cert != nil {
+			cfg.Certificates = []tls.Certificate{*tt.cert}
+		}
+		conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err = oip.NewGRPCInferenceServiceClient(conn).ModelInfer(ctx, infer)
+		cancel()
+		conn.Close()
+		if status.Code(err) != tt.code {
+			t.Errorf("gRPC over TLS with %s = %v, want %v", tt.name, err, tt.code)
+		}
+	}
+	plain, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	if _, err := oip.NewGRPCInferenceServiceClient(plain).ModelInfer(ctx, infer); status.Code(err) != codes.Unavailable {
+		t.Errorf("plain gRPC on the TLS port = %v, want a refused connection", err)
+	}
+	cancel()
+	plain.Close()
 	if status, body, _, err := call(t, good, "POST", base+"/predict", "", irisBody); err != nil || status != 200 || !strings.Contains(body, `"label":0`) {
 		t.Fatalf("with a client certificate: %v %d %s", err, status, body)
 	}
