@@ -9,11 +9,13 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/net/netutil"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	grpccreds "google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/reflection"
@@ -54,6 +56,10 @@ func (s *Server) ServeGRPC(ln net.Listener) error {
 	if s.cfg.TLS != nil {
 		opts = append(opts, grpc.Creds(grpccreds.NewTLS(s.cfg.TLS)))
 	}
+	// As many connections as the HTTP listener takes; gRPC's own
+	// keepalive closes idle ones.
+	ln = netutil.LimitListener(ln, s.cfg.Conn.MaxConnections)
+	opts = append(opts, grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: s.cfg.Conn.IdleTimeout}))
 	gs := grpc.NewServer(opts...)
 	oip.RegisterGRPCInferenceServiceServer(gs, &grpcService{s: s})
 	healthpb.RegisterHealthServer(gs, s.grpcHealth)
