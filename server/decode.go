@@ -472,22 +472,11 @@ func (d *decoding) split(s *scanner) error {
 	if s.kind() != kindObject {
 		return inputErr(-1, "", `"dataframe_split" must be an object, got %s`, s.describe())
 	}
-	var columns, index, data *scanner
-	err := s.members(func(key []byte) error {
-		at := *s
-		switch string(key) {
-		case "columns":
-			columns = &at
-		case "index":
-			index = &at
-		case "data":
-			data = &at
-		}
-		return s.skip()
-	})
+	f, err := s.fields("columns", "index", "data")
 	if err != nil {
 		return err
 	}
+	columns, index, data := f[0], f[1], f[2]
 	if columns == nil || data == nil {
 		return inputErr(-1, "", `"dataframe_split" needs "columns" and "data"`)
 	}

@@ -58,30 +58,15 @@ func decodeOIP(body []byte, headerLen int, sig model.Signature, fetched []string
 		return nil, inputErr(-1, "", `the body must be an inference request, {"inputs": [...]}, got %s`, s.describe())
 	}
 	req := &oipRequest{inputs: make([]model.Tensor, len(sig.Inputs)), rows: -1, bin: bin}
-	var inputs, outputs, params *scanner
-	err := s.members(func(key []byte) error {
-		at := *s
-		switch string(key) {
-		case "id":
-			if s.kind() != kindString {
-				return inputErr(-1, "", `"id" must be a string, got %s`, s.describe())
-			}
-			b, err := s.str()
-			req.id = string(b)
-			return err
-		case "inputs":
-			inputs = &at
-		case "outputs":
-			outputs = &at
-		case "parameters":
-			params = &at
-		}
-		return s.skip()
-	})
+	f, err := s.fields("id", "inputs", "outputs", "parameters")
 	if err == nil {
 		err = s.end()
 	}
 	if err != nil {
+		return nil, asInputError(err)
+	}
+	inputs, outputs, params := f[1], f[2], f[3]
+	if req.id, err = stringField(f[0], `"id"`); err != nil {
 		return nil, asInputError(err)
 	}
 	binaryOut := false
@@ -133,33 +118,18 @@ func decodeOIP(body []byte, headerLen int, sig model.Signature, fetched []string
 // input reads one input tensor, the scanner on its object: its members
 // may come in any order, so their places are noted first.
 func (r *oipRequest) input(s *scanner, sig model.Signature, bodyLen int) error {
-	var name, datatype string
-	var shapeAt, dataAt, paramsAt *scanner
-	err := s.members(func(key []byte) error {
-		at := *s
-		switch string(key) {
-		case "name", "datatype":
-			if s.kind() != kindString {
-				return inputErr(-1, "", "an input's %q must be a string, got %s", key, s.describe())
-			}
-			b, err := s.str()
-			if string(key) == "name" {
-				name = string(b)
-			} else {
-				datatype = string(b)
-			}
-			return err
-		case "shape":
-			shapeAt = &at
-		case "data":
-			dataAt = &at
-		case "parameters":
-			paramsAt = &at
-		}
-		return s.skip()
-	})
+	f, err := s.fields("name", "datatype", "shape", "data", "parameters")
 	if err != nil {
 		return err
+	}
+	shapeAt, dataAt, paramsAt := f[2], f[3], f[4]
+	name, err := stringField(f[0], `an input's "name"`)
+	if err != nil {
+		return inputErr(-1, "", "%v", err)
+	}
+	datatype, err := stringField(f[1], `an input's "datatype"`)
+	if err != nil {
+		return inputErr(-1, name, "%v", err)
 	}
 	params := oipParams{binarySize: -1}
 	if paramsAt != nil {
@@ -284,26 +254,15 @@ func readOIPOutputs(s *scanner, fetched []string, binaryOut bool) ([]int, []bool
 		if s.kind() != kindObject {
 			return inputErr(-1, "", `each of "outputs" must be an object, got %s`, s.describe())
 		}
-		name := ""
-		var paramsAt *scanner
-		err := s.members(func(key []byte) error {
-			switch string(key) {
-			case "name":
-				if s.kind() != kindString {
-					return inputErr(-1, "", `an output's "name" must be a string, got %s`, s.describe())
-				}
-				b, err := s.str()
-				name = string(b)
-				return err
-			case "parameters":
-				at := *s
-				paramsAt = &at
-			}
-			return s.skip()
-		})
+		f, err := s.fields("name", "parameters")
 		if err != nil {
 			return err
 		}
+		name, err := stringField(f[0], `an output's "name"`)
+		if err != nil {
+			return inputErr(-1, "", "%v", err)
+		}
+		paramsAt := f[1]
 		asBinary := binaryOut
 		if paramsAt != nil {
 			p, err := readOIPParams(paramsAt, name)

@@ -387,6 +387,37 @@ func (s *scanner) elements(each func(i int) error) error {
 	}
 }
 
+// fields moves past the object that comes next, noting where the values
+// of the keys named start (nil for a key absent; the last, for a key given
+// twice): an object's members may come in any order, and are read once
+// all are known.
+func (s *scanner) fields(names ...string) ([]*scanner, error) {
+	at := make([]*scanner, len(names))
+	err := s.members(func(key []byte) error {
+		for i, n := range names {
+			if string(key) == n {
+				p := *s
+				at[i] = &p
+				break
+			}
+		}
+		return s.skip()
+	})
+	return at, err
+}
+
+// stringField reads a string member noted by fields ("" when absent).
+func stringField(s *scanner, what string) (string, error) {
+	if s == nil {
+		return "", nil
+	}
+	if s.kind() != kindString {
+		return "", fmt.Errorf("%s must be a string, got %s", what, s.describe())
+	}
+	b, err := s.str()
+	return string(b), err
+}
+
 // members calls each for every key of the object that comes next, the
 // scanner standing on the key's value, which each must consume. The key
 // may alias the scanner's buffer: copy it to keep it.

@@ -164,6 +164,51 @@ func (t *Target) Closed(body []byte, conns int, warmup, d time.Duration, window 
 // ClosedMix is Closed with each connection sending the payloads in turn,
 // from a different one.
 func (t *Target) ClosedMix(payloads []Payload, conns int, warmup, d time.Duration, window func(open bool)) *Stats {
+	return closed(conns, warmup, d, window, func(c int) (func() (int, int, error, time.Duration), func()) {
+		reqs := make([]*fasthttp.Request, len(payloads))
+		for i, p := range payloads {
+			reqs[i] = t.Request(p.Body)
+		}
+		resp := fasthttp.AcquireResponse()
+		i := c
+		call := func() (int, int, error, time.Duration) {
+			k := i % len(payloads)
+			i++
+			err := t.client.Do(reqs[k], resp)
+			status, pause := resp.StatusCode(), time.Duration(0)
+			if err == nil && status == fasthttp.StatusTooManyRequests {
+				pause = t.Backoff
+			}
+			return status, payloads[k].Rows, err, pause
+		}
+		return call, func() {
+			for _, r := range reqs {
+				fasthttp.ReleaseRequest(r)
+			}
+			fasthttp.ReleaseResponse(resp)
+		}
+	})
+}
+
+// ClosedFunc is a closed loop of conns callers that each call call (with
+// the caller's number) again as soon as it returns, for d after warmup: a
+// loop over any protocol. call answers an HTTP-like status (200, 429) or
+// an error.
+func ClosedFunc(conns int, warmup, d time.Duration, call func(i int) (status int, err error)) *Stats {
+	return closed(conns, warmup, d, nil, func(c int) (func() (int, int, error, time.Duration), func()) {
+		return func() (int, int, error, time.Duration) {
+			status, err := call(c)
+			return status, 0, err, 0
+		}, func() {}
+	})
+}
+
+// closed runs conns callers, each made by caller (its call, answering a
+// status, the rows it carried, an error and how long to pause before the
+// next, and what ends it), calling again as soon as a call returns and its
+// pause is over; the calls that end within the window of d after warmup
+// are counted, their pauses not.
+func closed(conns int, warmup, d time.Duration, window func(open bool), caller func(c int) (call func() (int, int, error, time.Duration), end func())) *Stats {
 	var measuring, done atomic.Bool
 	var mu sync.Mutex
 	total := newStats()
@@ -172,23 +217,17 @@ func (t *Target) ClosedMix(payloads []Payload, conns int, warmup, d time.Duratio
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			reqs := make([]*fasthttp.Request, len(payloads))
-			for i, p := range payloads {
-				reqs[i] = t.Request(p.Body)
-				defer fasthttp.ReleaseRequest(reqs[i])
-			}
-			resp := fasthttp.AcquireResponse()
-			defer fasthttp.ReleaseResponse(resp)
+			call, end := caller(c)
+			defer end()
 			mine := newStats()
-			for i := c; !done.Load(); i++ {
-				k := i % len(payloads)
+			for !done.Load() {
 				start := time.Now()
-				err := t.client.Do(reqs[k], resp)
+				status, rows, err, pause := call()
 				if measuring.Load() && !done.Load() {
-					mine.record(resp.StatusCode(), err, time.Since(start), payloads[k].Rows)
+					mine.record(status, err, time.Since(start), rows)
 				}
-				if t.Backoff > 0 && err == nil && resp.StatusCode() == fasthttp.StatusTooManyRequests {
-					time.Sleep(t.Backoff)
+				if pause > 0 {
+					time.Sleep(pause)
 				}
 			}
 			mu.Lock()
@@ -208,42 +247,6 @@ func (t *Target) ClosedMix(payloads []Payload, conns int, warmup, d time.Duratio
 	if window != nil {
 		window(false)
 	}
-	wg.Wait()
-	return total
-}
-
-// ClosedFunc is a closed loop of conns callers that each call call (with
-// the caller's number) again as soon as it returns, for d after warmup: a
-// loop over any protocol. call answers an HTTP-like status (200, 429) or
-// an error.
-func ClosedFunc(conns int, warmup, d time.Duration, call func(i int) (status int, err error)) *Stats {
-	var measuring, done atomic.Bool
-	var mu sync.Mutex
-	total := newStats()
-	var wg sync.WaitGroup
-	for c := range conns {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			mine := newStats()
-			for !done.Load() {
-				start := time.Now()
-				status, err := call(c)
-				if measuring.Load() && !done.Load() {
-					mine.record(status, err, time.Since(start), 0)
-				}
-			}
-			mu.Lock()
-			total.merge(mine)
-			mu.Unlock()
-		}()
-	}
-	time.Sleep(warmup)
-	measuring.Store(true)
-	t0 := time.Now()
-	time.Sleep(d)
-	done.Store(true)
-	total.Elapsed = time.Since(t0)
 	wg.Wait()
 	return total
 }
