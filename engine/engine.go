@@ -443,18 +443,6 @@ func (e *Engine) Index() ([]Entry, error) {
 	return out, nil
 }
 
-// Models are the models loaded or loading.
-func (e *Engine) Models() []*Model {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	out := make([]*Model, 0, len(e.models))
-	for _, s := range e.models {
-		out = append(out, s.m)
-	}
-	slices.SortFunc(out, func(a, b *Model) int { return cmp.Compare(a.Name, b.Name) })
-	return out
-}
-
 // Close unloads every model (up to ctx), the front having stopped.
 func (e *Engine) Close(ctx context.Context) error {
 	e.ops.Lock()

@@ -80,6 +80,9 @@ type answer struct {
 	version string
 	// panic is set when the answer is a recovered panic's 500.
 	panic *panics.Error
+	// message is a failure's message without the gateway's wording
+	// around it, for the Open Inference Protocol's answers.
+	message string
 	// contentType, when set, is the body's (else JSON); headerLen, when
 	// set, where a binary answer's JSON header ends.
 	contentType string

@@ -48,6 +48,7 @@ type grpcService struct {
 func (s *Server) ServeGRPC(ln net.Listener) error {
 	opts := []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(s.grpcGuard),
+		grpc.ChainStreamInterceptor(s.grpcStreamGuard),
 		grpc.MaxRecvMsgSize(s.cfg.MaxBodyBytes),
 		grpc.MaxSendMsgSize(max(s.cfg.MaxBodyBytes, 64<<20)),
 		grpc.MaxConcurrentStreams(1024),
@@ -71,9 +72,10 @@ func (s *Server) ServeGRPC(ln net.Listener) error {
 	return gs.Serve(ln)
 }
 
-// grpcMethodNeed is what an RPC needs of its caller: predict for the
-// model it names, nothing (probes) for health.
-func (s *Server) grpcNeed(method string, req any) (auth.Need, bool) {
+// grpcNeed is what a unary RPC needs of its caller: predict for the
+// model it names, admin for the repository, nothing (probes) for health
+// and readiness unless AuthHealth; any other, any principal.
+func (s *Server) grpcNeed(req any) (auth.Need, bool) {
 	switch r := req.(type) {
 	case *oip.ModelInferRequest:
 		return auth.Need{Scope: auth.ScopePredict, Model: r.GetModelName()}, false
@@ -83,9 +85,6 @@ func (s *Server) grpcNeed(method string, req any) (auth.Need, bool) {
 		return auth.Need{Scope: auth.ScopeAdmin}, false
 	case *oip.ServerLiveRequest, *oip.ServerReadyRequest, *oip.ModelReadyRequest, *healthpb.HealthCheckRequest:
 		return auth.Need{}, !s.cfg.AuthHealth
-	}
-	if strings.HasPrefix(method, "/grpc.reflection.") {
-		return auth.Need{}, false // any principal
 	}
 	return auth.Need{}, false
 }
@@ -99,22 +98,39 @@ func (s *Server) grpcGuard(ctx context.Context, req any, info *grpc.UnaryServerI
 			resp, err = nil, status.Error(codes.Internal, p.Error())
 		}
 	}()
-	if s.cfg.Auth.Enabled() {
-		need, open := s.grpcNeed(info.FullMethod, req)
-		if !open {
-			pr, f := s.cfg.Auth.Check(grpcCredentials(ctx), need)
-			if f != nil {
-				s.cfg.Audit.Info("refused", "status", f.Status, "reason", f.Reason, "principal", pr.Name, "method", info.FullMethod)
-				code := codes.Unauthenticated
-				if f.Status == http.StatusForbidden {
-					code = codes.PermissionDenied
-				}
-				return nil, status.Error(code, f.Message)
-			}
-			ctx = context.WithValue(ctx, principalKey{}, pr.Name)
-		}
+	need, open := s.grpcNeed(req)
+	if ctx, err = s.grpcAuthorize(ctx, need, open, info.FullMethod); err != nil {
+		return nil, err
 	}
 	return next(ctx, req)
+}
+
+// grpcStreamGuard authorizes the streaming RPCs (reflection, the health
+// service's Watch): health as a probe, reflection for any principal.
+func (s *Server) grpcStreamGuard(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, next grpc.StreamHandler) error {
+	open := strings.HasPrefix(info.FullMethod, "/grpc.health.v1.") && !s.cfg.AuthHealth
+	if _, err := s.grpcAuthorize(ss.Context(), auth.Need{}, open, info.FullMethod); err != nil {
+		return err
+	}
+	return next(srv, ss)
+}
+
+// grpcAuthorize checks an RPC's credentials against need (unless open or
+// auth is off), and names its principal in the context it returns.
+func (s *Server) grpcAuthorize(ctx context.Context, need auth.Need, open bool, method string) (context.Context, error) {
+	if !s.cfg.Auth.Enabled() || open {
+		return ctx, nil
+	}
+	pr, f := s.cfg.Auth.Check(grpcCredentials(ctx), need)
+	if f != nil {
+		s.cfg.Audit.Info("refused", "status", f.Status, "reason", f.Reason, "principal", pr.Name, "method", method)
+		code := codes.Unauthenticated
+		if f.Status == http.StatusForbidden {
+			code = codes.PermissionDenied
+		}
+		return ctx, status.Error(code, f.Message)
+	}
+	return context.WithValue(ctx, principalKey{}, pr.Name), nil
 }
 
 // grpcCredentials gathers what an RPC brings: its authorization metadata,
@@ -230,44 +246,30 @@ func (g *grpcService) infer(ctx context.Context, rt *route, r *oip.ModelInferReq
 	if ref == nil {
 		return nil, s.failure(errNotReady, 0)
 	}
-	ans.version = ref.version
+	defer func() { ans.version = ref.version }()
 	// The message is read already: admission sees its size as a body's.
-	ticket, err := ref.AdmitArrival(engine.Arrival{Bytes: int64(proto.Size(r)), Priority: s.cfg.DefaultPriority, Caller: grpcCaller(ctx)})
-	if errors.Is(err, engine.ErrClosed) {
-		if now := rt.m.pred.Load(); now != nil && now != ref {
-			ref = now
-			ticket, err = ref.AdmitArrival(engine.Arrival{Bytes: int64(proto.Size(r)), Priority: s.cfg.DefaultPriority, Caller: grpcCaller(ctx)})
-		}
+	arrival := engine.Arrival{Bytes: int64(proto.Size(r)), Priority: s.cfg.DefaultPriority, Caller: grpcCaller(ctx)}
+	ticket, err := ref.AdmitArrival(arrival)
+	if rt.switched(err, &ref) {
+		ticket, err = ref.AdmitArrival(arrival)
 	}
 	if err != nil {
-		a := s.failure(err, 0)
-		a.version = ref.version
-		return nil, a
+		return nil, s.failure(err, 0)
 	}
 	defer ticket.Done()
 	fetched := rt.fn.Outputs
 	req, err := grpcRequest(r, rt.m.sig, fetched)
 	if err != nil {
-		a := s.failure(err, 0)
-		a.version = ref.version
-		return nil, a
+		return nil, s.failure(err, 0)
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.MaxRequestTimeout)
 	defer cancel()
 	outs, err := ticket.Run(ctx, req.inputs)
 	if err != nil {
-		a := s.failure(err, 0)
-		a.version = ref.version
-		return nil, a
+		return nil, s.failure(err, 0)
 	}
 	resp = &oip.ModelInferResponse{ModelName: rt.m.name, ModelVersion: ref.version, Id: r.GetId()}
-	which := req.outputs
-	if which == nil {
-		which = make([]int, len(fetched))
-		for i := range which {
-			which[i] = i
-		}
-	}
+	which := req.asked(len(fetched))
 	// FP16 has no typed contents: an answer holding one is all raw.
 	raw := len(r.GetRawInputContents()) > 0
 	for _, k := range which {
@@ -283,13 +285,13 @@ func (g *grpcService) infer(ctx context.Context, rt *route, r *oip.ModelInferReq
 		}
 		resp.Outputs = append(resp.Outputs, o)
 	}
-	return resp, answer{status: http.StatusOK, rows: req.rows, version: ref.version}
+	return resp, answer{status: http.StatusOK, rows: req.rows}
 }
 
 // grpcStatus is the gRPC status of a failed answer: the HTTP status's
 // counterpart, an overload with the time to retry after.
 func grpcStatus(ans answer) error {
-	msg := oipMessage(ans.body)
+	msg := ans.message
 	code := codes.Internal
 	switch ans.status {
 	case http.StatusBadRequest:

@@ -234,18 +234,30 @@ func (s *Server) decode(ctx context.Context, r *route, body []byte) (b *batch, e
 	return r.dec.decode(body, decodeOptions{nullAsNaN: r.fn.NullAsNaN})
 }
 
-// admit is readBody on the version *ref names, or, when the model
-// switched versions since the request looked (the old one drains and
-// closes), on the new one, which *ref then names.
+// admit is readBody on the version *ref names, or on the one served now
+// when the model switched versions since the request looked.
 func (s *Server) admit(c *fiber.Ctx, r *route, ref **admitterRef) (*engine.Ticket, []byte, error) {
 	ticket, body, err := s.readBody(c, *ref)
-	if errors.Is(err, engine.ErrClosed) {
-		if now := r.m.pred.Load(); now != nil && now != *ref {
-			*ref = now
-			ticket, body, err = s.readBody(c, now)
-		}
+	if r.switched(err, ref) {
+		ticket, body, err = s.readBody(c, *ref)
 	}
 	return ticket, body, err
+}
+
+// switched reports whether admission refused a request with ErrClosed
+// because the model switched versions since the request looked (the old
+// one drains and closes); *ref then names the version served now, which
+// takes the request.
+func (r *route) switched(err error, ref **admitterRef) bool {
+	if !errors.Is(err, engine.ErrClosed) {
+		return false
+	}
+	now := r.m.pred.Load()
+	if now == nil || now == *ref {
+		return false
+	}
+	*ref = now
+	return true
 }
 
 // readBody admits a request and reads its body: the bytes as sent count
@@ -335,15 +347,17 @@ func (s *Server) encodeAnswer(r *route, b *batch, outs []model.Tensor) answer {
 func (s *Server) failure(err error, status int) answer {
 	var in *bind.Error
 	var rejected *engine.Rejection
-	msg := "Prediction failed: " + err.Error()
+	// The gateway's wording puts a prefix before a failure's or a
+	// mistake's own message; the protocol's answers carry the message alone.
+	prefix, msg := "Prediction failed: ", err.Error()
 	ans := answer{status: http.StatusInternalServerError}
 	switch {
 	case errors.As(err, &ans.panic):
 		// Worded in respond, which knows the request's id.
 	case errors.As(err, &in):
-		ans.status, msg = http.StatusBadRequest, "Input data malformed: "+in.Error()
+		ans.status, prefix, msg = http.StatusBadRequest, "Input data malformed: ", in.Error()
 	case errors.As(err, &rejected):
-		ans.reason = rejected.Reason
+		ans.reason, prefix = rejected.Reason, ""
 		if errors.Is(err, engine.ErrTooLarge) {
 			ans.status, msg = http.StatusRequestEntityTooLarge, "Request too large: "+rejected.Detail
 			break
@@ -352,19 +366,20 @@ func (s *Server) failure(err error, status int) answer {
 		// "not now", with the time the queue needs to drain.
 		ans.status, msg, ans.retryAfter = http.StatusTooManyRequests, "Too many requests", retrySeconds(rejected.RetryAfter)
 	case errors.Is(err, errNotReady), errors.Is(err, errDraining), errors.Is(err, engine.ErrClosed):
-		ans.status, msg, ans.retryAfter = http.StatusServiceUnavailable, "Service unavailable: "+err.Error(), 1
+		ans.status, prefix, msg, ans.retryAfter = http.StatusServiceUnavailable, "", "Service unavailable: "+err.Error(), 1
 	case errors.Is(err, context.DeadlineExceeded):
-		ans.status, msg = http.StatusGatewayTimeout, "Prediction timed out: the request's deadline passed before it ran to the end"
+		ans.status, prefix, msg = http.StatusGatewayTimeout, "", "Prediction timed out: the request's deadline passed before it ran to the end"
 	case errors.Is(err, context.Canceled):
-		ans.status, msg = http.StatusServiceUnavailable, "Request canceled"
+		ans.status, prefix, msg = http.StatusServiceUnavailable, "", "Request canceled"
 	case errors.Is(err, errUnsupportedEncoding), errors.Is(err, errBodyTooLarge), errors.Is(err, errSlowBody),
 		errors.Is(err, errBodyCut), errors.Is(err, errBodyUnreadable):
-		msg = err.Error()
+		prefix = ""
 	}
 	if status != 0 && ans.status == http.StatusInternalServerError || status == http.StatusMethodNotAllowed {
 		ans.status = status
 	}
-	ans.body = errorBody(msg)
+	ans.message = msg
+	ans.body = errorBody(prefix + msg)
 	return ans
 }
 

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -155,7 +154,7 @@ func (s *Server) oipInfer(c *fiber.Ctx) error {
 	ans := s.infer(c, r)
 	if ans.status != http.StatusOK {
 		// The protocol's errors are {"error": ...} with the message alone.
-		ans.body = errorBody(oipMessage(ans.body))
+		ans.body = errorBody(ans.message)
 	}
 	s.respond(c, r, gateway{}, ans, "", start)
 	return nil
@@ -222,20 +221,4 @@ func (s *Server) infer(c *fiber.Ctx, r *route) (ans answer) {
 		ans.headerLen, ans.contentType = n, "application/octet-stream"
 	}
 	return ans
-}
-
-// oipMessage is the message of a gateway-worded error body, without the
-// gateway's prefix ("Input data malformed: ...").
-func oipMessage(body []byte) string {
-	var e struct {
-		Error string `json:"error"`
-	}
-	if json.Unmarshal(body, &e) != nil || e.Error == "" {
-		return string(body)
-	}
-	msg := e.Error
-	for _, prefix := range []string{"Input data malformed: ", "Prediction failed: "} {
-		msg = strings.TrimPrefix(msg, prefix)
-	}
-	return msg
 }

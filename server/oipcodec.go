@@ -32,6 +32,19 @@ type oipRequest struct {
 	bin []byte
 }
 
+// asked are the fetched outputs the answer holds, as indexes: those asked
+// for, else all n.
+func (r *oipRequest) asked(n int) []int {
+	if r.outputs != nil {
+		return r.outputs
+	}
+	all := make([]int, n)
+	for i := range all {
+		all[i] = i
+	}
+	return all
+}
+
 // oipParams are the parameters this server reads: the binary data
 // extension's. Others are accepted and ignored.
 type oipParams struct {
@@ -348,13 +361,7 @@ func encodeOIP(dst []byte, name, version string, req *oipRequest, fetched []stri
 		dst = model.AppendJSONString(dst, req.id)
 	}
 	dst = append(dst, `,"outputs":[`...)
-	which := req.outputs
-	if which == nil {
-		which = make([]int, len(fetched))
-		for i := range which {
-			which[i] = i
-		}
-	}
+	which := req.asked(len(fetched))
 	var binaries []model.Tensor
 	for n, k := range which {
 		if n > 0 {
