@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 
 	"github.com/modelserve/modelserve/internal/testenv"
@@ -182,6 +183,24 @@ func TestServe_gRPCSharesAuthAndAdmission(t *testing.T) {
 	}
 	if _, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{}); err != nil {
 		t.Errorf("health needs no token: %v", err)
+	}
+	// Reflection, a streaming RPC, needs a credential as the unary ones do.
+	list := func(ctx context.Context) error {
+		st, err := reflectionpb.NewServerReflectionClient(conn).ServerReflectionInfo(ctx)
+		if err != nil {
+			return err
+		}
+		if err := st.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}); err != nil {
+			return err
+		}
+		_, err = st.Recv()
+		return err
+	}
+	if err := list(ctx); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("reflection without a token = %v, want Unauthenticated", err)
+	}
+	if err := list(with("iris-token-0123456789")); err != nil {
+		t.Errorf("reflection with a token = %v", err)
 	}
 
 	// A flood: every answer OK or RESOURCE_EXHAUSTED with a retry delay.
