@@ -3,8 +3,6 @@ package server
 import (
 	"fmt"
 	"math"
-	"slices"
-	"strings"
 
 	"github.com/modelserve/modelserve/model"
 	"github.com/modelserve/modelserve/oip"
@@ -24,19 +22,11 @@ func grpcRequest(r *oip.ModelInferRequest, sig model.Signature, fetched []string
 	}
 	for k, in := range r.GetInputs() {
 		name := in.GetName()
-		i := slices.IndexFunc(sig.Inputs, func(s model.Spec) bool { return s.Name == name })
-		switch {
-		case name == "":
-			return nil, inputErr(-1, "", "an input has no name")
-		case i < 0:
-			return nil, inputErr(-1, name, "unknown input; the model takes %s", oipInputs(sig))
-		case req.inputs[i].Data != nil:
-			return nil, inputErr(-1, name, "given twice")
+		i, err := req.spec(sig, name, in.GetDatatype())
+		if err != nil {
+			return nil, err
 		}
 		spec := sig.Inputs[i]
-		if in.GetDatatype() != spec.DType.OIP() {
-			return nil, inputErr(-1, name, "datatype %q; this input is %s", in.GetDatatype(), spec.DType.OIP())
-		}
 		shape := model.Shape(in.GetShape())
 		// Each element takes a byte at least, raw or typed.
 		limit := contentsLen(in.GetContents())
@@ -46,18 +36,12 @@ func grpcRequest(r *oip.ModelInferRequest, sig model.Signature, fetched []string
 		if err := checkOIPShape(shape, spec.Shape, limit); err != nil {
 			return nil, inputErr(-1, name, "%v", err)
 		}
-		switch {
-		case req.rows < 0:
-			req.rows = int(shape[0])
-		case int(shape[0]) != req.rows:
-			return nil, inputErr(-1, name, "a batch of %d where the other inputs have %d", shape[0], req.rows)
-		}
-		t, err := model.NewTensor(spec.DType, shape)
+		t, err := req.alloc(spec, shape)
 		if err != nil {
-			return nil, inputErr(-1, name, "%v", err)
+			return nil, err
 		}
 		if len(raw) > 0 {
-			if in.GetContents() != nil && contentsLen(in.GetContents()) > 0 {
+			if contentsLen(in.GetContents()) > 0 {
 				return nil, inputErr(-1, name, "contents and raw_input_contents; give one or the other")
 			}
 			err = readBinary(t, raw[k])
@@ -69,25 +53,16 @@ func grpcRequest(r *oip.ModelInferRequest, sig model.Signature, fetched []string
 		}
 		req.inputs[i] = t
 	}
-	for i, in := range sig.Inputs {
-		if req.inputs[i].Data == nil {
-			return nil, inputErr(-1, in.Name, "missing input; the model takes %s", oipInputs(sig))
-		}
-	}
-	if req.rows == 0 {
-		return nil, inputErr(-1, "", "the request holds no rows (a batch dimension of 0)")
+	if err := req.complete(sig); err != nil {
+		return nil, err
 	}
 	if outs := r.GetOutputs(); len(outs) > 0 {
 		req.outputs = []int{}
 		for _, o := range outs {
-			k := slices.Index(fetched, o.GetName())
-			switch {
-			case k < 0:
-				return nil, inputErr(-1, o.GetName(), "unknown output; the model's outputs are %s", strings.Join(fetched, ", "))
-			case slices.Contains(req.outputs, k):
-				return nil, inputErr(-1, o.GetName(), "asked for twice")
+			var err error
+			if req.outputs, err = askOutput(req.outputs, fetched, o.GetName()); err != nil {
+				return nil, err
 			}
-			req.outputs = append(req.outputs, k)
 		}
 	}
 	return req, nil

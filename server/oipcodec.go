@@ -104,16 +104,11 @@ func decodeOIP(body []byte, headerLen int, sig model.Signature, fetched []string
 	if err != nil {
 		return nil, asInputError(err)
 	}
-	for i, in := range sig.Inputs {
-		if req.inputs[i].Data == nil {
-			return nil, inputErr(-1, in.Name, "missing input; the model takes %s", oipInputs(sig))
-		}
+	if err := req.complete(sig); err != nil {
+		return nil, err
 	}
 	if len(req.bin) > 0 {
 		return nil, inputErr(-1, "", "%d bytes of binary data that no input's binary_data_size claims", len(req.bin))
-	}
-	if req.rows == 0 {
-		return nil, inputErr(-1, "", "the request holds no rows (a batch dimension of 0)")
 	}
 	if outputs != nil {
 		if req.outputs, req.binary, err = readOIPOutputs(outputs, fetched, binaryOut); err != nil {
@@ -126,6 +121,64 @@ func decodeOIP(body []byte, headerLen int, sig model.Signature, fetched []string
 		}
 	}
 	return req, nil
+}
+
+// spec finds the input a tensor names, given once, of the input's
+// datatype: its index in the signature.
+func (r *oipRequest) spec(sig model.Signature, name, datatype string) (int, error) {
+	i := slices.IndexFunc(sig.Inputs, func(in model.Spec) bool { return in.Name == name })
+	switch {
+	case name == "":
+		return 0, inputErr(-1, "", `an input has no "name"`)
+	case i < 0:
+		return 0, inputErr(-1, name, "unknown input; the model takes %s", oipInputs(sig))
+	case r.inputs[i].Data != nil:
+		return 0, inputErr(-1, name, "given twice")
+	case datatype != sig.Inputs[i].DType.OIP():
+		return 0, inputErr(-1, name, "datatype %q; this input is %s", datatype, sig.Inputs[i].DType.OIP())
+	}
+	return i, nil
+}
+
+// alloc allocates an input's tensor of a checked shape, whose batch must
+// be the other inputs'.
+func (r *oipRequest) alloc(spec model.Spec, shape model.Shape) (model.Tensor, error) {
+	switch {
+	case r.rows < 0:
+		r.rows = int(shape[0])
+	case int(shape[0]) != r.rows:
+		return model.Tensor{}, inputErr(-1, spec.Name, "a batch of %d where the other inputs have %d", shape[0], r.rows)
+	}
+	t, err := model.NewTensor(spec.DType, shape)
+	if err != nil {
+		return model.Tensor{}, inputErr(-1, spec.Name, "%v", err)
+	}
+	return t, nil
+}
+
+// complete checks that every input came, with rows.
+func (r *oipRequest) complete(sig model.Signature) error {
+	for i, in := range sig.Inputs {
+		if r.inputs[i].Data == nil {
+			return inputErr(-1, in.Name, "missing input; the model takes %s", oipInputs(sig))
+		}
+	}
+	if r.rows == 0 {
+		return inputErr(-1, "", "the request holds no rows (a batch dimension of 0)")
+	}
+	return nil
+}
+
+// askOutput adds the fetched output name to those asked for, once.
+func askOutput(asked []int, fetched []string, name string) ([]int, error) {
+	k := slices.Index(fetched, name)
+	switch {
+	case k < 0:
+		return asked, inputErr(-1, name, "unknown output; the model's outputs are %s", strings.Join(fetched, ", "))
+	case slices.Contains(asked, k):
+		return asked, inputErr(-1, name, "asked for twice")
+	}
+	return append(asked, k), nil
 }
 
 // input reads one input tensor, the scanner on its object: its members
@@ -150,19 +203,11 @@ func (r *oipRequest) input(s *scanner, sig model.Signature, bodyLen int) error {
 			return err
 		}
 	}
-	i := slices.IndexFunc(sig.Inputs, func(in model.Spec) bool { return in.Name == name })
-	switch {
-	case name == "":
-		return inputErr(-1, "", `an input has no "name"`)
-	case i < 0:
-		return inputErr(-1, name, "unknown input; the model takes %s", oipInputs(sig))
-	case r.inputs[i].Data != nil:
-		return inputErr(-1, name, "given twice")
+	i, err := r.spec(sig, name, datatype)
+	if err != nil {
+		return err
 	}
 	spec := sig.Inputs[i]
-	if datatype != spec.DType.OIP() {
-		return inputErr(-1, name, "datatype %q; this input is %s", datatype, spec.DType.OIP())
-	}
 	switch {
 	case shapeAt == nil:
 		return inputErr(-1, name, `an input needs a "shape"`)
@@ -175,15 +220,9 @@ func (r *oipRequest) input(s *scanner, sig model.Signature, bodyLen int) error {
 	if err != nil {
 		return inputErr(-1, name, "%v", err)
 	}
-	switch {
-	case r.rows < 0:
-		r.rows = int(shape[0])
-	case int(shape[0]) != r.rows:
-		return inputErr(-1, name, "a batch of %d where the other inputs have %d", shape[0], r.rows)
-	}
-	t, err := model.NewTensor(spec.DType, shape)
+	t, err := r.alloc(spec, shape)
 	if err != nil {
-		return inputErr(-1, name, "%v", err)
+		return err
 	}
 	if params.binarySize >= 0 {
 		if params.binarySize > int64(len(r.bin)) {
@@ -286,14 +325,10 @@ func readOIPOutputs(s *scanner, fetched []string, binaryOut bool) ([]int, []bool
 				asBinary = *p.binary
 			}
 		}
-		k := slices.Index(fetched, name)
-		switch {
-		case k < 0:
-			return inputErr(-1, name, "unknown output; the model's outputs are %s", strings.Join(fetched, ", "))
-		case slices.Contains(out, k):
-			return inputErr(-1, name, "asked for twice")
+		if out, err = askOutput(out, fetched, name); err != nil {
+			return err
 		}
-		out, binary = append(out, k), append(binary, asBinary)
+		binary = append(binary, asBinary)
 		return nil
 	})
 	return out, binary, err
