@@ -98,6 +98,7 @@ func (q *Queue) takeLocked(batch []*piece) []*piece {
 			e = e.Next()
 			if err := p.req.ctx.Err(); err != nil {
 				q.unqueue(p)
+				q.doneReading(p)
 				p.req.complete(p.index, nil, err)
 				continue
 			}
@@ -105,7 +106,8 @@ func (q *Queue) takeLocked(batch []*piece) []*piece {
 				if !q.coalesce || rows >= limit {
 					return batch
 				}
-				if p.shapeKey != batch[0].shapeKey {
+				// Pieces of one request were cut to run apart.
+				if p.shapeKey != batch[0].shapeKey || p.req.lead == batch[0] {
 					continue
 				}
 				// Rows of lower priority join a batch only up to their
@@ -117,6 +119,7 @@ func (q *Queue) takeLocked(batch []*piece) []*piece {
 			q.unqueue(p)
 			q.ctl.observe(now, now.Sub(p.queued), q.baseTarget())
 			batch = append(batch, p)
+			p.req.lead = batch[0]
 			rows += p.rows
 			if len(batch) == 1 {
 				limit = q.batchRows(p.req.prio)
@@ -191,6 +194,7 @@ func (q *Queue) drainLocked() {
 			p := e.Value.(*piece)
 			e = e.Next()
 			q.unqueue(p)
+			q.doneReading(p)
 			p.req.complete(p.index, nil, ErrClosed)
 		}
 	}
@@ -214,6 +218,9 @@ func (q *Queue) execute(batch []*piece) (answer func()) {
 	elapsed := q.cfg.Clock().Sub(start)
 	q.mu.Lock()
 	q.running--
+	for _, p := range batch {
+		q.doneReading(p)
+	}
 	q.mu.Unlock()
 	if err == nil {
 		q.learn(rows, elapsed, outs)

@@ -110,7 +110,12 @@ type Config struct {
 
 // Defaults.
 const (
-	DefaultMaxBatchRows = 64
+	// DefaultMaxBatchRows is large: a call is cut first by time (a full
+	// one lasts about the wait target at most), so a fast model runs a
+	// large request in a few calls rather than many small ones, each
+	// with its fixed cost and hand-off, and a slow one in calls of what
+	// fits the target.
+	DefaultMaxBatchRows = 1024
 	// DefaultQueueWait is the least wait target: short enough that an
 	// accepted request waits about as long as at full load, long enough
 	// for a few batches of a fast model.
@@ -191,6 +196,14 @@ type request struct {
 	outputs [][]model.Tensor
 	err     error
 	done    chan struct{}
+	// reading counts, under Queue.mu, the pieces whose inputs a call may
+	// still read (queued or running); release, if set, runs when it
+	// reaches zero.
+	reading int
+	release func()
+	// lead is the first piece of the batch a piece of this request last
+	// joined, under Queue.mu.
+	lead *piece
 }
 
 // piece is up to a batch (batchRows) of one request's rows.
@@ -531,6 +544,21 @@ func (t *Ticket) Run(ctx context.Context, inputs []model.Tensor) ([]model.Tensor
 	return p.Wait()
 }
 
+// RunBorrowed is Run for inputs whose memory the caller lends (a pooled
+// request body the tensors point into): release runs once no call will
+// read them again, at once if they are refused, else when every piece has
+// run or left the queue, which may be after RunBorrowed returns (a caller
+// that gave up while its rows ran). It runs with the queue's lock held:
+// it must only hand the memory back, never block or call the queue.
+func (t *Ticket) RunBorrowed(ctx context.Context, inputs []model.Tensor, release func()) ([]model.Tensor, error) {
+	req, err := t.q.enqueue(ctx, t, inputs, release)
+	if err != nil {
+		release()
+		return nil, err
+	}
+	return (&Pending{q: t.q, req: req}).Wait()
+}
+
 // Pending is a request in the queue, its outputs still to come.
 type Pending struct {
 	q   *Queue
@@ -541,7 +569,7 @@ type Pending struct {
 // once. ctx is the request's: when it ends, its queued pieces are dropped
 // and never run.
 func (t *Ticket) Enqueue(ctx context.Context, inputs []model.Tensor) (*Pending, error) {
-	req, err := t.q.enqueue(ctx, t, inputs)
+	req, err := t.q.enqueue(ctx, t, inputs, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -643,7 +671,7 @@ func (t *Ticket) Done() {
 	q.m.inflight.Set(float64(q.inflight))
 }
 
-func (q *Queue) enqueue(ctx context.Context, t *Ticket, inputs []model.Tensor) (*request, error) {
+func (q *Queue) enqueue(ctx context.Context, t *Ticket, inputs []model.Tensor, release func()) (*request, error) {
 	rows := inputs[0].Rows()
 	var inBytes int64
 	for _, in := range inputs {
@@ -679,7 +707,7 @@ func (q *Queue) enqueue(ctx context.Context, t *Ticket, inputs []model.Tensor) (
 	t.bytes += need
 	q.inflight += need
 
-	req := &request{ctx: ctx, rows: rows, prio: t.prio, caller: t.caller, done: make(chan struct{})}
+	req := &request{ctx: ctx, rows: rows, prio: t.prio, caller: t.caller, done: make(chan struct{}), release: release}
 	now := q.cfg.Clock()
 	q.arrivals.observe(now, rows)
 	if q.avgRows == 0 {
@@ -690,9 +718,14 @@ func (q *Queue) enqueue(ctx context.Context, t *Ticket, inputs []model.Tensor) (
 	if t.prio == High {
 		q.highSeen = now
 	}
-	// Pieces of even size, each at most a batch.
+	// Pieces of even size, each at most a batch; a request of fewer
+	// batches than there are workers is still spread over them, in
+	// pieces each worth a call, so that idle workers share it.
 	batch := q.batchRows(t.prio)
 	n := max(1, (rows+batch-1)/batch)
+	if workers := q.runner.Size(); n < workers && q.coalesce {
+		n = max(n, min(workers, rows/q.rowsFitting(efficientCall*q.fixedCost())))
+	}
 	size := (rows + n - 1) / n
 	for lo := 0; lo < rows; lo += size {
 		hi := min(lo+size, rows)
@@ -711,6 +744,7 @@ func (q *Queue) enqueue(ctx context.Context, t *Ticket, inputs []model.Tensor) (
 	}
 	req.left = len(req.pieces)
 	req.inQueue = len(req.pieces)
+	req.reading = len(req.pieces)
 	req.outputs = make([][]model.Tensor, len(req.pieces))
 	q.queuedRequests++
 	q.observeQueue()
@@ -775,9 +809,20 @@ func (q *Queue) drop(req *request) {
 	for _, p := range req.pieces {
 		if p.elem != nil {
 			q.unqueue(p)
+			q.doneReading(p)
 		}
 	}
 	q.observeQueue()
+}
+
+// doneReading notes that no call will read p's inputs again, and hands
+// the request's borrowed memory back after its last piece. Called with
+// q.mu held.
+func (q *Queue) doneReading(p *piece) {
+	r := p.req
+	if r.reading--; r.reading == 0 && r.release != nil {
+		r.release()
+	}
 }
 
 // unqueue takes p out of pending; called with q.mu held.

@@ -3,6 +3,7 @@ package admission
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -526,5 +527,45 @@ func TestQueue_countsBodiesStillBeingDecoded(t *testing.T) {
 	}
 	for _, tk := range held {
 		tk.Done()
+	}
+}
+
+// TestQueue_spreadsARequestOverIdleWorkers: a request smaller than a
+// batch is still cut into as many pieces as there are workers, when each
+// piece is worth a call (eight times the fixed cost); a small one is not.
+func TestQueue_spreadsARequestOverIdleWorkers(t *testing.T) {
+	tests := []struct {
+		rows int
+		want []int
+	}{
+		{rows: 16, want: []int{8, 8}},
+		{rows: 3, want: []int{3}},
+		{rows: 15, want: []int{7, 8}},
+		{rows: 13, want: []int{13}}, // pieces of 6 and 7 rows: less than a call is worth
+	}
+	for _, tt := range tests {
+		g := newGate(2)
+		q, err := New(g, Config{CallFixedCost: time.Millisecond, CallPerRowCost: time.Millisecond,
+			MaxQueueWait: time.Second, MaxBatchRows: 1024}, prometheus.NewRegistry())
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan submitted, 1)
+		if err := submit(q, Normal, "a", 1, tt.rows, done); err != nil {
+			t.Fatal(err)
+		}
+		var got []int
+		for range tt.want {
+			got = append(got, <-g.started)
+		}
+		slices.Sort(got)
+		close(g.release)
+		if (<-done).err != nil {
+			t.Fatal("the request failed")
+		}
+		q.Close()
+		if !slices.Equal(got, tt.want) || len(g.started) > 0 {
+			t.Errorf("%d rows ran as calls of %v, want %v", tt.rows, got, tt.want)
+		}
 	}
 }

@@ -104,6 +104,28 @@ func (s *Server) readRaw(c *fiber.Ctx, limit int) ([]byte, error) {
 	return nil, err
 }
 
+// pooledBody says whether body is the pooled buffer the request's body
+// was read into (not a decompressed copy, nor fasthttp's own buffer,
+// which it reuses once the handler returns).
+func pooledBody(c *fiber.Ctx, body []byte) bool {
+	held, ok := c.Locals(bodyKey{}).(*[]byte)
+	return ok && len(body) > 0 && len(*held) > 0 && &(*held)[0] == &body[0]
+}
+
+// lendBody takes the request's pooled body buffer away from finishBody:
+// tensors that point into it may be read after the handler returns (by a
+// call still running for a caller that gave up). The buffer goes back to
+// the pool when release is called.
+func (s *Server) lendBody(c *fiber.Ctx) (release func()) {
+	held, ok := c.Locals(bodyKey{}).(*[]byte)
+	if !ok {
+		return func() {}
+	}
+	c.Locals(bodyKey{}, nil)
+	c.Request().ResetBody() // the request no longer names the buffer
+	return func() { s.bodies.put(held) }
+}
+
 // checkDeclared refuses a body whose Content-Length passes limit, before
 // any of it is read; the connection is closed after the answer rather
 // than read through.

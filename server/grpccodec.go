@@ -15,7 +15,9 @@ import (
 // grpcRequest turns a ModelInferRequest into the model's inputs and the
 // outputs asked for, as decodeOIP does for a REST request.
 func grpcRequest(r *oip.ModelInferRequest, sig model.Signature, fetched []string) (*oipRequest, error) {
-	req := &oipRequest{id: r.GetId(), inputs: make([]model.Tensor, len(sig.Inputs)), rows: -1}
+	// The raw contents are the message's own bytes (protobuf copies them
+	// out of the read buffer): the inputs may be those bytes.
+	req := &oipRequest{id: r.GetId(), inputs: make([]model.Tensor, len(sig.Inputs)), rows: -1, borrow: true}
 	raw := r.GetRawInputContents()
 	if len(raw) > 0 && len(raw) != len(r.GetInputs()) {
 		return nil, inputErr(-1, "", "%d raw_input_contents for %d inputs; give one per input, in order", len(raw), len(r.GetInputs()))
@@ -36,19 +38,20 @@ func grpcRequest(r *oip.ModelInferRequest, sig model.Signature, fetched []string
 		if err := checkOIPShape(shape, spec.Shape, limit); err != nil {
 			return nil, inputErr(-1, name, "%v", err)
 		}
-		t, err := req.alloc(spec, shape)
-		if err != nil {
-			return nil, err
-		}
 		if len(raw) > 0 {
 			if contentsLen(in.GetContents()) > 0 {
 				return nil, inputErr(-1, name, "contents and raw_input_contents; give one or the other")
 			}
-			err = readBinary(t, raw[k])
-		} else {
-			err = fromContents(t, in.GetContents())
+			if req.inputs[i], err = req.binaryInput(spec, shape, raw[k]); err != nil {
+				return nil, err
+			}
+			continue
 		}
+		t, err := req.alloc(spec, shape)
 		if err != nil {
+			return nil, err
+		}
+		if err := fromContents(t, in.GetContents()); err != nil {
 			return nil, inputErr(-1, name, "%v (shape %s)", err, oipShape(shape))
 		}
 		req.inputs[i] = t

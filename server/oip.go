@@ -11,6 +11,7 @@ import (
 
 	"github.com/modelserve/modelserve/engine"
 	"github.com/modelserve/modelserve/internal/panics"
+	"github.com/modelserve/modelserve/model"
 )
 
 // The Open Inference Protocol (KServe v2) over REST, beside the gateway's
@@ -204,11 +205,19 @@ func (s *Server) infer(c *fiber.Ctx, r *route) (ans answer) {
 		headerLen = n
 	}
 	fetched := r.fn.Outputs
-	req, err := decodeOIP(body, headerLen, r.m.sig, fetched)
+	// Binary inputs are read in place from the body's buffer when their
+	// layout allows; the buffer is then lent to the queue until the rows
+	// have run.
+	req, err := decodeOIP(body, headerLen, r.m.sig, fetched, pooledBody(c, body))
 	if err != nil {
 		return s.failure(err, 0)
 	}
-	outs, err := ticket.Run(ctx, req.inputs)
+	var outs []model.Tensor
+	if req.borrowed {
+		outs, err = ticket.RunBorrowed(ctx, req.inputs, s.lendBody(c))
+	} else {
+		outs, err = ticket.Run(ctx, req.inputs)
+	}
 	if err != nil {
 		return s.failure(err, 0)
 	}

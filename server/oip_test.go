@@ -1,10 +1,13 @@
 package server
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -24,7 +27,7 @@ func TestDecodeOIP_tensorsNestedOrFlat(t *testing.T) {
 		{"name": "small", "shape": [2], "datatype": "INT8", "data": [-128, 127]},
 		{"name": "pixels", "shape": [2, 2, 2], "datatype": "FP64", "data": [[[1, 2], [3, 4]], [[5, 6], [7, 8]]]}
 	], "outputs": [{"name": "y", "parameters": {"binary_data": false}}]}`
-	req, err := decodeOIP([]byte(body), 0, sig, []string{"y"})
+	req, err := decodeOIP([]byte(body), 0, sig, []string{"y"}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +95,7 @@ func TestDecodeOIP_errorsNameTheInput(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := decodeOIP([]byte(tt.body), 0, iris, []string{"label"})
+			_, err := decodeOIP([]byte(tt.body), 0, iris, []string{"label"}, false)
 			var be *bind.Error
 			if !errors.As(err, &be) || be.Column != tt.column || !strings.Contains(be.Err.Error(), tt.msg) {
 				t.Fatalf("decodeOIP = %v, want a bind.Error on column %q containing %q", err, tt.column, tt.msg)
@@ -115,7 +118,7 @@ func FuzzDecodeOIP(f *testing.F) {
 	}
 	sig := irisSig()
 	f.Fuzz(func(t *testing.T, body []byte) {
-		req, err := decodeOIP(body, 0, sig, []string{"label"})
+		req, err := decodeOIP(body, 0, sig, []string{"label"}, false)
 		if err != nil {
 			var be *bind.Error
 			if !errors.As(err, &be) {
@@ -170,7 +173,7 @@ func TestDecodeOIP_binaryDataBothWays(t *testing.T) {
 		{"name": "tokens", "shape": [2, 2], "datatype": "INT64", "parameters": {"binary_data_size": 32}}
 	], "parameters": {"binary_data_output": true}}`
 	body, n := binaryRequest(t, header, strs, emb, []byte{1, 0}, pixels, tokens)
-	req, err := decodeOIP(body, n, sig, []string{"y"})
+	req, err := decodeOIP(body, n, sig, []string{"y"}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,7 +218,7 @@ func TestDecodeOIP_binaryDataBothWays(t *testing.T) {
 				extra = append(slices.Clone(emb), emb...)
 			}
 			body, n := binaryRequest(t, `{"inputs": [`+input+`]}`, extra)
-			_, err := decodeOIP(body, n, sig, nil)
+			_, err := decodeOIP(body, n, sig, nil, false)
 			if err == nil || !strings.Contains(err.Error(), tt.msg) {
 				t.Errorf("got %v, want %q", err, tt.msg)
 			}
@@ -225,7 +228,9 @@ func TestDecodeOIP_binaryDataBothWays(t *testing.T) {
 
 // FuzzDecodeOIPBinary feeds any JSON header and binary section to the
 // binary data extension's reader: refused with a bind.Error or accepted
-// with every input of its shape, never a panic.
+// with every input of its shape, never a panic; reading the inputs in
+// place from the body gives the same tensors, or the same error, as
+// copying them.
 func FuzzDecodeOIPBinary(f *testing.F) {
 	f.Add(`{"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "parameters": {"binary_data_size": 5}}]}`, append(le32(1), 'a'))
 	f.Add(`{"inputs": [{"name": "emb", "shape": [1, 3], "datatype": "FP32", "parameters": {"binary_data_size": 12}}]}`, make([]byte, 12))
@@ -234,7 +239,11 @@ func FuzzDecodeOIPBinary(f *testing.F) {
 	f.Fuzz(func(t *testing.T, header string, blob []byte) {
 		body := append([]byte(header), blob...)
 		for _, n := range []int{len(header), len(body) + 1} {
-			req, err := decodeOIP(body, n, sig, []string{"y"})
+			req, err := decodeOIP(body, n, sig, []string{"y"}, false)
+			borrowed, berr := decodeOIP(body, n, sig, []string{"y"}, true)
+			if fmt.Sprint(err) != fmt.Sprint(berr) {
+				t.Fatalf("copied: %v; read in place: %v", err, berr)
+			}
 			if err != nil {
 				var be *bind.Error
 				if !errors.As(err, &be) {
@@ -246,14 +255,57 @@ func FuzzDecodeOIPBinary(f *testing.F) {
 				if in.Rows() != req.rows || in.Shape.Elements() != in.Rows()*in.RowElements() {
 					t.Fatalf("input %d accepted with shape %v for %d rows", i, in.Shape, req.rows)
 				}
+				if b := borrowed.inputs[i]; !sameData(b, in) || !slices.Equal(b.Shape, in.Shape) || b.DType != in.DType {
+					t.Fatalf("input %d read in place differs from its copy", i)
+				}
 			}
 		}
 	})
 }
 
+// sameData compares tensors' elements bit for bit (a NaN is its own).
+func sameData(a, b model.Tensor) bool {
+	if x, y := tensorBytes(a), tensorBytes(b); x != nil || y != nil {
+		return bytes.Equal(x, y)
+	}
+	return reflect.DeepEqual(a.Data, b.Data)
+}
+
+// TestDecodeOIP_readsAlignedBinaryInPlace: an input whose binary data is
+// aligned for its elements is that data, not a copy; one that is not is
+// copied, with the same values.
+func TestDecodeOIP_readsAlignedBinaryInPlace(t *testing.T) {
+	sig := model.Signature{Inputs: []model.Spec{{Name: "emb", DType: model.Float32, Shape: model.Shape{-1, 3}}}}
+	emb := le32(math.Float32bits(0.5), math.Float32bits(1), math.Float32bits(1.5))
+	for pad := range 8 {
+		header := `{"inputs": [{"name": "emb", "shape": [1, 3], "datatype": "FP32", "parameters": {"binary_data_size": 12}}]}` + strings.Repeat(" ", pad)
+		for _, borrow := range []bool{false, true} {
+			// A fresh buffer, as the body pool's: aligned for any element.
+			body, n := binaryRequest(t, header, emb)
+			body = append(make([]byte, 0, len(body)), body...)
+			req, err := decodeOIP(body, n, sig, []string{"y"}, borrow)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := req.inputs[0].Data.([]float32)
+			if !slices.Equal(got, []float32{0.5, 1, 1.5}) {
+				t.Fatalf("pad %d: emb = %v", pad, got)
+			}
+			inPlace := borrow && n%4 == 0
+			if req.borrowed != inPlace {
+				t.Errorf("pad %d, borrow %v: borrowed = %v, want %v", pad, borrow, req.borrowed, inPlace)
+			}
+			binary.LittleEndian.PutUint32(body[n:], math.Float32bits(9))
+			if changed := got[0] == 9; changed != inPlace {
+				t.Errorf("pad %d, borrow %v: the tensor follows the body: %v, want %v", pad, borrow, changed, inPlace)
+			}
+		}
+	}
+}
+
 func TestDecodeOIP_halfPrecisionAsJSONAndBinary(t *testing.T) {
 	sig := model.Signature{Inputs: []model.Spec{{Name: "x", DType: model.Float16, Shape: model.Shape{-1, 2}}}}
-	req, err := decodeOIP([]byte(`{"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP16", "data": [0.1, 70000]}]}`), 0, sig, nil)
+	req, err := decodeOIP([]byte(`{"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP16", "data": [0.1, 70000]}]}`), 0, sig, nil, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,7 +314,7 @@ func TestDecodeOIP_halfPrecisionAsJSONAndBinary(t *testing.T) {
 	}
 	header := `{"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP16", "parameters": {"binary_data_size": 4}}]}`
 	body, n := binaryRequest(t, header, []byte{0x66, 0x2e, 0x00, 0x3c})
-	if req, err = decodeOIP(body, n, sig, nil); err != nil {
+	if req, err = decodeOIP(body, n, sig, nil, false); err != nil {
 		t.Fatal(err)
 	}
 	if got := req.inputs[0].Data.([]model.Half); got[0] != 0x2e66 || got[1] != 0x3c00 {

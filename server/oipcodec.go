@@ -30,6 +30,10 @@ type oipRequest struct {
 	// bin is what is left of the binary section, for the inputs still
 	// to read.
 	bin []byte
+	// borrow says the inputs may be the binary data itself, where its
+	// layout allows: the bytes stay as they are until the rows have run.
+	// borrowed says some are.
+	borrow, borrowed bool
 }
 
 // asked are the fetched outputs the answer holds, as indexes: those asked
@@ -55,7 +59,7 @@ type oipParams struct {
 // decodeOIP reads an inference request for a model of signature sig whose
 // workers fetch the outputs fetched; headerLen, when not 0, is where the
 // JSON ends and the binary data begins.
-func decodeOIP(body []byte, headerLen int, sig model.Signature, fetched []string) (*oipRequest, error) {
+func decodeOIP(body []byte, headerLen int, sig model.Signature, fetched []string, borrow bool) (*oipRequest, error) {
 	var bin []byte
 	if headerLen > 0 {
 		if headerLen > len(body) {
@@ -70,7 +74,7 @@ func decodeOIP(body []byte, headerLen int, sig model.Signature, fetched []string
 		}
 		return nil, inputErr(-1, "", `the body must be an inference request, {"inputs": [...]}, got %s`, s.describe())
 	}
-	req := &oipRequest{inputs: make([]model.Tensor, len(sig.Inputs)), rows: -1, bin: bin}
+	req := &oipRequest{inputs: make([]model.Tensor, len(sig.Inputs)), rows: -1, bin: bin, borrow: borrow}
 	f, err := s.fields("id", "inputs", "outputs", "parameters")
 	if err == nil {
 		err = s.end()
@@ -143,15 +147,43 @@ func (r *oipRequest) spec(sig model.Signature, name, datatype string) (int, erro
 // alloc allocates an input's tensor of a checked shape, whose batch must
 // be the other inputs'.
 func (r *oipRequest) alloc(spec model.Spec, shape model.Shape) (model.Tensor, error) {
-	switch {
-	case r.rows < 0:
-		r.rows = int(shape[0])
-	case int(shape[0]) != r.rows:
-		return model.Tensor{}, inputErr(-1, spec.Name, "a batch of %d where the other inputs have %d", shape[0], r.rows)
+	if err := r.batch(spec, shape); err != nil {
+		return model.Tensor{}, err
 	}
 	t, err := model.NewTensor(spec.DType, shape)
 	if err != nil {
 		return model.Tensor{}, inputErr(-1, spec.Name, "%v", err)
+	}
+	return t, nil
+}
+
+// batch checks that an input has the rows the others have.
+func (r *oipRequest) batch(spec model.Spec, shape model.Shape) error {
+	switch {
+	case r.rows < 0:
+		r.rows = int(shape[0])
+	case int(shape[0]) != r.rows:
+		return inputErr(-1, spec.Name, "a batch of %d where the other inputs have %d", shape[0], r.rows)
+	}
+	return nil
+}
+
+// binaryInput is an input's tensor from its binary data: the bytes
+// themselves when the request may borrow them and their layout allows,
+// else a copy.
+func (r *oipRequest) binaryInput(spec model.Spec, shape model.Shape, raw []byte) (model.Tensor, error) {
+	if r.borrow {
+		if t, ok := viewBinary(spec.DType, shape, raw); ok {
+			r.borrowed = true
+			return t, r.batch(spec, shape)
+		}
+	}
+	t, err := r.alloc(spec, shape)
+	if err != nil {
+		return model.Tensor{}, err
+	}
+	if err := readBinary(t, raw); err != nil {
+		return model.Tensor{}, inputErr(-1, spec.Name, "%v (shape %s)", err, oipShape(shape))
 	}
 	return t, nil
 }
@@ -220,20 +252,22 @@ func (r *oipRequest) input(s *scanner, sig model.Signature, bodyLen int) error {
 	if err != nil {
 		return inputErr(-1, name, "%v", err)
 	}
-	t, err := r.alloc(spec, shape)
-	if err != nil {
-		return err
-	}
 	if params.binarySize >= 0 {
 		if params.binarySize > int64(len(r.bin)) {
 			return inputErr(-1, name, "binary_data_size %d; %d bytes of binary data are left", params.binarySize, len(r.bin))
 		}
 		raw := r.bin[:params.binarySize]
 		r.bin = r.bin[params.binarySize:]
-		if err := readBinary(t, raw); err != nil {
-			return inputErr(-1, name, "%v (shape %s)", err, oipShape(shape))
+		if r.inputs[i], err = r.binaryInput(spec, shape, raw); err != nil {
+			return err
 		}
-	} else if shape.Elements() > 0 {
+		return nil
+	}
+	t, err := r.alloc(spec, shape)
+	if err != nil {
+		return err
+	}
+	if shape.Elements() > 0 {
 		if err := fillArray(dataAt, newColumn(t, decodeOptions{}), 0, shape); err != nil {
 			return inputErr(-1, name, "%v (shape %s)", err, oipShape(shape))
 		}

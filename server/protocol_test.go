@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -322,6 +323,28 @@ func gzipped(t testing.TB, s string) []byte {
 	w.Write([]byte(s))
 	w.Close()
 	return b.Bytes()
+}
+
+// TestCompression_binaryTensorsArePlain: a binary tensor answer is sent
+// as it is, whatever the caller accepts; its JSON twin is compressed.
+func TestCompression_binaryTensorsArePlain(t *testing.T) {
+	f, ready := newFixtureWith(t, "encoder", encoderFunctions, fixtureOptions{})
+	ready()
+	ids := make([]byte, 8*32*8)
+	for _, binary := range []bool{true, false} {
+		header := `{"inputs": [{"name": "input_ids", "shape": [8, 32], "datatype": "INT64", "parameters": {"binary_data_size": 2048}}],` +
+			`"parameters": {"binary_data_output": ` + strconv.FormatBool(binary) + `}}`
+		req := httptest.NewRequest("POST", "/v2/models/encoder/infer", bytes.NewReader(append([]byte(header), ids...)))
+		req.Header.Set("Inference-Header-Content-Length", strconv.Itoa(len(header)))
+		req.Header.Set("Accept-Encoding", "gzip")
+		code, h, got := f.send(t, req)
+		if code != 200 || len(got) < 1024 {
+			t.Fatalf("status %d, %d bytes: %.200s", code, len(got), got)
+		}
+		if enc := h.Get("Content-Encoding"); (enc == "gzip") == binary {
+			t.Errorf("binary output %v: answered with Content-Encoding %q", binary, enc)
+		}
+	}
 }
 
 func TestCompression_bothWays(t *testing.T) {

@@ -37,7 +37,7 @@ func TestDoctorRun_measuresAndChecksOnTheCPU(t *testing.T) {
 		`\| batching on \(defaults\) \| \d+ \| [\d.]+ \|`,
 		`\| batching off \(--max-batch-rows 1\) \| \d+ \| 1\.0 \|`,
 		`\| admission, a request of 4096 rows \(memory budget narrowed to about 1024 rows .*\) \| 413 in .*whole memory budget.* \| pass \|`,
-		`\| admission, a flood of 16 callers of 128 rows for 300ms \| .*\d+×200.* \| pass \|`,
+		`\| admission, a flood of 16 callers of 128 rows for [^|]+ \| .*\d+×200.* \| pass \|`,
 		`\| panics recovered \| 0 \| pass \|`,
 		`\*\*Result: pass\*\* \(2 model\(s\) on cpu\)`,
 	} {

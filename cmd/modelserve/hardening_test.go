@@ -481,7 +481,9 @@ func procStatus(t *testing.T, pid int, field string) int64 {
 func TestServe_drainsUnderLoad(t *testing.T) {
 	c := newCLI(t)
 	c.must("registry", "log", "--name", "encoder", "--version", "1", "--file", testenv.Model(t, "encoder"))
-	s := c.serve("--model", "encoder", "--drain-timeout", "30s", "--max-queue-wait", "1m")
+	// Calls of 64 rows: the workers hold two requests' pieces at most,
+	// and the rest of the burst waits in the queue.
+	s := c.serve("--model", "encoder", "--drain-timeout", "30s", "--max-queue-wait", "1m", "--max-batch-rows", "64")
 	s.waitReady()
 	const rows = 128
 	var b strings.Builder

@@ -4,12 +4,15 @@ import (
 	"bytes"
 	le "encoding/binary"
 	"encoding/json"
+	"fmt"
 	"io"
 	"math"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/modelserve/modelserve/internal/testenv"
 )
@@ -179,5 +182,83 @@ func TestServe_openInferenceProtocolBinaryData(t *testing.T) {
 	codes := body[n:]
 	if len(codes) != 16 || le.LittleEndian.Uint64(codes) != 1 || le.LittleEndian.Uint64(codes[8:]) != 3 {
 		t.Errorf("binary codes %v, want 1 and 3 as little-endian int64", codes)
+	}
+}
+
+// TestServe_binaryInputsReadInPlaceAnswerAsJSONDoes: binary inputs read
+// in place from pooled body buffers, by concurrent callers whose requests
+// are split into pieces and share calls, some of them giving up midway,
+// answer exactly as the same rows sent as JSON.
+func TestServe_binaryInputsReadInPlaceAnswerAsJSONDoes(t *testing.T) {
+	c := newCLI(t)
+	c.logIris()
+	s := c.serve("--model", "iris", "--workers", "2", "--max-batch-rows", "4")
+	s.waitReady()
+	const callers, requests, rows = 4, 25, 16
+	errs := make(chan error, callers)
+	for k := range callers {
+		go func() {
+			errs <- func() error {
+				impatient := &http.Client{Timeout: time.Millisecond}
+				for i := range requests {
+					feats := make([]float32, rows*4)
+					var blob []byte
+					for j := range feats {
+						feats[j] = float32(k*1000+i*10+j%7) / 100
+						blob = le.LittleEndian.AppendUint32(blob, math.Float32bits(feats[j]))
+					}
+					// Padded so the binary section is aligned for FP32.
+					header := fmt.Sprintf(`{"inputs": [{"name": "features", "shape": [%d, 4], "datatype": "FP32", "parameters": {"binary_data_size": %d}}],`+
+						`"outputs": [{"name": "probabilities", "parameters": {"binary_data": true}}]}`, rows, len(blob))
+					header += strings.Repeat(" ", (4-len(header)%4)%4)
+					send := func(client *http.Client) (*http.Response, error) {
+						req, _ := http.NewRequest("POST", s.url+"/v2/models/iris/infer", bytes.NewReader(append([]byte(header), blob...)))
+						req.Header.Set("Inference-Header-Content-Length", strconv.Itoa(len(header)))
+						return client.Do(req)
+					}
+					if i%5 == 4 {
+						if resp, err := send(impatient); err == nil {
+							resp.Body.Close()
+						}
+						continue
+					}
+					resp, err := send(http.DefaultClient)
+					if err != nil {
+						return err
+					}
+					body, _ := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					n, err := strconv.Atoi(resp.Header.Get("Inference-Header-Content-Length"))
+					if resp.StatusCode != 200 || err != nil || n > len(body) {
+						return fmt.Errorf("binary infer = %d %q", resp.StatusCode, body)
+					}
+					got := make([]float32, (len(body)-n)/4)
+					for j := range got {
+						got[j] = math.Float32frombits(le.LittleEndian.Uint32(body[n+4*j:]))
+					}
+					data, _ := json.Marshal(feats)
+					resp, err = http.Post(s.url+"/v2/models/iris/infer", "application/json", strings.NewReader(fmt.Sprintf(
+						`{"inputs": [{"name": "features", "shape": [%d, 4], "datatype": "FP32", "data": %s}], "outputs": [{"name": "probabilities"}]}`, rows, data)))
+					if err != nil {
+						return err
+					}
+					answer, _ := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					var want struct{ Outputs []struct{ Data []float32 } }
+					if err := json.Unmarshal(answer, &want); resp.StatusCode != 200 || err != nil || len(want.Outputs) != 1 {
+						return fmt.Errorf("JSON infer = %d %s", resp.StatusCode, answer)
+					}
+					if !slices.Equal(got, want.Outputs[0].Data) {
+						return fmt.Errorf("caller %d, request %d: binary answers %v, JSON %v", k, i, got, want.Outputs[0].Data)
+					}
+				}
+				return nil
+			}()
+		}()
+	}
+	for range callers {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
 	}
 }

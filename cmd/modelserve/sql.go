@@ -6,9 +6,12 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/modelserve/modelserve/engine"
 	"github.com/modelserve/modelserve/sqlfunc"
 )
+
+// gatewayBatchRows is the rows a gateway request carries when the version
+// sets no batch size.
+const gatewayBatchRows = 64
 
 func newSQLCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
@@ -35,9 +38,9 @@ OBJECT, routed to the function's path on the service's endpoint:
 /<model>/<function>, which a server answers whether it serves the model
 alone or beside others.
 
-MAX_BATCH_ROWS defaults to the version's batch size (registry setting, else
-64): one gateway request then makes one full ONNX Runtime call, and the
-gateway's concurrency keeps every worker busy.`,
+MAX_BATCH_ROWS defaults to the version's batch size (registry setting), else
+64: requests small enough that the gateway's concurrency keeps every worker
+busy, which the server joins into larger calls.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			_, v, err := g.version(ref)
@@ -47,7 +50,7 @@ gateway's concurrency keeps every worker busy.`,
 			if !cmd.Flags().Changed("max-batch-rows") {
 				o.MaxBatchRows = v.Settings.MaxBatchRows
 				if o.MaxBatchRows == 0 {
-					o.MaxBatchRows = engine.DefaultMaxBatchRows
+					o.MaxBatchRows = gatewayBatchRows
 				}
 			}
 			o.Model = v.Name
