@@ -110,12 +110,12 @@ type Config struct {
 
 // Defaults.
 const (
-	// DefaultMaxBatchRows is large: a call is cut first by time (a full
-	// one lasts about the wait target at most), so a fast model runs a
-	// large request in a few calls rather than many small ones, each
-	// with its fixed cost and hand-off, and a slow one in calls of what
-	// fits the target.
-	DefaultMaxBatchRows = 1024
+	// DefaultMaxBatchRows is the most rows a call takes unless set; a
+	// model that runs large calls as cheaply a row takes
+	// ScalingMaxBatchRows (the engine decides, from warm-up). The wait
+	// target cuts both.
+	DefaultMaxBatchRows = 64
+	ScalingMaxBatchRows = 1024
 	// DefaultQueueWait is the least wait target: short enough that an
 	// accepted request waits about as long as at full load, long enough
 	// for a few batches of a fast model.

@@ -224,6 +224,18 @@ func (w *Workers) admissionConfig(o AdmissionOptions) (cfg admission.Config, err
 	if cfg.MaxBatchRows == 0 {
 		cfg.MaxBatchRows = v.Settings.MaxBatchRows
 	}
+	// Unset, a call takes 64 rows at most, or 1024 for a model warm-up
+	// found to run a large call as cheaply a row as a small one: a fast
+	// model then runs a large request in a few calls instead of many,
+	// each with its fixed cost and hand-off, while one whose rows grow
+	// dearer in large calls (activations outgrowing the caches) keeps
+	// to calls it runs well.
+	if cfg.MaxBatchRows == 0 {
+		cfg.MaxBatchRows = admission.DefaultMaxBatchRows
+		if w.pool.Cost().Scales {
+			cfg.MaxBatchRows = admission.ScalingMaxBatchRows
+		}
+	}
 	switch {
 	case o.MaxBatchDelay != nil:
 		cfg.MaxBatchDelay = *o.MaxBatchDelay

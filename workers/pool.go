@@ -225,7 +225,7 @@ func Start(ctx context.Context, rt *onnxrt.Runtime, m Model, cfg Config, log *sl
 	}
 	log.Info("workers loaded", "device", string(p.plan.Device), "workers", p.plan.Workers,
 		"intra_op_threads", p.plan.IntraOpThreads, "why", p.plan.Reason, "provider", p.workers[0].provider,
-		"call_fixed_cost", cost.Fixed.String(), "call_cost_per_row", cost.PerRow.String())
+		"call_fixed_cost", cost.Fixed.String(), "call_cost_per_row", cost.PerRow.String(), "large_calls_scale", cost.Scales)
 	return p, nil
 }
 

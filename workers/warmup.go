@@ -11,10 +11,21 @@ import (
 
 // Cost is what one ONNX Runtime call of the model costs on this pool,
 // measured at start on an idle process: Fixed before any row, PerRow for
-// each row. Zero when it could not be measured.
+// each row. Zero when it could not be measured. Scales says a call of
+// ScaleRows rows cost no more a row than one of 64 (within scaleSlack):
+// the model runs large calls as efficiently as small ones, which a model
+// whose activations outgrow the caches (attention, say) does not.
 type Cost struct {
 	Fixed, PerRow time.Duration
+	Scales        bool
 }
+
+// ScaleRows is the large call warm-up times to tell whether a model
+// scales; scaleSlack how much dearer a row of it may be.
+const (
+	ScaleRows  = 512
+	scaleSlack = 1.2
+)
 
 // warmUp runs one batch on every worker, so the first request does not pay
 // for ONNX Runtime's lazy initialization, then times 1-row and k-row calls
@@ -75,7 +86,30 @@ func (p *Pool) warmUp(ctx context.Context) (Cost, error) {
 		tk = min(tk, d)
 	}
 	perRow := max(tk-t1, 0) / time.Duration(k-1)
-	return Cost{Fixed: max(t1-perRow, 0), PerRow: perRow}, nil
+	cost := Cost{Fixed: max(t1-perRow, 0), PerRow: perRow}
+	// A fast model (64 rows well within 50 ms) also times a large call,
+	// when it should take under 50 ms: the fastest of two, after one
+	// that grows ONNX Runtime's arena to its size.
+	if k < 64 || cost.Fixed+ScaleRows*perRow > 50*time.Millisecond {
+		return cost, nil
+	}
+	large, err := zeros(p.model.Inputs, ScaleRows)
+	if err != nil {
+		return Cost{}, err
+	}
+	if _, err := p.runOnce(ctx, w, large, ScaleRows); err != nil {
+		return Cost{}, err
+	}
+	tl := time.Duration(math.MaxInt64)
+	for range 2 {
+		d, err := timeRun(ctx, p, w, large, ScaleRows)
+		if err != nil {
+			return Cost{}, err
+		}
+		tl = min(tl, d)
+	}
+	cost.Scales = float64(tl)/ScaleRows <= scaleSlack*float64(tk)/float64(k)
+	return cost, nil
 }
 
 func timeRun(ctx context.Context, p *Pool, w *worker, inputs []model.Tensor, rows int) (time.Duration, error) {

@@ -431,9 +431,10 @@ func TestStart_warmUpMeasuresTheCostOfACall(t *testing.T) {
 	if c := dlrm.Cost(); c.Fixed <= 0 || c.Fixed > time.Second {
 		t.Errorf("DLRM cost = %+v, want a fixed cost", c)
 	}
-	if !strings.Contains(logs.String(), "call_fixed_cost=") {
+	if !strings.Contains(logs.String(), "call_fixed_cost=") || !strings.Contains(logs.String(), "large_calls_scale=") {
 		t.Errorf("the cost is not logged:\n%s", logs)
 	}
+
 	enc, _ := start(t, "encoder", []model.Spec{{Name: "input_ids", DType: model.Int64, Shape: model.Shape{-1, 32}}}, []string{"embedding"}, Config{Device: CPU, Workers: 1})
 	if c := enc.Cost(); c.PerRow <= 0 || c.PerRow > time.Second {
 		t.Errorf("encoder cost = %+v, want a cost per row", c)

@@ -125,7 +125,7 @@ func (o *serveOptions) flags(f *pflag.FlagSet) {
 	f.Var(&o.maxQueueBytes, "max-queue-bytes", "input bytes that may wait for a worker (default: half the memory budget)")
 	f.Var(&o.memoryBudget, "memory-budget", "bytes admitted requests may hold, e.g. 2Gi (default: --memory-fraction of the memory left once the model is loaded)")
 	f.Float64Var(&o.memoryFraction, "memory-fraction", engine.DefaultMemoryFraction, "share of the memory left after loading that becomes the budget (cgroup limit, else physical memory)")
-	f.IntVar(&o.maxBatchRows, "max-batch-rows", 0, "most rows in one ONNX Runtime call (default: registry setting, else 1024, and fewer when a call would outlast --max-queue-wait); 1 turns batching off")
+	f.IntVar(&o.maxBatchRows, "max-batch-rows", 0, "most rows in one ONNX Runtime call (default: registry setting, else 64, or 1024 for a model whose large calls cost no more a row; fewer when a call would outlast --max-queue-wait); 1 turns batching off")
 	f.Var((*batchDelayFlag)(&o.maxBatchDelay), "max-batch-delay", "how long a free worker may wait to fill a batch: auto (wait a few times the model's fixed cost per call, only while rows keep coming), a duration, or 0 (default: registry setting, else auto)")
 	f.DurationVar(&o.requestTimeout, "request-timeout", server.DefaultRequestTimeout, "a request's deadline unless its "+server.TimeoutHeader+" header says otherwise")
 	f.DurationVar(&o.maxRequestTimeout, "max-request-timeout", server.DefaultMaxRequestTimeout, "the longest deadline a header may ask for")
