@@ -723,7 +723,7 @@ func (q *Queue) enqueue(ctx context.Context, t *Ticket, inputs []model.Tensor, r
 	// pieces each worth a call, so that idle workers share it.
 	batch := q.batchRows(t.prio)
 	n := max(1, (rows+batch-1)/batch)
-	if workers := q.runner.Size(); n < workers && q.coalesce {
+	if workers := q.runner.Size(); n < workers && q.coalesce && q.fixedCost() > 0 {
 		n = max(n, min(workers, rows/q.rowsFitting(efficientCall*q.fixedCost())))
 	}
 	size := (rows + n - 1) / n
