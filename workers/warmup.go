@@ -48,7 +48,7 @@ func (p *Pool) warmUp(ctx context.Context) (Cost, error) {
 		return Cost{}, err
 	}
 	for _, w := range p.workers {
-		if _, err := p.runOnce(ctx, w, one, rows); err != nil {
+		if _, err := p.call(ctx, w, one, rows); err != nil {
 			return Cost{}, fmt.Errorf("warm-up run on worker %d: %w", w.id+1, err)
 		}
 	}
@@ -97,7 +97,7 @@ func (p *Pool) warmUp(ctx context.Context) (Cost, error) {
 	if err != nil {
 		return Cost{}, err
 	}
-	if _, err := p.runOnce(ctx, w, large, ScaleRows); err != nil {
+	if _, err := p.call(ctx, w, large, ScaleRows); err != nil {
 		return Cost{}, err
 	}
 	tl := time.Duration(math.MaxInt64)
@@ -114,7 +114,7 @@ func (p *Pool) warmUp(ctx context.Context) (Cost, error) {
 
 func timeRun(ctx context.Context, p *Pool, w *worker, inputs []model.Tensor, rows int) (time.Duration, error) {
 	start := time.Now()
-	if _, err := p.runOnce(ctx, w, inputs, rows); err != nil {
+	if _, err := p.call(ctx, w, inputs, rows); err != nil {
 		return 0, err
 	}
 	return time.Since(start), nil
@@ -161,7 +161,7 @@ func (p *Pool) measureDeviceMemory(ctx context.Context, mem DeviceMemory) (int64
 		if err != nil {
 			return 0, err
 		}
-		if _, err := p.runOnce(ctx, w, batch, rows); err != nil {
+		if _, err := p.call(ctx, w, batch, rows); err != nil {
 			return 0, fmt.Errorf("a %d-row batch on GPU %d: %w", rows, w.gpu, err)
 		}
 		after, err := mem.MemoryUsed(ctx, w.gpu)

@@ -438,7 +438,9 @@ func TestServe_metricsPassPromtool(t *testing.T) {
 		"process_resident_memory_bytes",
 		"go_goroutines",
 	} {
-		if !strings.Contains(metrics, want) {
+		// A whole line, or a whole name and labels: "} 1" must not
+		// match "} 17".
+		if !strings.Contains(metrics+"\n", want+"\n") && !strings.Contains(metrics, want+" ") {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
