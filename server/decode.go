@@ -330,6 +330,7 @@ func (d *decoding) flatRow(s *scanner, rowStart scanner, r int, id int64) error 
 			if err := d.ensure(i, model.Shape{int64(len(names))}); err != nil {
 				return err
 			}
+			f32, _ := d.b.inputs[i].Data.([]float32)
 			for j, name := range names {
 				if j > 0 && !s.consume(',') {
 					return d.arity(rowStart, id)
@@ -337,7 +338,7 @@ func (d *decoding) flatRow(s *scanner, rowStart scanner, r int, id int64) error 
 				if s.peek() == ']' {
 					return d.arity(rowStart, id)
 				}
-				if err := d.cols[i].set(r*len(names)+j, s); err != nil {
+				if err := d.setFeature(i, r*len(names)+j, s, f32); err != nil {
 					return inputErr(id, name, "%v", err)
 				}
 			}
@@ -354,6 +355,22 @@ func (d *decoding) flatRow(s *scanner, rowStart scanner, r int, id int64) error 
 		return d.arity(rowStart, id)
 	}
 	return bind.AtRow(id, s.errSyntax("']'"))
+}
+
+// setFeature reads one feature's value into element at of input i. FP32
+// features (f32, the tensor's data), the common wide table, take a plain
+// number straight, with no call through the column; anything else (a
+// string, a null, a mistake) goes through the column's rules.
+func (d *decoding) setFeature(i, at int, s *scanner, f32 []float32) error {
+	if c := s.peek(); f32 != nil && (c == '-' || c >= '0' && c <= '9') {
+		probe := *s
+		if f, err := s.float(32); err == nil {
+			f32[at] = float32(f)
+			return nil
+		}
+		*s = probe
+	}
+	return d.cols[i].set(at, s)
 }
 
 // arity reports a row with the wrong number of arguments.
@@ -430,8 +447,9 @@ func (d *decoding) fromSlots(s *scanner, w *slots, r int, id int64) error {
 			if err := d.ensure(i, model.Shape{int64(len(feats))}); err != nil {
 				return err
 			}
+			f32, _ := d.b.inputs[i].Data.([]float32)
 			for j, pos := range feats {
-				if err := d.cols[i].set(r*len(feats)+j, at(pos)); err != nil {
+				if err := d.setFeature(i, r*len(feats)+j, at(pos), f32); err != nil {
 					return inputErr(id, d.names.Features(i)[j], "%v", err)
 				}
 			}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -576,17 +577,17 @@ func (s *scanner) float(bits int) (float64, error) {
 	if neg {
 		i++
 	}
+	// mant holds the digits read, exactly unless inexact: a digit that
+	// did not fit was dropped (its place kept in exp).
 	var mant uint64
-	digits, exp := 0, 0 // significant digits kept, and the power of ten
+	exp, inexact := 0, false
 	intStart := i
 	for ; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
-		if digits < 19 {
+		if mant <= maxMant {
 			mant = mant*10 + uint64(b[i]-'0')
 		} else {
 			exp++
-		}
-		if mant != 0 {
-			digits++
+			inexact = true
 		}
 	}
 	// JSON needs an integer part without leading zeros, and digits after
@@ -595,18 +596,28 @@ func (s *scanner) float(bits int) (float64, error) {
 	if i < len(b) && b[i] == '.' {
 		i++
 		fracStart := i
+		// Eight digits at a time while they fit: most fractions of the
+		// numbers a table holds are that long.
+		for i+8 <= len(b) && mant < 1e10 {
+			v := binary.LittleEndian.Uint64(b[i:])
+			if !eightDigits(v) {
+				break
+			}
+			mant = mant*1e8 + parseEight(v)
+			exp -= 8
+			i += 8
+		}
 		for ; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
-			if digits < 19 {
+			if mant <= maxMant {
 				mant = mant*10 + uint64(b[i]-'0')
 				exp--
-				if mant != 0 {
-					digits++
-				}
+			} else {
+				inexact = true
 			}
 		}
 		simple = simple && i > fracStart
 	}
-	if simple && digits < 19 && mant < 1<<53 && exp >= -22 && exp <= 22 && (i == len(b) || !numberByte(b[i])) {
+	if simple && !inexact && mant < 1<<53 && exp >= -22 && exp <= 22 && (i == len(b) || !numberByte(b[i])) {
 		f := float64(mant)
 		if exp < 0 {
 			f /= pow10[-exp]
@@ -637,6 +648,23 @@ func (s *scanner) float(bits int) (float64, error) {
 		return 0, fmt.Errorf("number %s is out of range", raw)
 	}
 	return f, nil
+}
+
+// maxMant is the largest mantissa another digit can be appended to.
+const maxMant = (math.MaxUint64 - 9) / 10
+
+// eightDigits says whether the 8 bytes of v (little-endian) are all
+// ASCII digits; parseEight reads them as a number (Lemire's method:
+// pairs, then fours, then the eight, in three multiplications).
+func eightDigits(v uint64) bool {
+	return ((v+0x4646464646464646)|(v-0x3030303030303030))&0x8080808080808080 == 0
+}
+
+func parseEight(v uint64) uint64 {
+	const mask, mul1, mul2 = 0x000000FF000000FF, 100 + 1000000<<32, 1 + 10000<<32
+	v -= 0x3030303030303030
+	v = v*10 + v>>8
+	return (v&mask*mul1 + v>>16&mask*mul2) >> 32
 }
 
 func numberByte(c byte) bool {

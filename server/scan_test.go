@@ -127,3 +127,35 @@ func TestScannerSkip_boundsDepthWithoutRecursion(t *testing.T) {
 		})
 	}
 }
+
+// TestScannerFloat_eightDigitsAtATime: fractions read eight digits at a
+// time round exactly as strconv does, at both widths, wherever the run of
+// eight starts and ends, and a non-digit inside a run ends the number.
+func TestScannerFloat_eightDigitsAtATime(t *testing.T) {
+	for _, s := range []string{
+		"0.12345678", "0.123456789", "-0.54321987", "0.00000001", "-0.000000012345678", "12345678.12345678",
+		"0.1234567890123456", "0.12345678901234567890", "1.00000005960464477539062499", "9999999999.99999999",
+		"0.99999999", "3.14159265e2", "0.30000000000000004", "0.1234567", "5.00000000",
+	} {
+		for _, bits := range []int{32, 64} {
+			sc := scanner{b: []byte(s + ",")}
+			got, err := sc.float(bits)
+			want, _ := strconv.ParseFloat(s, bits)
+			if err != nil || math.Float64bits(got) != math.Float64bits(want) || sc.i != len(s) {
+				t.Errorf("%s at %d bits = %v (%v), ending at %d; strconv says %v", s, bits, got, err, sc.i, want)
+			}
+		}
+	}
+	for _, s := range []string{"0.12345678.", "0.12345678e", "0.123456789.5"} {
+		sc := scanner{b: []byte(s)}
+		if got, err := sc.float(64); err == nil {
+			t.Errorf("%s read as %v", s, got)
+		}
+	}
+	// A letter inside a run of eight ends the number before it; what
+	// follows is the caller's to refuse.
+	sc := scanner{b: []byte("0.1234a678")}
+	if got, err := sc.float(64); err != nil || got != 0.1234 || sc.i != 6 {
+		t.Errorf("0.1234a678 = %v (%v), ending at %d", got, err, sc.i)
+	}
+}
