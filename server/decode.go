@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math"
@@ -44,6 +45,9 @@ func newDecoder(sig model.Signature) *decoder {
 type decodeOptions struct {
 	// nullAsNaN reads null for a float argument as NaN.
 	nullAsNaN bool
+	// slowWide reads every wide row by looking its keys up (tests
+	// compare it with reading in the learned order).
+	slowWide bool
 }
 
 // decoding is the state of one decode. Rows are not counted ahead: the
@@ -56,6 +60,17 @@ type decoding struct {
 	capRows int // rows the tensors have room for
 	slots   *slots
 	upper   []byte
+	// order is the keys of the first wide row read whole, in its order:
+	// the rows after it, which a table's rows almost always match key
+	// for key, are read in one pass against it (wideRowInOrder).
+	order *keyOrder
+}
+
+// keyOrder is a wide row's keys, as they appear (no escapes), and the
+// target each names; a target of Input -1 is the row's _ID.
+type keyOrder struct {
+	keys    [][]byte
+	targets []bind.Target
 }
 
 // slots hold, for one wide row or record, where each argument's value
@@ -382,28 +397,53 @@ func (d *decoding) arity(rowStart scanner, id int64) error {
 	return inputErr(id, "", "expected %s, got %d", d.names.Usage(), n-1)
 }
 
-// wideRow decodes one object keyed by argument name into row r.
+// wideRow decodes one object keyed by argument name into row r: in one
+// pass when its keys are the learned order's, else by looking each key
+// up, recording where its value is, and reading the values in the
+// signature's order (which also words any mistake the same way for
+// every row).
 func (d *decoding) wideRow(s *scanner, r int, id int64) error {
+	if d.order != nil {
+		probe := *s
+		if d.wideRowInOrder(&probe, r) {
+			*s = probe
+			return nil
+		}
+	}
 	if d.slots == nil {
 		d.slots = d.newSlots()
 	}
 	w := d.slots
 	w.reset()
+	var order *keyOrder
+	if d.order == nil && !d.opts.slowWide {
+		order = &keyOrder{}
+	}
 	err := s.members(func(key []byte) error {
+		if order != nil {
+			if !plainKey(key) {
+				order = nil // compared as sent, it could match invalid JSON
+			} else {
+				order.keys = append(order.keys, append([]byte(nil), key...))
+			}
+		}
 		if string(key) == "_ID" {
+			if order != nil {
+				order.targets = append(order.targets, bind.Target{Input: -1})
+			}
 			raw, err := s.raw()
 			if err != nil {
 				return err
 			}
-			for len(d.b.echo) <= r {
-				d.b.echo = append(d.b.echo, nil)
-			}
-			d.b.echo[r] = append([]byte(nil), raw...)
+			d.echo(r, raw)
 			return nil
 		}
 		t, ok := d.names.LookupBytes(key, &d.upper)
 		if !ok {
 			return inputErr(id, string(key), "unknown column; expected %s", d.names.Usage())
+		}
+		if order != nil {
+			order.targets = append(order.targets, t)
 		}
 		pos := w.at(t)
 		if *pos >= 0 {
@@ -416,7 +456,80 @@ func (d *decoding) wideRow(s *scanner, r int, id int64) error {
 	if err != nil {
 		return bind.AtRow(id, err)
 	}
-	return d.fromSlots(s, w, r, id)
+	if err := d.fromSlots(s, w, r, id); err != nil {
+		return err
+	}
+	if order != nil {
+		d.order = order
+	}
+	return nil
+}
+
+// echo keeps row r's _ID as sent.
+func (d *decoding) echo(r int, raw []byte) {
+	for len(d.b.echo) <= r {
+		d.b.echo = append(d.b.echo, nil)
+	}
+	d.b.echo[r] = append([]byte(nil), raw...)
+}
+
+// plainKey says whether a key is sent the same escaped or not: no quote,
+// backslash or control character. Only such keys are learned, so that
+// bytes that match one are a valid JSON string (a key that came with
+// escapes is learned as plain text, and the next row's escaped bytes do
+// not match it: that row takes the slow path).
+func plainKey(key []byte) bool {
+	for _, c := range key {
+		if c == '"' || c == '\\' || c < 0x20 {
+			return false
+		}
+	}
+	return true
+}
+
+// wideRowInOrder reads row r's object, the scanner on it, if its keys are
+// the learned order's, byte for byte, each value read as fromSlots would
+// read it. It reports false, the tensors possibly written in part (the
+// slow path then writes the whole row again), at the first difference or
+// mistake.
+func (d *decoding) wideRowInOrder(s *scanner, r int) bool {
+	if !s.consume('{') {
+		return false
+	}
+	for k, key := range d.order.keys {
+		if k > 0 && !s.consume(',') {
+			return false
+		}
+		s.ws()
+		b, at := s.b, s.i
+		if at+len(key)+2 > len(b) || b[at] != '"' || b[at+1+len(key)] != '"' || !bytes.Equal(b[at+1:at+1+len(key)], key) {
+			return false
+		}
+		s.i = at + len(key) + 2
+		if !s.consume(':') {
+			return false
+		}
+		t := d.order.targets[k]
+		switch {
+		case t.Input < 0:
+			raw, err := s.raw()
+			if err != nil {
+				return false
+			}
+			d.echo(r, raw)
+		case t.Whole():
+			if d.setWhole(s, t.Input, r, 0, d.sig.Inputs[t.Input].Name) != nil {
+				return false
+			}
+		default:
+			n := len(d.names.Features(t.Input))
+			f32, _ := d.b.inputs[t.Input].Data.([]float32)
+			if d.setFeature(t.Input, r*n+t.Feature, s, f32) != nil {
+				return false
+			}
+		}
+	}
+	return s.consume('}')
 }
 
 // fromSlots decodes the values a wide row's slots point at.

@@ -166,9 +166,9 @@ func BenchmarkDecode_irisBatch64(b *testing.B) {
 	}
 }
 
-// flatBody is rows rows of width float features, flat, as the gateway
-// sends them.
-func flatBody(rows, width int) []byte {
+// rowsBody is rows rows of width float features as the gateway sends
+// them: flat, or wide, one object each keyed f0..f<width-1>.
+func rowsBody(rows, width int, wide bool) []byte {
 	rng := rand.New(rand.NewPCG(1, 2))
 	b := []byte(`{"data":[`)
 	for r := range rows {
@@ -177,31 +177,55 @@ func flatBody(rows, width int) []byte {
 		}
 		b = append(b, '[')
 		b = strconv.AppendInt(b, int64(r), 10)
-		for range width {
-			b = append(b, ',')
+		if wide {
+			b = append(b, ",{"...)
+		}
+		for j := range width {
+			if j > 0 || !wide {
+				b = append(b, ',')
+			}
+			if wide {
+				b = append(b, `"f`...)
+				b = strconv.AppendInt(b, int64(j), 10)
+				b = append(b, `":`...)
+			}
 			b = strconv.AppendFloat(b, float64(rng.Float32()*2-1), 'g', -1, 32)
+		}
+		if wide {
+			b = append(b, '}')
 		}
 		b = append(b, ']')
 	}
 	return append(b, "]}"...)
 }
 
-func BenchmarkDecode_flat4096x64(b *testing.B) {
-	body := flatBody(4096, 64)
+// BenchmarkDecode_4096x64 decodes 4096 rows of 64 FP32 features, flat
+// and wide (b.SetBytes: MB/s of JSON on one core).
+func BenchmarkDecode_4096x64(b *testing.B) {
+	names := make([]string, 64)
+	for j := range names {
+		names[j] = "f" + strconv.Itoa(j)
+	}
 	sig := model.Signature{
 		Inputs:    []model.Spec{{Name: "x", DType: model.Float32, Shape: model.Shape{-1, 64}}},
 		Outputs:   []model.Spec{{Name: "y", DType: model.Float32, Shape: model.Shape{-1, 8}}},
 		Functions: []model.Function{{Name: "predict", Outputs: []string{"y"}}},
+		Features:  map[string][]string{"x": names},
 	}
-	d := newDecoder(sig)
-	b.SetBytes(int64(len(body)))
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := d.decode(body, decodeOptions{}); err != nil {
-			b.Fatal(err)
-		}
+	for _, wide := range []bool{false, true} {
+		body := rowsBody(4096, 64, wide)
+		b.Run(map[bool]string{false: "flat", true: "wide"}[wide], func(b *testing.B) {
+			d := newDecoder(sig)
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := d.decode(body, decodeOptions{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(4096*b.N)/b.Elapsed().Seconds(), "rows/s")
+		})
 	}
-	b.ReportMetric(float64(4096*b.N)/b.Elapsed().Seconds(), "rows/s")
 }
 
 func TestDecode_dataframeShapes(t *testing.T) {

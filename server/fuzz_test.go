@@ -5,8 +5,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,6 +32,13 @@ func checkDecode(t *testing.T, body []byte) {
 	for _, d := range fuzzDecoders() {
 		for _, nan := range []bool{false, true} {
 			b, err := d.decode(body, decodeOptions{nullAsNaN: nan})
+			slow, serr := d.decode(body, decodeOptions{nullAsNaN: nan, slowWide: true})
+			if fmt.Sprint(err) != fmt.Sprint(serr) {
+				t.Fatalf("wide rows in the learned order: %v; each key looked up: %v", err, serr)
+			}
+			if err == nil && !sameBatch(b, slow) {
+				t.Fatalf("wide rows read in the learned order differ from the rows read key by key")
+			}
 			if err != nil {
 				var in *bind.Error
 				if !errors.As(err, &in) {
@@ -50,6 +59,50 @@ func checkDecode(t *testing.T, body []byte) {
 			}
 		}
 	}
+}
+
+// sameBatch compares two decoded batches bit for bit.
+func sameBatch(a, b *batch) bool {
+	if !slices.Equal(a.rowIDs, b.rowIDs) || len(a.inputs) != len(b.inputs) || len(a.echo) != len(b.echo) {
+		return false
+	}
+	for i := range a.echo {
+		if !bytes.Equal(a.echo[i], b.echo[i]) {
+			return false
+		}
+	}
+	for i := range a.inputs {
+		if a.inputs[i].DType != b.inputs[i].DType || !slices.Equal(a.inputs[i].Shape, b.inputs[i].Shape) || !sameData(a.inputs[i], b.inputs[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// FuzzDecodeWide takes the object of a wide row between two rows whose
+// keys teach the order: read in one pass when it matches, key by key when
+// not, and always as the slow path reads it.
+func FuzzDecodeWide(f *testing.F) {
+	for _, s := range []string{
+		`{"features_0": 1, "features_1": 2, "features_2": 3, "features_3": 4}`,
+		`{"features_0": 1, "features_1": "2", "features_2": null, "features_3": 4}`,
+		`{"features_0": 1, "features_2": 3, "features_1": 2, "features_3": 4}`,
+		`{"features_0": 1, "features_1": 2, "features_2": 3}`,
+		`{"features_0": 1, "features_1": 2, "features_2": 3, "features_3": 4, "_ID": 9}`,
+		`{"features_0":1,"features_1":2,"features_2":3,"features_3":4e400}`,
+		`{"TEXT": "b", "emb": [0, 0, 0], "flag": false, "small": 0, "pixels": [1, 2, 3, 4], "tokens": []}`,
+	} {
+		f.Add([]byte(s))
+	}
+	iris := `{"features_0": 5.1, "features_1": 3.5, "features_2": 1.4, "features_3": 0.2}`
+	mixed := `{"TEXT": "a", "emb": [1, 2, 3], "flag": true, "small": 1, "pixels": [1, 2, 3, 4], "tokens": [1, 2], "_ID": "x"}`
+	f.Fuzz(func(t *testing.T, row []byte) {
+		for _, first := range []string{iris, mixed} {
+			body := []byte(`{"data": [[0, ` + first + `], [1, `)
+			body = append(append(body, row...), `], [2, `+first+`]]}`...)
+			checkDecode(t, body)
+		}
+	})
 }
 
 var fuzzDecoders = sync.OnceValue(func() []*decoder { return []*decoder{newDecoder(irisSig()), newDecoder(mixedSig())} })
