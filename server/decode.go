@@ -298,10 +298,20 @@ func (d *decoding) rows(s *scanner) error {
 			return bind.AtRow(id, s.errSyntax("','"))
 		}
 		if s.kind() == kindObject {
+			// A row whose keys are the learned order's, in one pass.
+			if d.order != nil {
+				saved := *s
+				if d.wideRowInOrder(s, r) && s.consume(']') {
+					return nil
+				}
+				*s = saved
+			}
 			probe := *s
 			err := probe.skip()
-			if deep := (*DepthError)(nil); errors.As(err, &deep) {
-				return bind.AtRow(id, err)
+			if err != nil {
+				if deep := (*DepthError)(nil); errors.As(err, &deep) {
+					return bind.AtRow(id, err)
+				}
 			}
 			if err == nil && probe.peek() == ']' {
 				if err := d.wideRow(s, r, id); err != nil {
@@ -397,19 +407,12 @@ func (d *decoding) arity(rowStart scanner, id int64) error {
 	return inputErr(id, "", "expected %s, got %d", d.names.Usage(), n-1)
 }
 
-// wideRow decodes one object keyed by argument name into row r: in one
-// pass when its keys are the learned order's, else by looking each key
-// up, recording where its value is, and reading the values in the
-// signature's order (which also words any mistake the same way for
-// every row).
+// wideRow decodes one object keyed by argument name into row r by
+// looking each key up, recording where its value is, and reading the
+// values in the signature's order (which also words any mistake the same
+// way for every row). The first row read so teaches the key order the
+// next rows are tried against (wideRowInOrder).
 func (d *decoding) wideRow(s *scanner, r int, id int64) error {
-	if d.order != nil {
-		probe := *s
-		if d.wideRowInOrder(&probe, r) {
-			*s = probe
-			return nil
-		}
-	}
 	if d.slots == nil {
 		d.slots = d.newSlots()
 	}
