@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -53,6 +56,16 @@ func jsonSection(e *env) (string, error) {
 		_, err := codec.Decode(body)
 		return err
 	})
+	// The same rows wide: one object per row keyed x_0..x_63, as a warehouse
+	// sends a table's columns by name.
+	wide := wideBody(body)
+	if _, err := codec.Decode(wide); err != nil {
+		return "", fmt.Errorf("wide rows: %w", err)
+	}
+	decodeWide := perSecond(d, func() error {
+		_, err := codec.Decode(wide)
+		return err
+	})
 	fmt.Fprintf(os.Stderr, "bench: json encode\n")
 	var buf []byte
 	encode := perSecond(d, func() error {
@@ -80,11 +93,13 @@ func jsonSection(e *env) (string, error) {
 
 	var out strings.Builder
 	fmt.Fprintf(&out, "## A large flat batch: where the time goes\n\n")
-	fmt.Fprintf(&out, "Gateway batches of %d rows, each 64 float features as 64 scalar arguments (%.1f MB of JSON in, %.1f MB out), on the MLP. Decode and encode are one goroutine of the server's own code; raw ONNX Runtime and /predict use both cores (%d×%d workers; %d callers for /predict, each batch split into calls of 64 rows).\n\n",
+	fmt.Fprintf(&out, "Gateway batches of %d rows, each 64 float features as 64 scalar arguments (%.1f MB of JSON in, %.1f MB out), on the MLP. Decode and encode are one goroutine of the server's own code; raw ONNX Runtime and /predict use both cores (%d×%d workers; %d callers for /predict, each batch split into calls as the server's defaults cut it: up to 1024 rows for this model).\n\n",
 		jsonRows, float64(len(body))/1e6, float64(len(encoded))/1e6, plan.Workers, plan.IntraOpThreads, conns)
 	fmt.Fprintln(&out, "| stage | rows/s | MB/s of JSON |")
 	fmt.Fprintln(&out, "|---|---:|---:|")
 	fmt.Fprintf(&out, "| JSON decode only, 1 core | %.0f | %.0f |\n", decode*jsonRows, decode*float64(len(body))/1e6)
+	fmt.Fprintf(&out, "| JSON decode only, the same rows wide (`{\"x_0\": ..., \"x_63\": ...}`, %.1f MB), 1 core | %.0f | %.0f |\n",
+		float64(len(wide))/1e6, decodeWide*jsonRows, decodeWide*float64(len(wide))/1e6)
 	fmt.Fprintf(&out, "| JSON encode only, 1 core | %.0f | %.0f |\n", encode*jsonRows, encode*float64(len(encoded))/1e6)
 	fmt.Fprintf(&out, "| raw ONNX Runtime, %d rows per call | %.0f | |\n", jsonRows, raw)
 	fmt.Fprintf(&out, "| /predict end to end (p50 %s, p99 %s) | %.0f | %.0f |\n", short(percentile(st.OK, 0.5)), short(percentile(st.OK, 0.99)),
@@ -97,6 +112,39 @@ func jsonSection(e *env) (string, error) {
 	fmt.Fprintf(&out, "\nPer row, in core time: decoding %.2f µs, the model %.2f µs, encoding %.2f µs; the whole trip %.2f µs of the %d cores. The rest, %.2f µs (%.0f%%), is HTTP, copies, splitting the batch into calls, garbage collection and the load generator.\n",
 		dec, model, enc, trip, cores, trip-dec-model-enc, 100*(trip-dec-model-enc)/trip)
 	return out.String(), nil
+}
+
+// wideBody rewrites a body of flat MLP rows ([row, v0, ..., v63]) as
+// wide ones ([row, {"x_0": v0, ..., "x_63": v63}]).
+func wideBody(flat []byte) []byte {
+	var rows [][]json.Number
+	d := json.NewDecoder(bytes.NewReader(flat))
+	d.UseNumber()
+	var v struct{ Data [][]json.Number }
+	if d.Decode(&v) != nil {
+		return nil
+	}
+	rows = v.Data
+	b := []byte(`{"data":[`)
+	for r, row := range rows {
+		if r > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '[')
+		b = append(b, row[0]...)
+		b = append(b, ",{"...)
+		for j, x := range row[1:] {
+			if j > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, `"x_`...)
+			b = strconv.AppendInt(b, int64(j), 10)
+			b = append(b, `":`...)
+			b = append(b, x...)
+		}
+		b = append(b, "}]"...)
+	}
+	return append(b, "]}"...)
 }
 
 // perSecond runs f in a loop for d (after a warm-up) and returns its rate.
