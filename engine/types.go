@@ -24,13 +24,12 @@ type (
 	Device = workers.Device
 )
 
-// Devices, batch sizes and execution providers.
+// Devices, the queue's default bound and execution providers.
 const (
 	CPU  = workers.CPU
 	CUDA = workers.CUDA
 
-	DefaultMaxBatchRows = admission.DefaultMaxBatchRows
-	DefaultMaxQueued    = admission.DefaultMaxQueued
+	DefaultMaxQueued = admission.DefaultMaxQueued
 
 	ProviderCPU  = workers.ProviderCPU
 	ProviderCUDA = workers.ProviderCUDA
