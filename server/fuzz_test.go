@@ -163,24 +163,35 @@ func FuzzScannerFloat(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		for _, bits := range []int{32, 64} {
-			sc := scanner{b: []byte(s)}
-			got, err := sc.float(bits)
-			if !jsonNumber.MatchString(s) {
-				continue // only that it returns
-			}
-			want, werr := strconv.ParseFloat(s, bits)
-			if werr != nil {
-				if err == nil && !math.IsInf(want, 0) {
-					t.Fatalf("%q at %d bits: %v, strconv refuses it (%v)", s, bits, got, werr)
-				}
-				continue
-			}
-			if err != nil || math.Float64bits(got) != math.Float64bits(want) {
-				t.Fatalf("%q at %d bits = %v (%v), strconv says %v", s, bits, got, err, want)
-			}
+		for _, b := range []string{s, s + ",1.5,2.5,3.5]}"} {
+			checkScannerFloat(t, s, b)
 		}
 	})
+}
+
+// checkScannerFloat reads number s from the start of b (s, or s with
+// more of a row after it: the general and the quick path).
+func checkScannerFloat(t *testing.T, s, b string) {
+	for _, bits := range []int{32, 64} {
+		sc := scanner{b: []byte(b)}
+		got, err := sc.float(bits)
+		if !jsonNumber.MatchString(s) {
+			continue // only that it returns
+		}
+		if err == nil && sc.i != len(s) {
+			t.Fatalf("%q at %d bits: stopped at %d", b, bits, sc.i)
+		}
+		want, werr := strconv.ParseFloat(s, bits)
+		if werr != nil {
+			if err == nil && !math.IsInf(want, 0) {
+				t.Fatalf("%q at %d bits: %v, strconv refuses it (%v)", s, bits, got, werr)
+			}
+			continue
+		}
+		if err != nil || math.Float64bits(got) != math.Float64bits(want) {
+			t.Fatalf("%q at %d bits = %v (%v), strconv says %v", b, bits, got, err, want)
+		}
+	}
 }
 
 // FuzzReadGateway takes the header lines of a request.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/bits"
 	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -570,6 +571,10 @@ var pow10 = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10,
 // operation; the rest go to strconv.
 func (s *scanner) float(bits int) (float64, error) {
 	s.ws()
+	if f, next, ok := quickFloat(s.b, s.i, bits); ok {
+		s.i = next
+		return f, nil
+	}
 	start := s.i
 	b := s.b
 	i := s.i
@@ -617,25 +622,10 @@ func (s *scanner) float(bits int) (float64, error) {
 		}
 		simple = simple && i > fracStart
 	}
-	if simple && !inexact && mant < 1<<53 && exp >= -22 && exp <= 22 && (i == len(b) || !numberByte(b[i])) {
-		f := float64(mant)
-		if exp < 0 {
-			f /= pow10[-exp]
-		} else {
-			f *= pow10[exp]
-		}
-		if neg {
-			f = -f
-		}
-		// A float64 exactly halfway between two float32s would round
-		// twice; strconv rounds the decimal straight to 32 bits.
-		switch {
-		case bits == 64:
+	if simple && !inexact && (i == len(b) || !numberByte(b[i])) {
+		if f, ok := exactFloat(mant, exp, neg, bits); ok {
 			s.i = i
 			return f, nil
-		case math.Float64bits(f)&(1<<29-1) != 1<<28:
-			s.i = i
-			return float64(float32(f)), nil
 		}
 	}
 	s.i = start
@@ -648,6 +638,174 @@ func (s *scanner) float(bits int) (float64, error) {
 		return 0, fmt.Errorf("number %s is out of range", raw)
 	}
 	return f, nil
+}
+
+// quickFloat reads the number at b[i:] the way float does, for the
+// common form where at least 8 bytes follow each run of digits: up to 8
+// integer digits and 23 fractional ones, read eight bytes at a time
+// without a loop over digits (every table of floats a warehouse sends is
+// such numbers). ok is false, and nothing is read, for anything else:
+// float's general path then reads it, or words its mistake.
+func quickFloat(b []byte, i, bits int) (f float64, next int, ok bool) {
+	neg := i < len(b) && b[i] == '-'
+	if neg {
+		i++
+	}
+	if i+8 > len(b) {
+		return 0, 0, false
+	}
+	var mant uint64
+	var digits int
+	if d := b[i] - '0'; d < 10 && b[i+1] == '.' {
+		// One integer digit, as most features are scaled: no run to find.
+		mant, digits = uint64(d), 1
+		i++
+	} else {
+		v := binary.LittleEndian.Uint64(b[i:])
+		n := digitRun(v)
+		// JSON: an integer part, without leading zeros.
+		if n == 0 || n == 8 || n > 1 && b[i] == '0' {
+			return 0, 0, false
+		}
+		mant, digits = digitPrefix(v, n), n
+		i += n
+	}
+	exp := 0
+	if b[i] == '.' {
+		i++
+		for k := 0; ; k++ {
+			if i+8 > len(b) || k == 3 {
+				return 0, 0, false
+			}
+			v := binary.LittleEndian.Uint64(b[i:])
+			n := digitRun(v)
+			if n == 0 && k == 0 {
+				return 0, 0, false // a point needs digits after it
+			}
+			mant = mant*pow10u[n] + digitPrefix(v, n)
+			digits += n
+			exp -= n
+			i += n
+			// A run of eight is followed by a non-digit more often
+			// than by more digits: one byte says so.
+			if n < 8 || i < len(b) && b[i]-'0' >= 10 {
+				break
+			}
+		}
+	}
+	if i >= len(b) {
+		return 0, 0, false
+	}
+	if c := b[i]; c == 'e' || c == 'E' {
+		i++
+		if i+9 > len(b) {
+			return 0, 0, false
+		}
+		eneg := false
+		if c := b[i]; c == '-' || c == '+' {
+			eneg = c == '-'
+			i++
+		}
+		v := binary.LittleEndian.Uint64(b[i:])
+		n := digitRun(v)
+		if n == 0 || n > 3 {
+			return 0, 0, false
+		}
+		e := int(digitPrefix(v, n))
+		if eneg {
+			e = -e
+		}
+		exp += e
+		i += n
+	}
+	// 19 digits always fit; the result is exact (Clinger) when the
+	// mantissa fits a float64's and the power of ten is exact too.
+	if digits > 19 || numberByte(b[i]) {
+		return 0, 0, false
+	}
+	f, ok = exactFloat(mant, exp, neg, bits)
+	return f, i, ok
+}
+
+// exactFloat is mant×10^exp, negated if neg, rounded to a float of bits
+// (32 or 64) bits, when one float64 operation gives it exactly (Clinger:
+// the mantissa and the power of ten are exact float64s); ok is false
+// otherwise, for strconv to round.
+func exactFloat(mant uint64, exp int, neg bool, bits int) (float64, bool) {
+	if mant >= 1<<53 || exp < -22 || exp > 22 {
+		return 0, false
+	}
+	f := float64(mant)
+	if exp < 0 {
+		f /= pow10[-exp]
+	} else {
+		f *= pow10[exp]
+	}
+	if neg {
+		f = -f
+	}
+	if bits == 32 {
+		// A float64 exactly halfway between two float32s would round
+		// twice; strconv rounds the decimal straight to 32 bits.
+		if math.Float64bits(f)&(1<<29-1) == 1<<28 {
+			return 0, false
+		}
+		f = float64(float32(f))
+	}
+	return f, true
+}
+
+// floats reads up to len(dst) comma-separated numbers of a row into dst
+// as float32s, in one loop over local state, and returns how many it
+// read: it stops, standing just after the last number read, at the
+// first value the quick path does not take (a string, a null, the row's
+// end, a mistake), which the caller then reads the general way.
+func (s *scanner) floats(dst []float32) int {
+	b, i := s.b, s.i
+	for k := range dst {
+		at := i
+		if k > 0 {
+			for at < len(b) && b[at] <= ' ' && (b[at] == ' ' || b[at] == '\t' || b[at] == '\n' || b[at] == '\r') {
+				at++
+			}
+			if at >= len(b) || b[at] != ',' {
+				s.i = i
+				return k
+			}
+			at++
+		}
+		for at < len(b) && b[at] <= ' ' && (b[at] == ' ' || b[at] == '\t' || b[at] == '\n' || b[at] == '\r') {
+			at++
+		}
+		f, next, ok := quickFloat(b, at, 32)
+		if !ok {
+			s.i = i
+			return k
+		}
+		dst[k] = float32(f)
+		i = next
+	}
+	s.i = i
+	return len(dst)
+}
+
+// pow10u holds the powers of ten digitPrefix's values are scaled by.
+var pow10u = [...]uint64{1, 10, 100, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8}
+
+// digitRun is how many of the 8 bytes of v (little-endian: the first byte
+// lowest) are ASCII digits before the first that is not. A byte's
+// add/subtract carries run only toward later bytes, so the first
+// non-digit is always flagged right.
+func digitRun(v uint64) int {
+	m := ((v + 0x4646464646464646) | (v - 0x3030303030303030)) & 0x8080808080808080
+	return bits.TrailingZeros64(m) >> 3
+}
+
+// digitPrefix is the number the first n (0..8) bytes of v spell: they are
+// moved to the top and the bytes below filled with '0'.
+func digitPrefix(v uint64, n int) uint64 {
+	sh := uint(8-n) * 8
+	return parseEight(v<<sh | 0x3030303030303030>>(64-sh))
 }
 
 // maxMant is the largest mantissa another digit can be appended to.

@@ -33,17 +33,46 @@ func TestScannerFloat_matchesStrconvToTheBit(t *testing.T) {
 	for _, c := range cases {
 		for _, bits := range []int{32, 64} {
 			want, werr := strconv.ParseFloat(c, bits)
-			s := scanner{b: []byte(c)}
-			got, err := s.float(bits)
-			if (err != nil) != (werr != nil) {
-				t.Fatalf("%q at %d bits: error %v, strconv %v", c, bits, err, werr)
+			// Alone, a number ends the buffer (the general path reads
+			// it); followed by more of a row, the quick path does.
+			for _, tail := range []string{"", ",", "]}", ", 0.5, 0.25]"} {
+				s := scanner{b: []byte(c + tail)}
+				got, err := s.float(bits)
+				if (err != nil) != (werr != nil) {
+					t.Fatalf("%q at %d bits: error %v, strconv %v", c+tail, bits, err, werr)
+				}
+				if werr == nil && math.Float64bits(got) != math.Float64bits(want) {
+					t.Fatalf("%q at %d bits = %v, strconv says %v", c+tail, bits, got, want)
+				}
+				if werr == nil && s.i != len(c) {
+					t.Fatalf("%q: stopped at %d", c+tail, s.i)
+				}
 			}
-			if werr == nil && math.Float64bits(got) != math.Float64bits(want) {
-				t.Fatalf("%q at %d bits = %v, strconv says %v", c, bits, got, want)
+		}
+	}
+}
+
+// TestQuickFloat_readsTheCommonForms: the numbers a table of floats holds
+// take the quick path (so it cannot quietly stop being used), the rest
+// are left to the general one.
+func TestQuickFloat_readsTheCommonForms(t *testing.T) {
+	const tail = ",0.5,0.25]}"
+	for _, c := range []string{"0", "-0", "7", "0.5", "-0.12345678", "0.123456789", "1234567.5", "-0.000012345678",
+		"3.5e-05", "1.25E+10", "2e3", "0.1234567890123456", "-12.75e-7"} {
+		for _, bits := range []int{32, 64} {
+			f, next, ok := quickFloat([]byte(c+tail), 0, bits)
+			want, _ := strconv.ParseFloat(c, bits)
+			if !ok || next != len(c) || math.Float64bits(f) != math.Float64bits(want) {
+				t.Errorf("%s at %d bits: quick path %v, %v, ending at %d; want %v", c, bits, ok, f, next, want)
 			}
-			if werr == nil && s.i != len(c) {
-				t.Fatalf("%q: stopped at %d", c, s.i)
-			}
+		}
+	}
+	for _, c := range []string{"", "-", "01", "-01.5", "1.", "1.e5", ".5", "1e", "1e+", "1e1234", "12345678.5", "0.12345678901234567",
+		"1.5.5", "1e5e5", "1-2", "9007199254740993", "1e23", "0.5x", "-x", "1.0000000596046447753906250"} {
+		if f, _, ok := quickFloat([]byte(c+tail), 0, 32); ok && (c == "0.5x" && f != 0.5) {
+			t.Errorf("%s read as %v", c, f)
+		} else if ok && c != "0.5x" {
+			t.Errorf("%s: quick path read %v; it belongs to the general one", c, f)
 		}
 	}
 }
@@ -157,5 +186,30 @@ func TestScannerFloat_eightDigitsAtATime(t *testing.T) {
 	sc := scanner{b: []byte("0.1234a678")}
 	if got, err := sc.float(64); err != nil || got != 0.1234 || sc.i != 6 {
 		t.Errorf("0.1234a678 = %v (%v), ending at %d", got, err, sc.i)
+	}
+}
+
+// BenchmarkScannerFloat reads a row of float32s as a table sends them.
+func BenchmarkScannerFloat(b *testing.B) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	var row []byte
+	for j := range 64 {
+		if j > 0 {
+			row = append(row, ',')
+		}
+		row = strconv.AppendFloat(row, float64(rng.Float32()*2-1), 'g', -1, 32)
+	}
+	row = append(row, "]}"...)
+	b.SetBytes(int64(len(row)))
+	for b.Loop() {
+		s := scanner{b: row}
+		for j := range 64 {
+			if j > 0 {
+				s.i++
+			}
+			if _, err := s.float(32); err != nil {
+				b.Fatal(err)
+			}
+		}
 	}
 }
