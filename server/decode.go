@@ -27,6 +27,9 @@ type batch struct {
 	inputs []model.Tensor
 	// echo holds, per row, the raw JSON of a wide row's _ID key, if any.
 	echo [][]byte
+	// parts is how many parts the rows were decoded in, in parallel (0:
+	// in order).
+	parts int
 }
 
 // decoder turns a request body into input tensors for one model. It
@@ -49,6 +52,11 @@ type decodeOptions struct {
 	// slowWide reads every wide row by looking its keys up (tests
 	// compare it with reading in the learned order).
 	slowWide bool
+	// parts is how many parts a large body's rows are cut into at most
+	// (parallel.go): 0, as many as cores are idle; 1, none. Tests set
+	// it, and partBytes (0: the default), to compare the two.
+	parts     int
+	partBytes int
 }
 
 // decoding is the state of one decode. Rows are not counted ahead: the
@@ -61,6 +69,11 @@ type decoding struct {
 	capRows int // rows the tensors have room for
 	slots   *slots
 	upper   []byte
+	// inPart is set on the decoding of one part of a body decoded in
+	// parallel (parallel.go): its rows have a fixed room in the
+	// tensors, from row first.
+	inPart bool
+	first  int
 	// order is the keys of the first wide row read whole, in its order:
 	// the rows after it, which a table's rows almost always match key
 	// for key, are read in one pass against it (wideRowInOrder).
@@ -208,12 +221,17 @@ func (d *decoding) start(capRows int) {
 	d.cols = make([]column, len(d.sig.Inputs))
 }
 
-// row makes room for row r, whose number is id.
-func (d *decoding) row(r int, id int64) {
+// row makes room for row r, whose number is id. A part of a body
+// decoded in parallel has a fixed room (errPartFull past it).
+func (d *decoding) row(r int, id int64) error {
 	if r >= d.capRows {
+		if d.inPart {
+			return errPartFull
+		}
 		d.grow(max(2*d.capRows, r+1))
 	}
 	d.b.rowIDs = append(d.b.rowIDs, id)
+	return nil
 }
 
 // grow moves the tensors into room for capRows rows.
@@ -289,59 +307,71 @@ func (d *decoding) rows(s *scanner) error {
 			y.yieldIfWaiting()
 			yielded = s.i
 		}
-		if s.kind() == kindEnd {
-			return s.errSyntax("a row")
-		}
 		if r == 1 {
+			// A large body's other rows on every idle core: done, the
+			// scanner stands after the last row.
+			if d.inParallel(s, s.i-first) {
+				return nil
+			}
 			// The first row's size tells about how many follow.
 			if guess := (len(s.b)-first)/max(s.i-first, 1)*9/8 + 8; guess > d.capRows {
 				d.grow(guess)
 			}
 		}
-		if s.kind() != kindArray {
-			return inputErr(int64(r), "", "each row must be an array [row number, arguments...], got %s", s.describe())
-		}
-		rowStart := *s
-		s.i++ // [
-		if s.peek() == ']' {
-			return inputErr(int64(r), "", "the row is empty; it needs a row number and the arguments")
-		}
-		id, err := rowNumber(s)
-		if err != nil {
-			return inputErr(int64(r), "", "%v", err)
-		}
-		d.row(r, id)
-		if !s.consume(',') {
-			if s.peek() == ']' {
-				return d.arity(rowStart, id)
-			}
-			return bind.AtRow(id, s.errSyntax("','"))
-		}
-		if s.kind() == kindObject {
-			// A row whose keys are the learned order's, in one pass.
-			if d.order != nil {
-				saved := *s
-				if d.wideRowInOrder(s, r) && s.consume(']') {
-					return nil
-				}
-				*s = saved
-			}
-			probe := *s
-			err := probe.skip()
-			if err != nil {
-				if deep := (*DepthError)(nil); errors.As(err, &deep) {
-					return bind.AtRow(id, err)
-				}
-			}
-			if err == nil && probe.peek() == ']' {
-				if err := d.wideRow(s, r, id); err != nil {
-					return err
-				}
-				return s.expect(']')
-			}
-		}
-		return d.flatRow(s, rowStart, r, id)
+		return d.dataRow(s, r)
 	})
+}
+
+// dataRow decodes row r of "data", the scanner standing on it.
+func (d *decoding) dataRow(s *scanner, r int) error {
+	if s.kind() == kindEnd {
+		return s.errSyntax("a row")
+	}
+	if s.kind() != kindArray {
+		return inputErr(int64(r), "", "each row must be an array [row number, arguments...], got %s", s.describe())
+	}
+	rowStart := *s
+	s.i++ // [
+	if s.peek() == ']' {
+		return inputErr(int64(r), "", "the row is empty; it needs a row number and the arguments")
+	}
+	id, err := rowNumber(s)
+	if err != nil {
+		return inputErr(int64(r), "", "%v", err)
+	}
+	if err := d.row(r, id); err != nil {
+		return err
+	}
+	if !s.consume(',') {
+		if s.peek() == ']' {
+			return d.arity(rowStart, id)
+		}
+		return bind.AtRow(id, s.errSyntax("','"))
+	}
+	if s.kind() == kindObject {
+		// A row whose keys are the learned order's, in one pass.
+		if d.order != nil {
+			saved := *s
+			if d.wideRowInOrder(s, r) && s.consume(']') {
+				return nil
+			}
+			*s = saved
+		}
+		probe := *s
+		err := probe.skip()
+		if err != nil {
+			if deep := (*DepthError)(nil); errors.As(err, &deep) {
+				return bind.AtRow(id, err)
+			}
+		}
+		if err == nil && probe.peek() == ']' {
+			if err := d.wideRow(s, r, id); err != nil {
+				return err
+			}
+			return s.expect(']')
+		}
+	}
+	return d.flatRow(s, rowStart, r, id)
 }
 
 // rowNumber reads element 0 of a row; some clients send 0.0 for 0.
@@ -627,7 +657,9 @@ func (d *decoding) records(s *scanner) error {
 	}
 	d.start(n)
 	return s.elements(func(r int) error {
-		d.row(r, int64(r))
+		if err := d.row(r, int64(r)); err != nil {
+			return err
+		}
 		if s.kind() != kindObject {
 			return inputErr(int64(r), "", "each record must be an object, got %s", s.describe())
 		}
@@ -687,7 +719,9 @@ func (d *decoding) split(s *scanner) error {
 	row := d.newSlots()
 	return data.elements(func(r int) error {
 		id := ids[r]
-		d.row(r, id)
+		if err := d.row(r, id); err != nil {
+			return err
+		}
 		if data.kind() != kindArray {
 			return inputErr(id, "", "each row of dataframe_split data must be an array, got %s", data.describe())
 		}

@@ -1,8 +1,10 @@
 package server
 
 import (
+	"bytes"
 	"encoding/json"
 	"math"
+	"strconv"
 	"testing"
 
 	"github.com/modelserve/modelserve/model"
@@ -59,6 +61,43 @@ func TestEncode_floatsKeepTheirValue(t *testing.T) {
 	for i, row := range parsed.Data {
 		if f := float32(row[1].(map[string]any)["x"].(float64)); f != vals[i] {
 			t.Errorf("row %d: %v came back as %v", i, vals[i], f)
+		}
+	}
+}
+
+// TestEncode_largeAnswersInParts: an answer written in parts on several
+// goroutines is byte for byte the answer written in order, whatever the
+// number of parts, with echoed ids and outputs of every shape.
+func TestEncode_largeAnswersInParts(t *testing.T) {
+	const rows = 5000
+	labels, scores, grid := make([]int64, rows), make([]float32, rows*3), make([]float64, rows*4)
+	b := &batch{rowIDs: make([]int64, rows), echo: make([][]byte, rows)}
+	for r := range rows {
+		labels[r] = int64(r % 7)
+		b.rowIDs[r] = int64(rows - r)
+		if r%5 == 0 {
+			b.echo[r] = []byte(`"id-` + strconv.Itoa(r) + `"`)
+		}
+	}
+	for i := range scores {
+		scores[i] = float32(i) / 7
+	}
+	for i := range grid {
+		grid[i] = float64(i) * 1.5
+	}
+	outs := []model.Tensor{
+		{DType: model.Int64, Shape: model.Shape{rows}, Data: labels},
+		{DType: model.Float32, Shape: model.Shape{rows, 3}, Data: scores},
+		{DType: model.Float64, Shape: model.Shape{rows, 2, 2}, Data: grid},
+	}
+	enc := newEncoder(model.Function{Name: "f", Outputs: []string{"grid", "label", "score"}}, []string{"label", "score", "grid"})
+	want := enc.encodeIn([]byte("prefix"), b, outs, 1)
+	if !json.Valid(want[len("prefix"):]) {
+		t.Fatal("the answer in order is not JSON")
+	}
+	for _, parts := range []int{2, 3, 7, 16} {
+		if got := enc.encodeIn([]byte("prefix"), b, outs, parts); !bytes.Equal(got, want) {
+			t.Errorf("in %d parts the answer differs from the answer in order", parts)
 		}
 	}
 }

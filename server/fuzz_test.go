@@ -32,12 +32,21 @@ func checkDecode(t *testing.T, body []byte) {
 	for _, d := range fuzzDecoders() {
 		for _, nan := range []bool{false, true} {
 			b, err := d.decode(body, decodeOptions{nullAsNaN: nan})
-			slow, serr := d.decode(body, decodeOptions{nullAsNaN: nan, slowWide: true})
+			slow, serr := d.decode(body, decodeOptions{nullAsNaN: nan, slowWide: true, parts: 1})
 			if fmt.Sprint(err) != fmt.Sprint(serr) {
 				t.Fatalf("wide rows in the learned order: %v; each key looked up: %v", err, serr)
 			}
 			if err == nil && !sameBatch(b, slow) {
 				t.Fatalf("wide rows read in the learned order differ from the rows read key by key")
+			}
+			// The rows after the first cut into parts of a few bytes,
+			// read in parallel: the same batch, or the same error.
+			par, perr := d.decode(body, decodeOptions{nullAsNaN: nan, parts: 3, partBytes: 8})
+			if fmt.Sprint(perr) != fmt.Sprint(serr) {
+				t.Fatalf("rows read in parts: %v; in order: %v", perr, serr)
+			}
+			if perr == nil && !sameBatch(par, slow) {
+				t.Fatalf("rows read in parts differ from the rows read in order")
 			}
 			if err != nil {
 				var in *bind.Error
