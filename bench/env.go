@@ -151,8 +151,17 @@ func (e *env) serve(m benchModel, extra ...string) (*process, error) {
 // serveRef serves a model named by a reference (NAME, NAME:VERSION or
 // NAME:ALIAS).
 func (e *env) serveRef(ref string, extra ...string) (*process, error) {
+	return e.serveWith(e.o.binary, nil, ref, extra...)
+}
+
+// serveWith serves ref with another binary (the baseline the bench
+// builds), its environment this one's plus environ.
+func (e *env) serveWith(binary string, environ []string, ref string, extra ...string) (*process, error) {
 	args := append([]string{"--registry", e.registry, "serve", "--model", ref, "--host", "127.0.0.1", "--port", "0", "--device", "cpu"}, extra...)
-	cmd := exec.Command(e.o.binary, args...)
+	cmd := exec.Command(binary, args...)
+	if environ != nil {
+		cmd.Env = append(os.Environ(), environ...)
+	}
 	// A bench stopped halfway must not leave servers loading the machine.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stderr, err := cmd.StderrPipe()

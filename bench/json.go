@@ -3,8 +3,11 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -16,11 +19,27 @@ import (
 	"github.com/modelserve/modelserve/server"
 )
 
-// jsonRows is the gateway batch the JSON section measures.
-const jsonRows = 4096
+// baselineCommit is the commit before the gateway speed work: the bench
+// builds its binary from git and measures it in the same run.
+const baselineCommit = "f963f16"
 
-// jsonSection: where the time of a large flat batch goes — decoding the
-// JSON, running the model, encoding the answer — against the whole trip.
+// jsonShape is one request the JSON section measures.
+type jsonShape struct {
+	rows int
+	wide bool
+	body []byte
+}
+
+func (s jsonShape) String() string {
+	return fmt.Sprintf("%d rows, %s", s.rows, map[bool]string{false: "flat", true: "wide"}[s.wide])
+}
+
+// jsonSection: the SQL gateway's JSON on the MLP (64 floats in, 8 out),
+// flat rows and wide ones, in large and middling batches: decode and
+// encode alone on one core, the whole trip against raw ONNX Runtime at
+// the same batch size and against the binary of baselineCommit, where the
+// server's core time goes, and one large request's latency on one core
+// against all of them.
 func jsonSection(e *env) (string, error) {
 	rt, err := onnxrt.Load("")
 	if err != nil {
@@ -39,94 +58,251 @@ func jsonSection(e *env) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	body := body(mlp, jsonRows, true)
-	decoded, err := codec.Decode(body)
-	if err != nil {
-		return "", err
+	var shapes []jsonShape
+	for _, rows := range []int{4096, 256} {
+		flat := body(mlp, rows, true)
+		shapes = append(shapes, jsonShape{rows, false, flat}, jsonShape{rows, true, wideBody(flat)})
 	}
-	outs := []model.Tensor{{DType: model.Float32, Shape: model.Shape{jsonRows, 8}, Data: make([]float32, jsonRows*8)}}
-	for i := range outs[0].Data.([]float32) {
-		outs[0].Data.([]float32)[i] = float32(i%97) / 31
-	}
-	encoded := codec.Encode(nil, decoded, outs)
-
 	d := e.o.duration
-	fmt.Fprintf(os.Stderr, "bench: json decode\n")
-	decode := perSecond(d, func() error {
-		_, err := codec.Decode(body)
-		return err
-	})
-	// The same rows wide: one object per row keyed x_0..x_63, as a warehouse
-	// sends a table's columns by name.
-	wide := wideBody(body)
-	if _, err := codec.Decode(wide); err != nil {
-		return "", fmt.Errorf("wide rows: %w", err)
+	cores := runtime.GOMAXPROCS(0)
+	plan := engine.PlanCPU(engine.Options{}, cores)
+
+	// Decode and encode alone, in this process: on one core (GOMAXPROCS
+	// 1: one goroutine, as the server does under load), and on all.
+	type alone struct {
+		decode1, decodeAll, encode1 float64 // requests/s
+		answer                      int     // bytes
+		allocsPerRow                float64
 	}
-	decodeWide := perSecond(d, func() error {
-		_, err := codec.Decode(wide)
-		return err
-	})
-	fmt.Fprintf(os.Stderr, "bench: json encode\n")
-	var buf []byte
-	encode := perSecond(d, func() error {
-		buf = codec.Encode(buf[:0], decoded, outs)
-		return nil
-	})
-	fmt.Fprintf(os.Stderr, "bench: json raw\n")
-	plan := engine.PlanCPU(engine.Options{}, runtime.GOMAXPROCS(0))
-	raw, err := measureRaw(e.modelPath(mlp), mlp, jsonRows, plan, d)
-	if err != nil {
-		return "", err
+	stages := make([]alone, len(shapes))
+	for k, sh := range shapes {
+		fmt.Fprintf(os.Stderr, "bench: json decode and encode, %s\n", sh)
+		decoded, err := codec.Decode(sh.body)
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", sh, err)
+		}
+		outs := []model.Tensor{{DType: model.Float32, Shape: model.Shape{int64(sh.rows), 8}, Data: make([]float32, sh.rows*8)}}
+		for i := range outs[0].Data.([]float32) {
+			outs[0].Data.([]float32)[i] = float32(i%97)/31 - 1
+		}
+		decode := func() error { _, err := codec.Decode(sh.body); return err }
+		var buf []byte
+		encode := func() error { buf = codec.Encode(buf[:0], decoded, outs); return nil }
+		st := &stages[k]
+		st.decodeAll = perSecond(d/2, decode)
+		prev := runtime.GOMAXPROCS(1)
+		st.decode1 = perSecond(d/2, decode)
+		st.encode1 = perSecond(d/2, encode)
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		const n = 20
+		for range n {
+			decode()
+		}
+		runtime.ReadMemStats(&after)
+		runtime.GOMAXPROCS(prev)
+		st.allocsPerRow = float64(after.Mallocs-before.Mallocs) / n / float64(sh.rows)
+		st.answer = len(codec.Encode(nil, decoded, outs))
 	}
-	fmt.Fprintf(os.Stderr, "bench: json end to end\n")
-	s, err := e.serve(mlp)
-	if err != nil {
-		return "", err
+
+	fmt.Fprintf(os.Stderr, "bench: json baseline binary (%s)\n", baselineCommit)
+	baseline, baseErr := buildBaseline(e)
+
+	// Raw ONNX Runtime at each batch size, its core time per row from
+	// this process's CPU.
+	raws := map[int][2]float64{} // rows/s, core µs a row
+	for _, rows := range []int{4096, 256} {
+		fmt.Fprintf(os.Stderr, "bench: json raw, %d rows\n", rows)
+		cpu0 := selfCPU()
+		start := time.Now()
+		rate, err := measureRaw(e.modelPath(mlp), mlp, rows, plan, d)
+		if err != nil {
+			return "", err
+		}
+		// Sessions are made before the window: the CPU over the whole
+		// call, spread over the rows the window counted plus the time
+		// outside it at the same rate.
+		wall := time.Since(start).Seconds()
+		raws[rows] = [2]float64{rate, (selfCPU() - cpu0).Seconds() / (rate * wall) * 1e6}
 	}
-	conns := plan.Workers + 1
-	st := closedLoop(s.host, body, conns, d, nil)
-	s.stop()
-	if n := st.Others(); n > 0 {
-		return "", fmt.Errorf("end to end: %d requests failed: %v", n, st.Statuses)
+
+	// The whole trip, 2 callers in a closed loop, this binary and the
+	// baseline.
+	type trip struct {
+		rate, p99 float64 // rows/s, ms
+		cpuPerRow float64 // server core µs a row
+		allocs    float64 // server allocations a row
+		err       error
 	}
-	served := st.OKPerSecond() * jsonRows
+	measure := func(binary string, sh jsonShape) trip {
+		p, err := e.serveWith(binary, nil, mlp.name)
+		if err != nil {
+			return trip{err: err}
+		}
+		defer p.stop()
+		var cpu0, cpu1 time.Duration
+		var m0, m1 float64
+		st := closedLoop(p.host, sh.body, 2, d, func(open bool) {
+			if open {
+				cpu0, m0 = cpuOf(p), metricOr0(p, "go_memstats_mallocs_total")
+			} else {
+				cpu1, m1 = cpuOf(p), metricOr0(p, "go_memstats_mallocs_total")
+			}
+		})
+		if n := st.Others(); n > 0 {
+			return trip{err: fmt.Errorf("%d requests failed: %v", n, st.Statuses)}
+		}
+		rows := float64(len(st.OK) * sh.rows)
+		return trip{rate: st.OKPerSecond() * float64(sh.rows), p99: percentile(st.OK, 0.99).Seconds() * 1e3,
+			cpuPerRow: (cpu1 - cpu0).Seconds() / rows * 1e6, allocs: (m1 - m0) / rows}
+	}
+	now, base := make([]trip, len(shapes)), make([]trip, len(shapes))
+	for k, sh := range shapes {
+		fmt.Fprintf(os.Stderr, "bench: json end to end, %s\n", sh)
+		now[k] = measure(e.o.binary, sh)
+		if now[k].err != nil {
+			return "", fmt.Errorf("%s: %w", sh, now[k].err)
+		}
+		if baseErr == nil {
+			base[k] = measure(baseline, sh)
+		}
+	}
+
+	// One 4096-row request at a time, the server on one core and on all.
+	fmt.Fprintf(os.Stderr, "bench: json single request latency\n")
+	single := map[string][2]time.Duration{}
+	for _, sh := range shapes[:2] {
+		var lat [2]time.Duration
+		for i, environ := range [][]string{{"GOMAXPROCS=1"}, {"GOMAXPROCS=" + strconv.Itoa(cores)}} {
+			p, err := e.serveWith(e.o.binary, environ, mlp.name)
+			if err != nil {
+				return "", err
+			}
+			st := closedLoop(p.host, sh.body, 1, d/2, nil)
+			p.stop()
+			if n := st.Others(); n > 0 {
+				return "", fmt.Errorf("single request: %d failed: %v", n, st.Statuses)
+			}
+			lat[i] = percentile(st.OK, 0.5)
+		}
+		single[sh.String()] = lat
+	}
 
 	var out strings.Builder
-	fmt.Fprintf(&out, "## A large flat batch: where the time goes\n\n")
-	fmt.Fprintf(&out, "Gateway batches of %d rows, each 64 float features as 64 scalar arguments (%.1f MB of JSON in, %.1f MB out), on the MLP. Decode and encode are one goroutine of the server's own code; raw ONNX Runtime and /predict use both cores (%d×%d workers; %d callers for /predict, each batch split into calls as the server's defaults cut it: up to 1024 rows for this model).\n\n",
-		jsonRows, float64(len(body))/1e6, float64(len(encoded))/1e6, plan.Workers, plan.IntraOpThreads, conns)
-	fmt.Fprintln(&out, "| stage | rows/s | MB/s of JSON |")
-	fmt.Fprintln(&out, "|---|---:|---:|")
-	fmt.Fprintf(&out, "| JSON decode only, 1 core | %.0f | %.0f |\n", decode*jsonRows, decode*float64(len(body))/1e6)
-	fmt.Fprintf(&out, "| JSON decode only, the same rows wide (`{\"x_0\": ..., \"x_63\": ...}`, %.1f MB), 1 core | %.0f | %.0f |\n",
-		float64(len(wide))/1e6, decodeWide*jsonRows, decodeWide*float64(len(wide))/1e6)
-	fmt.Fprintf(&out, "| JSON encode only, 1 core | %.0f | %.0f |\n", encode*jsonRows, encode*float64(len(encoded))/1e6)
-	fmt.Fprintf(&out, "| raw ONNX Runtime, %d rows per call | %.0f | |\n", jsonRows, raw)
-	fmt.Fprintf(&out, "| /predict end to end (p50 %s, p99 %s) | %.0f | %.0f |\n", short(percentile(st.OK, 0.5)), short(percentile(st.OK, 0.99)),
-		served, st.OKPerSecond()*float64(len(body))/1e6)
-	// Core time per row: one core decodes and encodes; the model and the
-	// whole trip use every core.
-	us := func(rowsPerSecond float64, cores int) float64 { return float64(cores) / rowsPerSecond * 1e6 }
-	cores := runtime.GOMAXPROCS(0)
-	dec, model, enc, trip := us(decode*jsonRows, 1), us(raw, cores), us(encode*jsonRows, 1), us(served, cores)
-	fmt.Fprintf(&out, "\nPer row, in core time: decoding %.2f µs, the model %.2f µs, encoding %.2f µs; the whole trip %.2f µs of the %d cores. The rest, %.2f µs (%.0f%%), is HTTP, copies, splitting the batch into calls, garbage collection and the load generator.\n",
-		dec, model, enc, trip, cores, trip-dec-model-enc, 100*(trip-dec-model-enc)/trip)
+	fmt.Fprintf(&out, "## The gateway's JSON\n\n")
+	fmt.Fprintf(&out, "The MLP (64 floats in, 8 out). Gateway requests of 4096 and 256 rows, each row flat (`[row, v0, ..., v63]`) or wide (`[row, {\"x_0\": v0, ..., \"x_63\": v63}]`, as a warehouse sends a table's columns by name), float32 values as Go prints them shortest (`-0.83245695`). ")
+	fmt.Fprintf(&out, "Decode and encode alone: the server's own code in this process, with GOMAXPROCS 1 (per core) and %d (a large body cut into parts on idle cores); allocations a row while decoding. ", cores)
+	fmt.Fprintf(&out, "End to end: 2 callers in a closed loop on `/predict` for %s after 1 s of warm-up, default flags; server core time and allocations a row from its /proc and /metrics over the window. ", d)
+	if baseErr == nil {
+		fmt.Fprintf(&out, "Baseline: the binary of commit %s (before this work), built by the bench from git, same flags, same run. ", baselineCommit)
+	} else {
+		fmt.Fprintf(&out, "Baseline: not measured (%v). ", baseErr)
+	}
+	fmt.Fprintf(&out, "Raw: ONNX Runtime in-process, %d×%d sessions, tensors bound once, calls of the request's rows.\n\n", plan.Workers, plan.IntraOpThreads)
+
+	fmt.Fprintln(&out, "| request | JSON in | decode MB/s, 1 core | decode MB/s, all cores | allocations a row (decode) | JSON out | encode MB/s, 1 core |")
+	fmt.Fprintln(&out, "|---|---:|---:|---:|---:|---:|---:|")
+	for k, sh := range shapes {
+		st := stages[k]
+		mb := float64(len(sh.body)) / 1e6
+		fmt.Fprintf(&out, "| %s | %.2f MB | %.0f | %.0f | %.4f | %.2f MB | %.0f |\n", sh, mb, st.decode1*mb, st.decodeAll*mb,
+			st.allocsPerRow, float64(st.answer)/1e6, st.encode1*float64(st.answer)/1e6)
+	}
+	fmt.Fprintln(&out)
+	fmt.Fprintln(&out, "| request | raw rows/s | rows/s | ÷ raw | p99 | baseline rows/s | baseline p99 | ÷ baseline | server core µs a row: all | decode | model | encode | beyond them | allocations a row |")
+	fmt.Fprintln(&out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	var verdicts []string
+	for k, sh := range shapes {
+		n, bs, raw, st := now[k], base[k], raws[sh.rows], stages[k]
+		dec, enc := 1e6/(st.decode1*float64(sh.rows)), 1e6/(st.encode1*float64(sh.rows))
+		beyond := n.cpuPerRow - dec - raw[1] - enc
+		baseCells := "| — | — | —"
+		if baseErr == nil && bs.err == nil {
+			baseCells = fmt.Sprintf("| %.0f | %.1f ms | %.2f×", bs.rate, bs.p99, n.rate/bs.rate)
+			if sh.rows == 4096 {
+				verdicts = append(verdicts, fmt.Sprintf("end to end ≥ 2× the baseline, %s: %.2f× %s", sh, n.rate/bs.rate, verdict(n.rate >= 2*bs.rate)))
+			}
+		} else if bs.err != nil {
+			baseCells = fmt.Sprintf("| failed: %v | | ", bs.err)
+		}
+		fmt.Fprintf(&out, "| %s | %.0f | %.0f | %.2f | %.1f ms %s | %.2f | %.2f | %.2f | %.2f | %.2f (%.0f%%) | %.3f |\n", sh, raw[0], n.rate, n.rate/raw[0], n.p99,
+			baseCells, n.cpuPerRow, dec, raw[1], enc, beyond, 100*beyond/n.cpuPerRow, n.allocs)
+		verdicts = append(verdicts, fmt.Sprintf("decode ≥ 700 MB/s a core, %s: %.0f %s", sh, st.decode1*float64(len(sh.body))/1e6, verdict(st.decode1*float64(len(sh.body))/1e6 >= 700)))
+		verdicts = append(verdicts, fmt.Sprintf("time beyond decode, model and encode ≤ 25%%, %s: %.0f%% %s", sh, 100*beyond/n.cpuPerRow, verdict(beyond <= 0.25*n.cpuPerRow)))
+		verdicts = append(verdicts, fmt.Sprintf("allocations a row < 0.01 end to end, %s: %.3f %s", sh, n.allocs, verdict(n.allocs < 0.01)))
+	}
+	fmt.Fprintln(&out)
+	fmt.Fprintln(&out, "One request at a time (1 caller), median latency:")
+	fmt.Fprintln(&out)
+	fmt.Fprintf(&out, "| request | server GOMAXPROCS 1 | GOMAXPROCS %d | ratio |\n|---|---:|---:|---:|\n", cores)
+	for _, sh := range shapes[:2] {
+		lat := single[sh.String()]
+		fmt.Fprintf(&out, "| %s | %s | %s | %.2f× |\n", sh, short(lat[0]), short(lat[1]), lat[0].Seconds()/lat[1].Seconds())
+		verdicts = append(verdicts, fmt.Sprintf("one request's latency falls with more cores, %s: %s → %s %s", sh, short(lat[0]), short(lat[1]), verdict(lat[1] < lat[0])))
+	}
+	fmt.Fprintf(&out, "\nTargets:\n\n")
+	for _, v := range verdicts {
+		fmt.Fprintf(&out, "- %s\n", v)
+	}
 	return out.String(), nil
+}
+
+// buildBaseline builds the modelserve binary of baselineCommit from this
+// checkout's git history into the bench's work folder.
+func buildBaseline(e *env) (string, error) {
+	src := filepath.Join(e.work, "baseline-src")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		return "", err
+	}
+	archive := exec.Command("git", "archive", "--format=tar", baselineCommit)
+	tar := exec.Command("tar", "-x", "-C", src)
+	pipe, err := archive.StdoutPipe()
+	if err != nil {
+		return "", err
+	}
+	tar.Stdin = pipe
+	var stderr bytes.Buffer
+	archive.Stderr = &stderr
+	if err := tar.Start(); err != nil {
+		return "", err
+	}
+	if err := archive.Run(); err != nil {
+		tar.Wait()
+		return "", fmt.Errorf("git archive %s (a shallow clone lacks it): %v %s", baselineCommit, err, strings.TrimSpace(stderr.String()))
+	}
+	if err := tar.Wait(); err != nil {
+		return "", err
+	}
+	bin := filepath.Join(e.work, "modelserve-baseline")
+	build := exec.Command("go", "build", "-trimpath", "-o", bin, "./cmd/modelserve")
+	build.Dir = src
+	build.Env = os.Environ()
+	if os.Getenv("CGO_CFLAGS") == "" {
+		build.Env = append(build.Env, "CGO_CFLAGS=-O2 -g -Wno-deprecated-declarations")
+	}
+	if out, err := build.CombinedOutput(); err != nil {
+		return "", errors.New("building the baseline: " + strings.TrimSpace(string(out)))
+	}
+	return bin, nil
+}
+
+// metricOr0 is a server metric's value now, 0 if it cannot be read.
+func metricOr0(p *process, name string) float64 {
+	v, _ := p.metric(name)
+	return v
 }
 
 // wideBody rewrites a body of flat MLP rows ([row, v0, ..., v63]) as
 // wide ones ([row, {"x_0": v0, ..., "x_63": v63}]).
 func wideBody(flat []byte) []byte {
-	var rows [][]json.Number
 	d := json.NewDecoder(bytes.NewReader(flat))
 	d.UseNumber()
 	var v struct{ Data [][]json.Number }
 	if d.Decode(&v) != nil {
 		return nil
 	}
-	rows = v.Data
 	b := []byte(`{"data":[`)
-	for r, row := range rows {
+	for r, row := range v.Data {
 		if r > 0 {
 			b = append(b, ',')
 		}

@@ -27,10 +27,11 @@ var (
 type bodyKey struct{}
 
 // bodyPool keeps body buffers between requests; ones larger than
-// maxPooledBody go back to the garbage collector.
+// maxPooledBody (a warehouse batch of some thousands of wide rows) go
+// back to the garbage collector.
 type bodyPool struct{ p sync.Pool }
 
-const maxPooledBody = 4 << 20
+const maxPooledBody = 16 << 20
 
 func (b *bodyPool) get(size int) *[]byte {
 	if v, ok := b.p.Get().(*[]byte); ok && cap(*v) >= size {

@@ -40,36 +40,63 @@ func refDecode(body []byte, nullAsNaN bool) (refResult, bool) {
 	if json.Unmarshal(body, &top) != nil {
 		return refResult{}, false // not JSON: only refusal is compared
 	}
-	if len(top.Data) == 0 {
-		return refFail(-1, ""), true
+	return refEach(top.Data, func(r int, raw json.RawMessage, names *bind.Names, feats []string, row []float32) (int64, *refResult) {
+		elems, ok := refArray(raw)
+		if !ok || len(elems) == 0 {
+			f := refFail(int64(r), "")
+			return 0, &f
+		}
+		id, ok := refRowNumber(elems[0])
+		if !ok {
+			f := refFail(int64(r), "")
+			return 0, &f
+		}
+		if keys, values, isObject := refObject(elems[min(1, len(elems)-1)]); len(elems) == 2 && isObject {
+			return id, refWide(keys, values, names, feats, id, row, nullAsNaN)
+		}
+		return id, refFlat(elems[1:], feats, id, row, nullAsNaN)
+	}), true
+}
+
+// refRecords reads {"dataframe_records": [object, ...]} for irisSig:
+// each record a wide row numbered by its place.
+func refRecords(body []byte, nullAsNaN bool) (refResult, bool) {
+	var top struct {
+		Records []json.RawMessage `json:"dataframe_records"`
+	}
+	if json.Unmarshal(body, &top) != nil {
+		return refResult{}, false
+	}
+	return refEach(top.Records, func(r int, raw json.RawMessage, names *bind.Names, feats []string, row []float32) (int64, *refResult) {
+		keys, values, ok := refObject(raw)
+		if !ok {
+			f := refFail(int64(r), "")
+			return 0, &f
+		}
+		return int64(r), refWide(keys, values, names, feats, int64(r), row, nullAsNaN)
+	}), true
+}
+
+// refEach reads every element with read, which fills one row's features
+// and returns its number, or the refusal that ends the body.
+func refEach(elems []json.RawMessage, read func(r int, raw json.RawMessage, names *bind.Names, feats []string, row []float32) (int64, *refResult)) refResult {
+	if len(elems) == 0 {
+		return refFail(-1, "")
 	}
 	sig := irisSig()
 	names := bind.NewNames(sig)
 	feats := sig.FeatureNames(0)
 	var res refResult
-	for r, raw := range top.Data {
-		elems, ok := refArray(raw)
-		if !ok || len(elems) == 0 {
-			return refFail(int64(r), ""), true
-		}
-		id, ok := refRowNumber(elems[0])
-		if !ok {
-			return refFail(int64(r), ""), true
-		}
+	for r, raw := range elems {
 		row := make([]float32, len(feats))
-		var fail *refResult
-		if keys, values, isObject := refObject(elems[min(1, len(elems)-1)]); len(elems) == 2 && isObject {
-			fail = refWide(keys, values, names, feats, id, row, nullAsNaN)
-		} else {
-			fail = refFlat(elems[1:], feats, id, row, nullAsNaN)
-		}
+		id, fail := read(r, raw, names, feats, row)
 		if fail != nil {
-			return *fail, true
+			return *fail
 		}
 		res.ids = append(res.ids, id)
 		res.x = append(res.x, row...)
 	}
-	return res, true
+	return res
 }
 
 // refFlat reads a row's positional arguments: the four features as
@@ -286,46 +313,61 @@ func FuzzDecodeAgainstReference(f *testing.F) {
 	}
 	d := newDecoder(irisSig())
 	f.Fuzz(func(t *testing.T, rows []byte) {
-		body := append(append([]byte(`{"data": [`), rows...), "]}"...)
-		for _, nan := range []bool{false, true} {
-			b, err := d.decode(body, decodeOptions{nullAsNaN: nan})
-			want, valid := refDecode(body, nan)
-			if !valid {
-				if err == nil {
-					t.Fatalf("decoded a body that is not JSON: %q", body)
-				}
-				continue
-			}
-			var deep *DepthError
-			if errors.As(err, &deep) {
-				continue // nested past the decoder's limit: refused whatever the reference says
-			}
-			var be *bind.Error
-			switch {
-			case want.failed && err == nil:
-				t.Fatalf("decoded what the reference refuses (row %d, column %q): %q", want.row, want.column, body)
-			case !want.failed && err != nil:
-				t.Fatalf("refused what the reference reads: %v: %q", err, body)
-			case err != nil && !errors.As(err, &be):
-				t.Fatalf("refused with %T: %v", err, err)
-			case err != nil && (be.Row != want.row || asJSONReads(be.Column) != want.column):
-				t.Fatalf("refused at row %d, column %q (%v); the reference at row %d, column %q: %q", be.Row, be.Column, err, want.row, want.column, body)
-			case err == nil:
-				got := b.inputs[0].Data.([]float32)
-				if len(got) != len(want.x) || len(b.rowIDs) != len(want.ids) {
-					t.Fatalf("%d values for %d rows; the reference %d for %d: %q", len(got), len(b.rowIDs), len(want.x), len(want.ids), body)
-				}
-				for i := range got {
-					if math.Float32bits(got[i]) != math.Float32bits(want.x[i]) {
-						t.Fatalf("value %d = %v; the reference %v: %q", i, got[i], want.x[i], body)
-					}
-				}
-				for i := range b.rowIDs {
-					if b.rowIDs[i] != want.ids[i] {
-						t.Fatalf("row %d numbered %d; the reference %d", i, b.rowIDs[i], want.ids[i])
-					}
-				}
+		// The same elements as the gateway's rows and as dataframe
+		// records; each read in order, and in parallel parts of a few
+		// bytes.
+		for _, shape := range []struct {
+			key string
+			ref func([]byte, bool) (refResult, bool)
+		}{{"data", refDecode}, {"dataframe_records", refRecords}} {
+			body := append(append([]byte(`{"`+shape.key+`": [`), rows...), "]}"...)
+			for _, opts := range []decodeOptions{{parts: 1}, {nullAsNaN: true, parts: 1}, {parts: 3, partBytes: 8}, {nullAsNaN: true, parts: 3, partBytes: 8}} {
+				b, err := d.decode(body, opts)
+				want, valid := shape.ref(body, opts.nullAsNaN)
+				checkAgainstReference(t, body, b, err, want, valid)
 			}
 		}
 	})
+}
+
+// checkAgainstReference compares the decoder's batch or error with the
+// reference's reading of the same body.
+func checkAgainstReference(t *testing.T, body []byte, b *batch, err error, want refResult, valid bool) {
+	t.Helper()
+	if !valid {
+		if err == nil {
+			t.Fatalf("decoded a body that is not JSON: %q", body)
+		}
+		return
+	}
+	var deep *DepthError
+	if errors.As(err, &deep) {
+		return // nested past the decoder's limit: refused whatever the reference says
+	}
+	var be *bind.Error
+	switch {
+	case want.failed && err == nil:
+		t.Fatalf("decoded what the reference refuses (row %d, column %q): %q", want.row, want.column, body)
+	case !want.failed && err != nil:
+		t.Fatalf("refused what the reference reads: %v: %q", err, body)
+	case err != nil && !errors.As(err, &be):
+		t.Fatalf("refused with %T: %v", err, err)
+	case err != nil && (be.Row != want.row || asJSONReads(be.Column) != want.column):
+		t.Fatalf("refused at row %d, column %q (%v); the reference at row %d, column %q: %q", be.Row, be.Column, err, want.row, want.column, body)
+	case err == nil:
+		got := b.inputs[0].Data.([]float32)
+		if len(got) != len(want.x) || len(b.rowIDs) != len(want.ids) {
+			t.Fatalf("%d values for %d rows; the reference %d for %d: %q", len(got), len(b.rowIDs), len(want.x), len(want.ids), body)
+		}
+		for i := range got {
+			if math.Float32bits(got[i]) != math.Float32bits(want.x[i]) {
+				t.Fatalf("value %d = %v; the reference %v: %q", i, got[i], want.x[i], body)
+			}
+		}
+		for i := range b.rowIDs {
+			if b.rowIDs[i] != want.ids[i] {
+				t.Fatalf("row %d numbered %d; the reference %d", i, b.rowIDs[i], want.ids[i])
+			}
+		}
+	}
 }

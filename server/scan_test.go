@@ -213,3 +213,22 @@ func BenchmarkScannerFloat(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkScannerFloats reads a row of 64 float32s in one loop.
+func BenchmarkScannerFloats(b *testing.B) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	row := []byte("[0")
+	for range 64 {
+		row = append(row, ',')
+		row = strconv.AppendFloat(row, float64(rng.Float32()*2-1), 'g', -1, 32)
+	}
+	row = append(row, "],[1,0.5,0.25]]}"...)
+	dst := make([]float32, 64)
+	b.SetBytes(int64(len(row)))
+	for b.Loop() {
+		s := scanner{b: row, i: 3}
+		if n := s.floats(dst); n != 64 {
+			b.Fatalf("read %d at %d: %.20s", n, s.i, row[s.i:])
+		}
+	}
+}
