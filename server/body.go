@@ -8,6 +8,8 @@ import (
 	"sync"
 
 	"github.com/gofiber/fiber/v2"
+
+	"github.com/modelserve/modelserve/model"
 )
 
 // Request bodies are streamed: a handler runs as soon as a request's
@@ -45,6 +47,30 @@ func (b *bodyPool) get(size int) *[]byte {
 func (b *bodyPool) put(buf *[]byte) {
 	if cap(*buf) <= maxPooledBody {
 		b.p.Put(buf)
+	}
+}
+
+// floatPool keeps FP32 tensor memory between requests: a large batch's
+// inputs are megabytes, which the runtime would otherwise clear, fault in
+// and collect on every request. Buffers of fewer than minPooledFloats
+// elements are left to the garbage collector, as are ones past
+// maxPooledFloats.
+type floatPool struct{ p sync.Pool }
+
+const minPooledFloats, maxPooledFloats = 16 << 10, 16 << 20
+
+func (f *floatPool) get(n int) []float32 {
+	if v, ok := f.p.Get().(*[]float32); ok && cap(*v) >= n {
+		return (*v)[:n]
+	}
+	return make([]float32, n)
+}
+
+// put takes t's memory, whole, if t is FP32 and of a size worth keeping.
+func (f *floatPool) put(t model.Tensor) {
+	if d, ok := t.Data.([]float32); ok && cap(d) >= minPooledFloats && cap(d) <= maxPooledFloats {
+		d = d[:cap(d)]
+		f.p.Put(&d)
 	}
 }
 

@@ -39,10 +39,32 @@ type batch struct {
 type decoder struct {
 	sig   model.Signature
 	names *bind.Names
+	// floats keeps large FP32 input tensors' memory between requests
+	// (batch.release gives it back).
+	floats floatPool
 }
 
 func newDecoder(sig model.Signature) *decoder {
 	return &decoder{sig: sig, names: bind.NewNames(sig)}
+}
+
+// newTensor is a tensor for decoded rows: an FP32 one large enough to
+// pool from the pool, its elements as the last request left them (every
+// element of a row read is written, and rows beyond are cut off).
+func (d *decoder) newTensor(dt model.DType, shape model.Shape) (model.Tensor, error) {
+	if n := shape.Elements(); dt == model.Float32 && n >= minPooledFloats && n <= maxPooledFloats {
+		return model.Tensor{DType: dt, Shape: shape, Data: d.floats.get(int(n))}, nil
+	}
+	return model.NewTensor(dt, shape)
+}
+
+// release gives a batch's tensors' memory back to the decoder's pool,
+// once nothing reads them (admission's RunBorrowed says when); the batch's
+// inputs must not be read after.
+func (d *decoder) release(b *batch) {
+	for _, t := range b.inputs {
+		d.floats.put(t)
+	}
 }
 
 // decodeOptions are what a function allows beyond its signature.
@@ -240,8 +262,9 @@ func (d *decoding) grow(capRows int) {
 		if d.cols[i].set == nil {
 			continue
 		}
-		bigger, _ := model.NewTensor(t.DType, append(model.Shape{int64(capRows)}, t.Shape[1:]...))
+		bigger, _ := d.newTensor(t.DType, append(model.Shape{int64(capRows)}, t.Shape[1:]...))
 		model.CopyRows(bigger, t)
+		d.floats.put(t) // nothing else holds it yet
 		d.b.inputs[i] = bigger
 		d.cols[i] = newColumn(bigger, d.opts)
 	}
@@ -491,7 +514,13 @@ func (d *decoding) wideRow(s *scanner, r int, id int64) error {
 		if order != nil {
 			if !plainKey(key) {
 				order = nil // compared as sent, it could match invalid JSON
+			} else if within(s.b, key) {
+				// Sent without escapes, the key is the body's own
+				// bytes, which outlive this decode.
+				order.keys = append(order.keys, key)
 			} else {
+				// Unescaped into the scanner's buffer, which the next
+				// escaped string overwrites.
 				order.keys = append(order.keys, append([]byte(nil), key...))
 			}
 		}
@@ -602,8 +631,8 @@ func (d *decoding) wideRowInOrder(s *scanner, r int) bool {
 
 // fromSlots decodes the values a wide row's slots point at.
 func (d *decoding) fromSlots(s *scanner, w *slots, r int, id int64) error {
+	probe := *s
 	at := func(pos int) *scanner {
-		probe := *s
 		probe.i = pos
 		return &probe
 	}
@@ -799,7 +828,7 @@ func (d *decoding) ensure(i int, rowShape model.Shape) error {
 		return nil
 	}
 	shape := append(model.Shape{int64(d.capRows)}, rowShape...)
-	t, err := model.NewTensor(d.sig.Inputs[i].DType, shape)
+	t, err := d.newTensor(d.sig.Inputs[i].DType, shape)
 	if err != nil {
 		return fmt.Errorf("input %q: %w", d.sig.Inputs[i].Name, err)
 	}

@@ -2,6 +2,7 @@ package server
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -141,5 +142,78 @@ func BenchmarkDecode_inParts(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestDecode_pooledTensorsAreWrittenWhole: a batch decoded into memory a
+// larger batch gave back (its values still there) equals the same body
+// decoded into fresh memory, in order and in parts.
+func TestDecode_pooledTensorsAreWrittenWhole(t *testing.T) {
+	body := func(rows, salt int) []byte {
+		var b strings.Builder
+		b.WriteString(`{"data": [`)
+		for r := range rows {
+			if r > 0 {
+				b.WriteString(",")
+			}
+			if r%5 == 1 {
+				fmt.Fprintf(&b, `[%d, {"sepal_length": %d, "sepal_width": 0.%d, "petal_length": 1, "petal_width": 2}]`, r, r+salt, salt)
+			} else {
+				fmt.Fprintf(&b, "[%d, %d.5, 0.%d, %d, -1]", r, salt, r, r%9)
+			}
+		}
+		b.WriteString("]}")
+		return []byte(b.String())
+	}
+	d := newDecoder(irisSig())
+	reused := false
+	for try := range 20 {
+		big, err := d.decode(body(6000, 7), decodeOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		first := &big.inputs[0].Data.([]float32)[0]
+		d.release(big)
+		opts := decodeOptions{parts: 1 + try%3, partBytes: 4 << 10}
+		got, err := d.decode(body(4100, 3), opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := newDecoder(irisSig()).decode(body(4100, 3), opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !sameBatch(got, want) {
+			t.Fatalf("try %d: a batch in pooled memory differs from the same batch in fresh memory", try)
+		}
+		reused = reused || &got.inputs[0].Data.([]float32)[0] == first
+		d.release(got)
+	}
+	if !reused {
+		t.Fatal("no batch was decoded into the memory the one before gave back")
+	}
+}
+
+// TestDecode_keysLearnedWithEscapesKeepTheirText: a first row's keys
+// unescaped into the scanner's buffer (which the next escaped string
+// overwrites) are learned as copies: the next row's keys still name the
+// columns they name, and a key given twice is still refused.
+func TestDecode_keysLearnedWithEscapesKeepTheirText(t *testing.T) {
+	first := `[0, {"\u0073epal_width": 2, "\u0070etal_width": 4, "sepal_length": 1, "petal_length": 3}]`
+	body := []byte(`{"data": [` + first + `, [1, {"sepal_width": 6, "petal_width": 8, "sepal_length": 5, "petal_length": 7}]]}`)
+	checkDecode(t, body)
+	b, err := newDecoder(irisSig()).decode(body, decodeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := b.inputs[0].Data.([]float32); !slices.Equal(got, []float32{1, 2, 3, 4, 5, 6, 7, 8}) {
+		t.Fatalf("features = %v", got)
+	}
+	// Had the first key been learned as the buffer's later text
+	// ("petal_width"), this row would read as two different columns.
+	twice := []byte(`{"data": [` + first + `, [1, {"petal_width": 6, "petal_width": 8, "sepal_length": 5, "petal_length": 7}]]}`)
+	checkDecode(t, twice)
+	if _, err := newDecoder(irisSig()).decode(twice, decodeOptions{}); err == nil || !strings.Contains(err.Error(), "given twice") {
+		t.Fatalf("a key given twice: %v", err)
 	}
 }

@@ -367,6 +367,16 @@ func (s *scanner) raw() ([]byte, error) {
 	return s.b[start:s.i], nil
 }
 
+// within says whether sub is part of b's memory (a string read without
+// escapes is; one unescaped into the scanner's buffer is not).
+func within(b, sub []byte) bool {
+	if len(sub) == 0 {
+		return true
+	}
+	lo, p := uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(unsafe.Pointer(unsafe.SliceData(sub)))
+	return p >= lo && p+uintptr(len(sub)) <= lo+uintptr(len(b))
+}
+
 // elements calls each for every element of the array that comes next; at
 // each call the scanner stands on the element, which each must consume.
 func (s *scanner) elements(each func(i int) error) error {

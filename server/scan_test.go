@@ -232,3 +232,14 @@ func BenchmarkScannerFloats(b *testing.B) {
 		}
 	}
 }
+
+func TestWithin(t *testing.T) {
+	b := []byte(`{"a": "\u0062"}`)
+	s := scanner{b: b, i: 1}
+	plain, _ := s.str()
+	s.i = 6
+	escaped, _ := s.str()
+	if !within(b, plain) || within(b, escaped) || within(b, []byte("a")) || !within(b, b[3:3]) {
+		t.Fatalf("within: plain %v, escaped %v", within(b, plain), within(b, escaped))
+	}
+}

@@ -195,68 +195,143 @@ func TestServe_binaryInputsReadInPlaceAnswerAsJSONDoes(t *testing.T) {
 	s := c.serve("--model", "iris", "--workers", "2", "--max-batch-rows", "4")
 	s.waitReady()
 	const callers, requests, rows = 4, 25, 16
-	errs := make(chan error, callers)
-	for k := range callers {
-		go func() {
-			errs <- func() error {
-				impatient := &http.Client{Timeout: time.Millisecond}
-				for i := range requests {
-					feats := make([]float32, rows*4)
-					var blob []byte
-					for j := range feats {
-						feats[j] = float32(k*1000+i*10+j%7) / 100
-						blob = le.LittleEndian.AppendUint32(blob, math.Float32bits(feats[j]))
-					}
-					// Padded so the binary section is aligned for FP32.
-					header := fmt.Sprintf(`{"inputs": [{"name": "features", "shape": [%d, 4], "datatype": "FP32", "parameters": {"binary_data_size": %d}}],`+
-						`"outputs": [{"name": "probabilities", "parameters": {"binary_data": true}}]}`, rows, len(blob))
-					header += strings.Repeat(" ", (4-len(header)%4)%4)
-					send := func(client *http.Client) (*http.Response, error) {
-						req, _ := http.NewRequest("POST", s.url+"/v2/models/iris/infer", bytes.NewReader(append([]byte(header), blob...)))
-						req.Header.Set("Inference-Header-Content-Length", strconv.Itoa(len(header)))
-						return client.Do(req)
-					}
-					if i%5 == 4 {
-						if resp, err := send(impatient); err == nil {
-							resp.Body.Close()
-						}
-						continue
-					}
-					resp, err := send(http.DefaultClient)
-					if err != nil {
-						return err
-					}
-					body, _ := io.ReadAll(resp.Body)
+	concurrently(t, callers, func(k int) error {
+		impatient := &http.Client{Timeout: time.Millisecond}
+		for i := range requests {
+			feats := make([]float32, rows*4)
+			var blob []byte
+			for j := range feats {
+				feats[j] = float32(k*1000+i*10+j%7) / 100
+				blob = le.LittleEndian.AppendUint32(blob, math.Float32bits(feats[j]))
+			}
+			// Padded so the binary section is aligned for FP32.
+			header := fmt.Sprintf(`{"inputs": [{"name": "features", "shape": [%d, 4], "datatype": "FP32", "parameters": {"binary_data_size": %d}}],`+
+				`"outputs": [{"name": "probabilities", "parameters": {"binary_data": true}}]}`, rows, len(blob))
+			header += strings.Repeat(" ", (4-len(header)%4)%4)
+			send := func(client *http.Client) (*http.Response, error) {
+				req, _ := http.NewRequest("POST", s.url+"/v2/models/iris/infer", bytes.NewReader(append([]byte(header), blob...)))
+				req.Header.Set("Inference-Header-Content-Length", strconv.Itoa(len(header)))
+				return client.Do(req)
+			}
+			if i%5 == 4 {
+				if resp, err := send(impatient); err == nil {
 					resp.Body.Close()
-					n, err := strconv.Atoi(resp.Header.Get("Inference-Header-Content-Length"))
-					if resp.StatusCode != 200 || err != nil || n > len(body) {
-						return fmt.Errorf("binary infer = %d %q", resp.StatusCode, body)
-					}
-					got := make([]float32, (len(body)-n)/4)
-					for j := range got {
-						got[j] = math.Float32frombits(le.LittleEndian.Uint32(body[n+4*j:]))
-					}
-					data, _ := json.Marshal(feats)
-					resp, err = http.Post(s.url+"/v2/models/iris/infer", "application/json", strings.NewReader(fmt.Sprintf(
-						`{"inputs": [{"name": "features", "shape": [%d, 4], "datatype": "FP32", "data": %s}], "outputs": [{"name": "probabilities"}]}`, rows, data)))
-					if err != nil {
-						return err
-					}
-					answer, _ := io.ReadAll(resp.Body)
-					resp.Body.Close()
-					var want struct{ Outputs []struct{ Data []float32 } }
-					if err := json.Unmarshal(answer, &want); resp.StatusCode != 200 || err != nil || len(want.Outputs) != 1 {
-						return fmt.Errorf("JSON infer = %d %s", resp.StatusCode, answer)
-					}
-					if !slices.Equal(got, want.Outputs[0].Data) {
-						return fmt.Errorf("caller %d, request %d: binary answers %v, JSON %v", k, i, got, want.Outputs[0].Data)
-					}
 				}
-				return nil
-			}()
-		}()
+				continue
+			}
+			resp, err := send(http.DefaultClient)
+			if err != nil {
+				return err
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			n, err := strconv.Atoi(resp.Header.Get("Inference-Header-Content-Length"))
+			if resp.StatusCode != 200 || err != nil || n > len(body) {
+				return fmt.Errorf("binary infer = %d %q", resp.StatusCode, body)
+			}
+			got := make([]float32, (len(body)-n)/4)
+			for j := range got {
+				got[j] = math.Float32frombits(le.LittleEndian.Uint32(body[n+4*j:]))
+			}
+			want, err := irisProbabilities(s.url, feats)
+			if err != nil {
+				return err
+			}
+			if !slices.Equal(got, want) {
+				return fmt.Errorf("caller %d, request %d: binary answers %v, JSON %v", k, i, got, want)
+			}
+		}
+		return nil
+	})
+}
+
+// TestServe_gatewayInputsFromPooledMemoryAnswerAsOIPDoes: large gateway
+// batches decoded into pooled tensor memory (given back once no call reads
+// it, and written over by the next batch), from concurrent callers of
+// different sizes, split into calls, some giving up midway, answer
+// exactly as the same rows sent through the Open Inference Protocol,
+// whose decoder pools nothing.
+func TestServe_gatewayInputsFromPooledMemoryAnswerAsOIPDoes(t *testing.T) {
+	c := newCLI(t)
+	c.logIris()
+	s := c.serve("--model", "iris", "--workers", "2", "--max-batch-rows", "700")
+	s.waitReady()
+	const callers, requests = 3, 8
+	concurrently(t, callers, func(k int) error {
+		impatient := &http.Client{Timeout: time.Millisecond}
+		for i := range requests {
+			rows := 4100 + (k*requests+i)*37%600 // pooled: at least 16K floats
+			feats := make([]float32, rows*4)
+			var body strings.Builder
+			body.WriteString(`{"data": [`)
+			for r := range rows {
+				for j := range 4 {
+					feats[r*4+j] = float32((k*7+i*3+r+j)%97) / 10
+				}
+				if r > 0 {
+					body.WriteString(",")
+				}
+				fmt.Fprintf(&body, "[%d, %v, %v, %v, %v]", r, feats[r*4], feats[r*4+1], feats[r*4+2], feats[r*4+3])
+			}
+			body.WriteString("]}")
+			if i%4 == 3 {
+				if resp, err := impatient.Post(s.url+"/predict-proba", "application/json", strings.NewReader(body.String())); err == nil {
+					resp.Body.Close()
+				}
+				continue
+			}
+			resp, err := http.Post(s.url+"/predict-proba", "application/json", strings.NewReader(body.String()))
+			if err != nil {
+				return err
+			}
+			answer, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			var got struct{ Data [][]json.RawMessage }
+			if err := json.Unmarshal(answer, &got); resp.StatusCode != 200 || err != nil || len(got.Data) != rows {
+				return fmt.Errorf("gateway = %d %.200s", resp.StatusCode, answer)
+			}
+			want, err := irisProbabilities(s.url, feats)
+			if err != nil {
+				return err
+			}
+			for r, row := range got.Data {
+				var cell struct{ Probabilities []float32 }
+				if len(row) != 2 || json.Unmarshal(row[1], &cell) != nil || !slices.Equal(cell.Probabilities, want[r*3:r*3+3]) {
+					return fmt.Errorf("caller %d, request %d, row %d: gateway %s, OIP %v", k, i, r, row, want[r*3:r*3+3])
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// irisProbabilities asks the server for iris's probabilities of rows of
+// four features through the Open Inference Protocol, as JSON.
+func irisProbabilities(url string, feats []float32) ([]float32, error) {
+	data, _ := json.Marshal(feats)
+	resp, err := http.Post(url+"/v2/models/iris/infer", "application/json", strings.NewReader(fmt.Sprintf(
+		`{"inputs": [{"name": "features", "shape": [%d, 4], "datatype": "FP32", "data": %s}], "outputs": [{"name": "probabilities"}]}`, len(feats)/4, data)))
+	if err != nil {
+		return nil, err
 	}
-	for range callers {
+	answer, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var want struct{ Outputs []struct{ Data []float32 } }
+	if err := json.Unmarshal(answer, &want); resp.StatusCode != 200 || err != nil || len(want.Outputs) != 1 || len(want.Outputs[0].Data) != len(feats)/4*3 {
+		return nil, fmt.Errorf("JSON infer = %d %.200s", resp.StatusCode, answer)
+	}
+	return want.Outputs[0].Data, nil
+}
+
+// concurrently runs call for callers 0..n-1 at once and reports each
+// error.
+func concurrently(t *testing.T, n int, call func(k int) error) {
+	t.Helper()
+	errs := make(chan error, n)
+	for k := range n {
+		go func() { errs <- call(k) }()
+	}
+	for range n {
 		if err := <-errs; err != nil {
 			t.Error(err)
 		}
