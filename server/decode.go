@@ -692,6 +692,14 @@ func (d *decoding) records(s *scanner) error {
 		if s.kind() != kindObject {
 			return inputErr(int64(r), "", "each record must be an object, got %s", s.describe())
 		}
+		// A record whose keys are the learned order's, in one pass.
+		if d.order != nil {
+			saved := *s
+			if d.wideRowInOrder(s, r) {
+				return nil
+			}
+			*s = saved
+		}
 		return d.wideRow(s, r, int64(r))
 	})
 }

@@ -217,3 +217,40 @@ func TestDecode_keysLearnedWithEscapesKeepTheirText(t *testing.T) {
 		t.Fatalf("a key given twice: %v", err)
 	}
 }
+
+// TestDecode_recordsInTheLearnedOrder: dataframe records after the first
+// are read against the first one's key order, and read as they are read
+// key by key whether they match it or not.
+func TestDecode_recordsInTheLearnedOrder(t *testing.T) {
+	var b strings.Builder
+	b.WriteString(`{"dataframe_records": [`)
+	for r := range 60 {
+		if r > 0 {
+			b.WriteString(",")
+		}
+		switch r % 6 {
+		case 3: // another order
+			fmt.Fprintf(&b, `{"petal_width": %d, "sepal_length": 1, "sepal_width": 2, "petal_length": 3}`, r)
+		case 4: // a string value, an _ID
+			fmt.Fprintf(&b, `{"sepal_length": "1", "sepal_width": 2, "petal_length": 3, "petal_width": %d, "_ID": "r%d"}`, r, r)
+		default:
+			fmt.Fprintf(&b, `{"sepal_length": 1, "sepal_width": 2, "petal_length": 3, "petal_width": %d}`, r)
+		}
+	}
+	b.WriteString("]}")
+	body := []byte(b.String())
+	checkDecode(t, body)
+	got, err := newDecoder(irisSig()).decode(body, decodeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := got.inputs[0].Data.([]float32)
+	for r := range 60 {
+		if !slices.Equal(x[r*4:r*4+4], []float32{1, 2, 3, float32(r)}) || got.rowIDs[r] != int64(r) {
+			t.Fatalf("record %d = %v (row %d)", r, x[r*4:r*4+4], got.rowIDs[r])
+		}
+	}
+	if string(got.echo[4]) != `"r4"` || got.echo[5] != nil {
+		t.Fatalf("echoes = %q", got.echo[:6])
+	}
+}
