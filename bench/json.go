@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -70,13 +71,20 @@ func jsonSection(e *env) (string, error) {
 	// Decode and encode alone, in this process: on one core (GOMAXPROCS
 	// 1: one goroutine, as the server does under load), and on all.
 	type alone struct {
-		decode1, decodeAll, encode1 float64 // requests/s
-		answer                      int     // bytes
-		allocsPerRow                float64
+		decode1, encode1 float64 // requests a second of CPU time
+		decodeAll        float64 // requests a second
+		answer           int     // bytes
+		allocsPerRow     float64
 	}
 	stages := make([]alone, len(shapes))
+	// Three rounds over every shape, each measure the median of its
+	// rounds: this machine's speed drifts by more than the steps
+	// between shapes.
+	const rounds = 3
+	var dec1, decAll, enc1 [][]float64
+	decodedAs := make([]*server.Decoded, len(shapes))
+	outsOf := make([][]model.Tensor, len(shapes))
 	for k, sh := range shapes {
-		fmt.Fprintf(os.Stderr, "bench: json decode and encode, %s\n", sh)
 		decoded, err := codec.Decode(sh.body)
 		if err != nil {
 			return "", fmt.Errorf("%s: %w", sh, err)
@@ -85,24 +93,44 @@ func jsonSection(e *env) (string, error) {
 		for i := range outs[0].Data.([]float32) {
 			outs[0].Data.([]float32)[i] = float32(i%97)/31 - 1
 		}
-		decode := func() error { _, err := codec.Decode(sh.body); return err }
-		var buf []byte
-		encode := func() error { buf = codec.Encode(buf[:0], decoded, outs); return nil }
-		st := &stages[k]
-		st.decodeAll = perSecond(d/2, decode)
-		prev := runtime.GOMAXPROCS(1)
-		st.decode1 = perSecond(d/2, decode)
-		st.encode1 = perSecond(d/2, encode)
+		decodedAs[k], outsOf[k] = decoded, outs
+		stages[k].answer = len(codec.Encode(nil, decoded, outs))
 		var before, after runtime.MemStats
+		prev := runtime.GOMAXPROCS(1)
 		runtime.ReadMemStats(&before)
 		const n = 20
 		for range n {
-			decode()
+			if d, err := codec.Decode(sh.body); err == nil {
+				codec.Release(d)
+			}
 		}
 		runtime.ReadMemStats(&after)
 		runtime.GOMAXPROCS(prev)
-		st.allocsPerRow = float64(after.Mallocs-before.Mallocs) / n / float64(sh.rows)
-		st.answer = len(codec.Encode(nil, decoded, outs))
+		stages[k].allocsPerRow = float64(after.Mallocs-before.Mallocs) / n / float64(sh.rows)
+		dec1, decAll, enc1 = append(dec1, nil), append(decAll, nil), append(enc1, nil)
+	}
+	for round := range rounds {
+		for k, sh := range shapes {
+			fmt.Fprintf(os.Stderr, "bench: json decode and encode, %s, round %d\n", sh, round+1)
+			// As the server does: the inputs' memory back to the pool
+			// once used.
+			decode := func() error {
+				d, err := codec.Decode(sh.body)
+				if err == nil {
+					codec.Release(d)
+				}
+				return err
+			}
+			var buf []byte
+			encode := func() error { buf = codec.Encode(buf[:0], decodedAs[k], outsOf[k]); return nil }
+			wall, cpu := perSecondAndCore(d/4, decode)
+			decAll[k], dec1[k] = append(decAll[k], wall), append(dec1[k], cpu)
+			_, cpu = perSecondAndCore(d/4, encode)
+			enc1[k] = append(enc1[k], cpu)
+		}
+	}
+	for k := range shapes {
+		stages[k].decode1, stages[k].decodeAll, stages[k].encode1 = median(dec1[k]), median(decAll[k]), median(enc1[k])
 	}
 
 	fmt.Fprintf(os.Stderr, "bench: json baseline binary (%s)\n", baselineCommit)
@@ -191,7 +219,7 @@ func jsonSection(e *env) (string, error) {
 	var out strings.Builder
 	fmt.Fprintf(&out, "## The gateway's JSON\n\n")
 	fmt.Fprintf(&out, "The MLP (64 floats in, 8 out). Gateway requests of 4096 and 256 rows, each row flat (`[row, v0, ..., v63]`) or wide (`[row, {\"x_0\": v0, ..., \"x_63\": v63}]`, as a warehouse sends a table's columns by name), float32 values as Go prints them shortest (`-0.83245695`). ")
-	fmt.Fprintf(&out, "Decode and encode alone: the server's own code in this process, with GOMAXPROCS 1 (per core) and %d (a large body cut into parts on idle cores); allocations a row while decoding. ", cores)
+	fmt.Fprintf(&out, "Decode and encode alone: the server's own code in this process (%d cores: a large body cut into parts on idle cores), each the median of 3 rounds of %s interleaved over the shapes; per core is per second of this process's CPU time (the parts and the garbage collector included), all cores per second; allocations a row while decoding in order. ", cores, d/4)
 	fmt.Fprintf(&out, "End to end: 2 callers in a closed loop on `/predict` for %s after 1 s of warm-up, default flags; server core time and allocations a row from its /proc and /metrics over the window. ", d)
 	if baseErr == nil {
 		fmt.Fprintf(&out, "Baseline: the binary of commit %s (before this work), built by the bench from git, same flags, same run. ", baselineCommit)
@@ -200,7 +228,7 @@ func jsonSection(e *env) (string, error) {
 	}
 	fmt.Fprintf(&out, "Raw: ONNX Runtime in-process, %d×%d sessions, tensors bound once, calls of the request's rows.\n\n", plan.Workers, plan.IntraOpThreads)
 
-	fmt.Fprintln(&out, "| request | JSON in | decode MB/s, 1 core | decode MB/s, all cores | allocations a row (decode) | JSON out | encode MB/s, 1 core |")
+	fmt.Fprintln(&out, "| request | JSON in | decode MB/s a core | decode MB/s, all cores | allocations a row (decode) | JSON out | encode MB/s a core |")
 	fmt.Fprintln(&out, "|---|---:|---:|---:|---:|---:|---:|")
 	for k, sh := range shapes {
 		st := stages[k]
@@ -286,6 +314,12 @@ func buildBaseline(e *env) (string, error) {
 	return bin, nil
 }
 
+// median is the middle of xs (which it sorts).
+func median(xs []float64) float64 {
+	slices.Sort(xs)
+	return xs[len(xs)/2]
+}
+
 // metricOr0 is a server metric's value now, 0 if it cannot be read.
 func metricOr0(p *process, name string) float64 {
 	v, _ := p.metric(name)
@@ -323,20 +357,22 @@ func wideBody(flat []byte) []byte {
 	return append(b, "]}"...)
 }
 
-// perSecond runs f in a loop for d (after a warm-up) and returns its rate.
-func perSecond(d time.Duration, f func() error) float64 {
+// perSecondAndCore runs f in a loop for d (after a warm-up) and returns
+// its rate per second and per second of this process's CPU time (every
+// goroutine it starts and the garbage collector's work included).
+func perSecondAndCore(d time.Duration, f func() error) (wall, cpu float64) {
 	for range 3 {
 		if f() != nil {
-			return 0
+			return 0, 0
 		}
 	}
 	n := 0
-	start := time.Now()
+	start, cpu0 := time.Now(), selfCPU()
 	for time.Since(start) < d {
 		if f() != nil {
-			return 0
+			return 0, 0
 		}
 		n++
 	}
-	return float64(n) / time.Since(start).Seconds()
+	return float64(n) / time.Since(start).Seconds(), float64(n) / (selfCPU() - cpu0).Seconds()
 }

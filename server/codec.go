@@ -45,6 +45,11 @@ func (c *Codec) Decode(body []byte) (*Decoded, error) {
 	return &Decoded{b}, nil
 }
 
+// Release gives d's input memory back for the next Decode to reuse, as
+// the server does once no call reads it; d's inputs must not be read
+// after.
+func (c *Codec) Release(d *Decoded) { c.dec.release(d.b) }
+
 // Encode appends the answer for d's rows to dst; outputs follow the
 // signature's FetchedOutputs.
 func (c *Codec) Encode(dst []byte, d *Decoded, outputs []model.Tensor) []byte {
