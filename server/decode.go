@@ -300,13 +300,13 @@ const yieldBytes = 32 << 10
 // nanoseconds.
 type yielder []metrics.Sample
 
-func newYielder() yielder {
-	return yielder{{Name: "/sched/goroutines/runnable:goroutines"}}
-}
-
-func (y yielder) yieldIfWaiting() {
-	metrics.Read(y)
-	if y[0].Value.Kind() == metrics.KindUint64 && y[0].Value.Uint64() > 0 {
+// yieldIfWaiting takes y, made on first use (small bodies never yield).
+func (y *yielder) yieldIfWaiting() {
+	if *y == nil {
+		*y = yielder{{Name: "/sched/goroutines/runnable:goroutines"}}
+	}
+	metrics.Read(*y)
+	if v := (*y)[0].Value; v.Kind() == metrics.KindUint64 && v.Uint64() > 0 {
 		runtime.Gosched()
 	}
 }
@@ -320,7 +320,7 @@ func (d *decoding) rows(s *scanner) error {
 	}
 	d.start(64)
 	first, yielded := s.i, s.i
-	y := newYielder()
+	var y yielder
 	return s.elements(func(r int) error {
 		if s.i-yielded >= yieldBytes {
 			// A large body takes milliseconds to decode; on a busy

@@ -147,7 +147,7 @@ func (d *decoding) readPart(b []byte, cuts []int, k int) (int, bool) {
 	if k+1 < len(cuts) {
 		end = cuts[k+1]
 	}
-	y := newYielder()
+	var y yielder
 	yielded := s.i
 	for r := d.first; ; r++ {
 		if s.i-yielded >= yieldBytes {
