@@ -215,7 +215,11 @@ func (q *Queue) execute(batch []*piece) (answer func()) {
 	q.running++
 	q.mu.Unlock()
 	outs, err := q.run(batch)
-	elapsed := q.cfg.Clock().Sub(start)
+	end := q.cfg.Clock()
+	elapsed := end.Sub(start)
+	for _, p := range batch {
+		p.req.ran(start, end)
+	}
 	q.mu.Lock()
 	q.running--
 	for _, p := range batch {

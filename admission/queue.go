@@ -204,6 +204,36 @@ type request struct {
 	// lead is the first piece of the batch a piece of this request last
 	// joined, under Queue.mu.
 	lead *piece
+	// enqueued is when it was queued; started and finished (under mu)
+	// span the calls that ran its pieces: its queue wait and its
+	// execution, as Stages reports them.
+	enqueued, started, finished time.Time
+}
+
+// ran notes that a call ran one of r's pieces from start to end.
+func (r *request) ran(start, end time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.started.IsZero() || start.Before(r.started) {
+		r.started = start
+	}
+	if end.After(r.finished) {
+		r.finished = end
+	}
+}
+
+// Stages is how long a request waited in the queue before its first
+// piece ran, and how long from then until its last piece was done (zero
+// for a request none of whose pieces ran).
+type Stages struct{ Queued, Ran time.Duration }
+
+func (r *request) stages() Stages {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.started.IsZero() {
+		return Stages{}
+	}
+	return Stages{Queued: r.started.Sub(r.enqueued), Ran: r.finished.Sub(r.started)}
 }
 
 // piece is up to a batch (batchRows) of one request's rows.
@@ -318,6 +348,17 @@ type Ticket struct {
 	caller   string
 	decoding bool
 	done     bool
+	// last is the request it queued last, for Stages.
+	last *request
+}
+
+// Stages reports where the time of the request the ticket queued last
+// went (Run, RunBorrowed or Enqueue, once it is answered).
+func (t *Ticket) Stages() Stages {
+	if t.last == nil {
+		return Stages{}
+	}
+	return t.last.stages()
 }
 
 // Admit claims room for a request whose body is bodyBytes long, at
@@ -576,6 +617,9 @@ func (t *Ticket) Enqueue(ctx context.Context, inputs []model.Tensor) (*Pending, 
 	return &Pending{q: t.q, req: req}, nil
 }
 
+// Stages reports where the request's time went, once it is answered.
+func (p *Pending) Stages() Stages { return p.req.stages() }
+
 // Wait returns the outputs in the rows' order, or ctx's error when the
 // request's context ends first.
 func (p *Pending) Wait() ([]model.Tensor, error) {
@@ -707,8 +751,9 @@ func (q *Queue) enqueue(ctx context.Context, t *Ticket, inputs []model.Tensor, r
 	t.bytes += need
 	q.inflight += need
 
-	req := &request{ctx: ctx, rows: rows, prio: t.prio, caller: t.caller, done: make(chan struct{}), release: release}
 	now := q.cfg.Clock()
+	req := &request{ctx: ctx, rows: rows, prio: t.prio, caller: t.caller, done: make(chan struct{}), release: release, enqueued: now}
+	t.last = req
 	q.arrivals.observe(now, rows)
 	if q.avgRows == 0 {
 		q.avgRows = float64(rows)

@@ -569,3 +569,49 @@ func TestQueue_spreadsARequestOverIdleWorkers(t *testing.T) {
 		}
 	}
 }
+
+// TestTicket_stagesSplitQueueWaitFromExecution: a request's stages are
+// the wait until its first piece ran and the time from then until its
+// last piece was done, on the queue's clock.
+func TestTicket_stagesSplitQueueWaitFromExecution(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Unix(1000, 0)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	q, g, _ := gated(t, Config{Clock: clock, MaxBatchRows: 4})
+	done := make(chan submitted, 1)
+	if err := submit(q, Normal, "a", 0, 1, done); err != nil {
+		t.Fatal(err)
+	}
+	<-g.started // the worker is busy
+	tk, err := q.AdmitArrival(Arrival{Priority: Normal, Caller: "b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tk.Done()
+	pend, err := tk.Enqueue(context.Background(), rowsOfValue(1, 8)) // two pieces of 4
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := pend.Stages(); got != (Stages{}) {
+		t.Fatalf("stages before anything ran = %+v", got)
+	}
+	advance(30 * time.Millisecond)
+	g.release <- struct{}{} // the first request ends; the first piece starts
+	<-g.started
+	advance(10 * time.Millisecond)
+	g.release <- struct{}{} // the second piece starts
+	<-g.started
+	advance(5 * time.Millisecond)
+	g.release <- struct{}{}
+	if _, err := pend.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	want := Stages{Queued: 30 * time.Millisecond, Ran: 15 * time.Millisecond}
+	if got := pend.Stages(); got != want {
+		t.Fatalf("stages = %+v, want %+v", got, want)
+	}
+	if got := tk.Stages(); got != want {
+		t.Fatalf("the ticket's stages = %+v, want %+v", got, want)
+	}
+}

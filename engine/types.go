@@ -20,6 +20,9 @@ type (
 	Rejection = admission.Rejection
 	// BatchDelay is how long a free worker may wait to fill a batch.
 	BatchDelay = admission.BatchDelay
+	// Stages is where a queued request's time went: waiting, then
+	// running.
+	Stages = admission.Stages
 	// Device is where the workers run.
 	Device = workers.Device
 )

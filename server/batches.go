@@ -87,6 +87,20 @@ type answer struct {
 	// set, where a binary answer's JSON header ends.
 	contentType string
 	headerLen   int
+	// stages is where a computed answer's time went (unset for others).
+	stages stageTimes
+}
+
+// stageTimes is where a request's time went: decoding its body, waiting
+// in the queue, running (its first call's start to its last call's end)
+// and encoding its answer.
+type stageTimes struct {
+	decode, queue, execute, encode time.Duration
+	set                            bool
+}
+
+func timed(decode time.Duration, a engine.Stages, encode time.Duration) stageTimes {
+	return stageTimes{decode: decode, queue: a.Queued, execute: a.Ran, encode: encode, set: true}
 }
 
 // storable answers are given again to a retry: successes and the

@@ -258,16 +258,19 @@ func (g *grpcService) infer(ctx context.Context, rt *route, r *oip.ModelInferReq
 	}
 	defer ticket.Done()
 	fetched := rt.fn.Outputs
+	began := time.Now()
 	req, err := grpcRequest(r, rt.m.sig, fetched)
 	if err != nil {
 		return nil, s.failure(err, 0)
 	}
+	decoded := time.Since(began)
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.MaxRequestTimeout)
 	defer cancel()
 	outs, err := ticket.Run(ctx, req.inputs)
 	if err != nil {
 		return nil, s.failure(err, 0)
 	}
+	began = time.Now()
 	resp = &oip.ModelInferResponse{ModelName: rt.m.name, ModelVersion: ref.version, Id: r.GetId()}
 	which := req.asked(len(fetched))
 	// FP16 has no typed contents: an answer holding one is all raw.
@@ -285,7 +288,8 @@ func (g *grpcService) infer(ctx context.Context, rt *route, r *oip.ModelInferReq
 		}
 		resp.Outputs = append(resp.Outputs, o)
 	}
-	return resp, answer{status: http.StatusOK, rows: req.rows}
+	// Encoding here is building the message; gRPC marshals it after.
+	return resp, answer{status: http.StatusOK, rows: req.rows, stages: timed(decoded, ticket.Stages(), time.Since(began))}
 }
 
 // grpcStatus is the gRPC status of a failed answer: the HTTP status's

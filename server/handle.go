@@ -140,17 +140,21 @@ func (s *Server) handle(c *fiber.Ctx, r *route, g gateway) (ans answer, how stri
 	}
 	if key == "" {
 		defer ticket.Done()
+		began := time.Now()
 		b, err := s.decode(ctx, r, body)
 		if err != nil {
 			return s.failure(err, 0), ""
 		}
+		decoded := time.Since(began)
 		// The inputs' memory goes back to the decoder's pool once no
 		// call reads it (the answer needs only the row numbers).
 		outs, err := ticket.RunBorrowed(ctx, b.inputs, func() { r.dec.release(b) })
 		if err != nil {
 			return s.failure(err, 0), ""
 		}
-		return s.encodeAnswer(r, b, outs), ""
+		ans, encoded := s.encodeAnswer(r, b, outs)
+		ans.stages = timed(decoded, ticket.Stages(), encoded)
+		return ans, ""
 	}
 
 	e, fresh := s.batches.begin(key, s.batches.hash(body), 0)
@@ -163,7 +167,9 @@ func (s *Server) handle(c *fiber.Ctx, r *route, g gateway) (ans answer, how stri
 	// Decode here: the body belongs to the connection and is reused once
 	// this handler returns, while the batch may outlive it (for a retry or
 	// a poll). The decoded batch owns its memory.
+	began := time.Now()
 	b, err := s.decode(ctx, r, body)
+	decoded := time.Since(began)
 	if err != nil {
 		ans := s.failure(err, 0)
 		s.batches.finish(e, ans, ticket)
@@ -200,8 +206,9 @@ func (s *Server) handle(c *fiber.Ctx, r *route, g gateway) (ans answer, how stri
 			return s.failure(err, 0)
 		}
 		faults.Inject(ctx, panics.Batch)
-		ans = s.encodeAnswer(r, b, outs)
+		ans, encoded := s.encodeAnswer(r, b, outs)
 		ans.version = ref.version // a retry's answer names the version that computed it
+		s.observeStages(r, ans.version, timed(decoded, pending.Stages(), encoded))
 		return ans
 	})
 	if async {
@@ -336,12 +343,14 @@ func (s *Server) retry(ctx context.Context, c *fiber.Ctx, ref Admitter, e *entry
 	return ans, "joined"
 }
 
-// encodeAnswer writes one batch's outputs as an answer.
-func (s *Server) encodeAnswer(r *route, b *batch, outs []model.Tensor) answer {
+// encodeAnswer writes one batch's outputs as an answer, and says how long
+// that took.
+func (s *Server) encodeAnswer(r *route, b *batch, outs []model.Tensor) (answer, time.Duration) {
+	began := time.Now()
 	buf := s.bufs.get()
 	defer s.bufs.put(buf)
 	*buf = r.enc.encode((*buf)[:0], b, outs)
-	return answer{status: http.StatusOK, body: append([]byte(nil), *buf...), rows: len(b.rowIDs)}
+	return answer{status: http.StatusOK, body: append([]byte(nil), *buf...), rows: len(b.rowIDs)}, time.Since(began)
 }
 
 // failure is the one place an error becomes a status and a message; a
@@ -419,6 +428,11 @@ func (s *Server) respond(c *fiber.Ctx, r *route, g gateway, ans answer, how stri
 	if how == "replayed" || how == "polled" {
 		counted.rows = 0 // counted when computed
 	}
+	if how != "" {
+		// A gateway batch's computation is timed when it ends (it may
+		// end after this answer, async); its answers are not timed.
+		counted.stages = stageTimes{}
+	}
 	s.count(r, counted, elapsed)
 	who := principal(c)
 	if ans.status >= 500 && ans.status != http.StatusServiceUnavailable && ans.panic == nil {
@@ -444,6 +458,20 @@ func (s *Server) count(r *route, ans answer, elapsed time.Duration) {
 	s.duration.WithLabelValues(r.m.name, ans.version, r.fn.Name, r.protocol).Observe(elapsed.Seconds())
 	if ans.status == http.StatusOK && ans.rows > 0 {
 		s.rows.WithLabelValues(r.m.name, ans.version, r.fn.Name, r.protocol).Add(float64(ans.rows))
+	}
+	s.observeStages(r, ans.version, ans.stages)
+}
+
+// observeStages times one computation's stages, if it has them.
+func (s *Server) observeStages(r *route, version string, st stageTimes) {
+	if !st.set {
+		return
+	}
+	for _, stage := range [...]struct {
+		name string
+		d    time.Duration
+	}{{"decode", st.decode}, {"queue", st.queue}, {"execute", st.execute}, {"encode", st.encode}} {
+		s.stages.WithLabelValues(r.m.name, version, r.fn.Name, r.protocol, stage.name).Observe(stage.d.Seconds())
 	}
 }
 

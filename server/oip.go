@@ -208,10 +208,12 @@ func (s *Server) infer(c *fiber.Ctx, r *route) (ans answer) {
 	// Binary inputs are read in place from the body's buffer when their
 	// layout allows; the buffer is then lent to the queue until the rows
 	// have run.
+	began := time.Now()
 	req, err := decodeOIP(body, headerLen, r.m.sig, fetched, pooledBody(c, body))
 	if err != nil {
 		return s.failure(err, 0)
 	}
+	decoded := time.Since(began)
 	var outs []model.Tensor
 	if req.borrowed {
 		outs, err = ticket.RunBorrowed(ctx, req.inputs, s.lendBody(c))
@@ -221,6 +223,7 @@ func (s *Server) infer(c *fiber.Ctx, r *route) (ans answer) {
 	if err != nil {
 		return s.failure(err, 0)
 	}
+	began = time.Now()
 	buf := s.bufs.get()
 	defer s.bufs.put(buf)
 	var n int
@@ -229,5 +232,6 @@ func (s *Server) infer(c *fiber.Ctx, r *route) (ans answer) {
 	if n > 0 {
 		ans.headerLen, ans.contentType = n, "application/octet-stream"
 	}
+	ans.stages = timed(decoded, ticket.Stages(), time.Since(began))
 	return ans
 }

@@ -217,6 +217,7 @@ type Server struct {
 
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	stages   *prometheus.HistogramVec
 	rows     *prometheus.CounterVec
 	ready    prometheus.Gauge
 }
@@ -521,6 +522,12 @@ func (s *Server) registerMetrics() error {
 		Help:    "Time from a prediction request's arrival to its answer.",
 		Buckets: prometheus.ExponentialBuckets(100e-6, 2.5, 14),
 	}, []string{"model", "version", "function", "protocol"})
+	s.stages = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "modelserve_request_stage_seconds",
+		Help: "Where a computed request's time went, by stage: decode (its body into tensors), queue (waiting for a worker), " +
+			"execute (its first call's start to its last call's end) and encode (its answer).",
+		Buckets: prometheus.ExponentialBuckets(25e-6, 2.5, 15),
+	}, []string{"model", "version", "function", "protocol", "stage"})
 	s.rows = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "modelserve_rows_predicted_total",
 		Help: "Rows answered with a prediction, by model, version, function and protocol.",
@@ -529,7 +536,7 @@ func (s *Server) registerMetrics() error {
 		Name: "modelserve_ready",
 		Help: "1 once every model served has loaded, else 0.",
 	})
-	for _, c := range []prometheus.Collector{s.requests, s.duration, s.rows, s.ready} {
+	for _, c := range []prometheus.Collector{s.requests, s.duration, s.stages, s.rows, s.ready} {
 		if err := s.cfg.Registerer.Register(c); err != nil {
 			return fmt.Errorf("registering server metrics: %w", err)
 		}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/modelserve/modelserve/admission"
 	"github.com/modelserve/modelserve/internal/testenv"
@@ -453,5 +454,72 @@ func TestServer_metricsCountRequestsAndRows(t *testing.T) {
 	var parsed map[string]any
 	if json.Unmarshal([]byte(body), &parsed) == nil {
 		t.Error("/metrics should be the text exposition, not JSON")
+	}
+}
+
+// TestServer_stagesTimeEachComputedRequestOnce: every computed request is
+// timed once in each stage (decode, queue, execute, encode), a gateway
+// batch answered again to a retry is not timed again, and a request that
+// fails to decode is not timed at all.
+func TestServer_stagesTimeEachComputedRequestOnce(t *testing.T) {
+	f, ready := newFixture(t, "iris", irisFunctions, admission.Config{})
+	ready()
+	f.do(t, "POST", "/predict", irisRows)
+	for range 2 { // computed, then replayed
+		if code, _, body := f.send(t, gatewayRequest("POST", "/predict", "q1", "b1", irisRows)); code != 200 {
+			t.Fatalf("gateway batch = %d %s", code, body)
+		}
+	}
+	f.do(t, "POST", "/predict", `{"data": [[0, "x"]]}`)
+	if code, _, body := f.do(t, "POST", "/v2/models/iris/infer", `{"inputs": [{"name": "features", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}]}`); code != 200 {
+		t.Fatalf("infer = %d %s", code, body)
+	}
+	for _, tt := range []struct {
+		function, protocol string
+		want               uint64
+	}{{"predict", "gateway", 2}, {"infer", "oip", 1}} {
+		for _, stage := range []string{"decode", "queue", "execute", "encode"} {
+			h := f.srv.stages.WithLabelValues("iris", "", tt.function, tt.protocol, stage).(prometheus.Histogram)
+			m := &dto.Metric{}
+			if err := h.Write(m); err != nil {
+				t.Fatal(err)
+			}
+			if n := m.GetHistogram().GetSampleCount(); n != tt.want {
+				t.Errorf("%s %s: stage %s timed %d times, want %d", tt.protocol, tt.function, stage, n, tt.want)
+			}
+			if stage == "execute" && m.GetHistogram().GetSampleSum() <= 0 {
+				t.Errorf("%s: execution took no time: %v", tt.protocol, m.GetHistogram().GetSampleSum())
+			}
+		}
+	}
+}
+
+// TestServer_stagesTimeAnAsyncBatchOnce: a gateway batch answered 202
+// and then polled is timed once, when its computation ends.
+func TestServer_stagesTimeAnAsyncBatchOnce(t *testing.T) {
+	f, ready := newFixtureWith(t, "iris", irisFunctions, fixtureOptions{server: func(c *Config) { c.Async.Always = true }})
+	ready()
+	if code, _, body := f.send(t, gatewayRequest("POST", "/predict", "q1", "b1", irisRows)); code != 202 {
+		t.Fatalf("async batch = %d %s", code, body)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, _, body := f.send(t, gatewayRequest("GET", "/predict", "q1", "b1", ""))
+		if code == 200 {
+			break
+		}
+		if code != 202 || time.Now().After(deadline) {
+			t.Fatalf("poll = %d %s", code, body)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	f.send(t, gatewayRequest("GET", "/predict", "q1", "b1", "")) // polled again
+	h := f.srv.stages.WithLabelValues("iris", "", "predict", "gateway", "execute").(prometheus.Histogram)
+	m := &dto.Metric{}
+	if err := h.Write(m); err != nil {
+		t.Fatal(err)
+	}
+	if n := m.GetHistogram().GetSampleCount(); n != 1 {
+		t.Errorf("the async batch was timed %d times, want once", n)
 	}
 }
