@@ -64,6 +64,8 @@ With -o DIR, one file per object and a kustomization.yaml are written
 	f.StringVar(&o.IngressDomain, "ingress-domain", "", "give each public endpoint the host <endpoint>-<name>.<domain>")
 	f.StringVar(&o.IngressClass, "ingress-class", "", "the Ingress controller's class")
 	f.BoolVar(&o.ServiceMonitor, "service-monitor", false, "add a Prometheus Operator ServiceMonitor instead of the prometheus.io scrape annotations")
+	f.BoolVar(&o.PrometheusRule, "prometheus-rule", false, "add the shipped recording and alerting rules as a PrometheusRule named modelserve (one per namespace, shared by its services)")
+	f.BoolVar(&o.GrafanaDashboard, "grafana-dashboard", false, "add the shipped Grafana dashboard as the ConfigMap modelserve-dashboard, labelled grafana_dashboard=1 for Grafana's sidecar")
 	f.IntVar(&o.TargetQueue, "target-queue", kube.DefaultTargetQueue, "requests waiting per instance the autoscaler aims at")
 	f.IntVar(&o.TargetCPU, "target-cpu", kube.DefaultTargetCPU, "CPU utilization (percent of requests) the autoscaler falls back on")
 	f.StringVarP(&o.out, "output", "o", "", "write the manifests and a kustomization.yaml to this directory")

@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/modelserve/modelserve/deploy/spec"
+	"github.com/modelserve/modelserve/monitoring"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -69,6 +70,8 @@ func goldenCases(t *testing.T) []golden {
 				IngressDomain: "ml.example.com", IngressClass: "nginx"}},
 		{"service-monitor", modelSpec(t, spec.ModelService{Model: "iris:1", Image: "registry.example.com/ml/iris:1"}),
 			Options{Name: "iris", MaxInstances: 3, ServiceMonitor: true, TargetQueue: 8}},
+		{"rules-and-dashboard", modelSpec(t, spec.ModelService{Model: "iris:1", Image: "registry.example.com/ml/iris:1"}),
+			Options{Name: "iris", Namespace: "ml", ServiceMonitor: true, PrometheusRule: true, GrafanaDashboard: true}},
 		{"tls-mtls-tokens-jwt-service", modelSpec(t, spec.ModelService{Model: "iris:1", Image: "registry.example.com/ml/iris:1",
 			Auth: spec.AuthSecrets{Tokens: "iris-tokens", JWKS: "idp-jwks", Issuer: "https://idp.example.com", Audience: "modelserve",
 				TLS: "iris-tls", ClientCA: "clients-ca", Require: true}}),
@@ -143,6 +146,8 @@ var typed = map[string]func() runtime.Object{
 	"HorizontalPodAutoscaler": func() runtime.Object { return &autoscalingv2.HorizontalPodAutoscaler{} },
 	"PodDisruptionBudget":     func() runtime.Object { return &policyv1.PodDisruptionBudget{} },
 	"ServiceMonitor":          func() runtime.Object { return &monitoringv1.ServiceMonitor{} },
+	"PrometheusRule":          func() runtime.Object { return &monitoringv1.PrometheusRule{} },
+	"ConfigMap":               func() runtime.Object { return &corev1.ConfigMap{} },
 	"Job":                     func() runtime.Object { return &batchv1.Job{} },
 }
 
@@ -291,6 +296,57 @@ func TestResources_convertExactly(t *testing.T) {
 		}
 		if kq.String() != tt.want || kq.MilliValue() != q.Milli() {
 			t.Errorf("%s became %s (%d milli), want %s (%d milli)", tt.in, kq.String(), kq.MilliValue(), tt.want, q.Milli())
+		}
+	}
+}
+
+// TestRender_rulesAndDashboardAreTheShippedOnes: the PrometheusRule holds
+// the shipped rule file whole, the ConfigMap the shipped dashboard, and a
+// job gets neither.
+func TestRender_rulesAndDashboardAreTheShippedOnes(t *testing.T) {
+	o := Options{Name: "iris", ServiceMonitor: true, PrometheusRule: true, GrafanaDashboard: true}
+	r, err := Render(modelSpec(t, spec.ModelService{Model: "iris:1", Image: "registry.example.com/ml/iris:1"}), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var found int
+	for _, obj := range r.Objects {
+		switch x := obj.(type) {
+		case *monitoringv1.PrometheusRule:
+			found++
+			got, err := yaml.Marshal(x.Spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var a, b any
+			if err := yaml.Unmarshal(got, &a); err != nil {
+				t.Fatal(err)
+			}
+			if err := yaml.Unmarshal(monitoring.Rules(), &b); err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(a, b) {
+				t.Errorf("the PrometheusRule differs from the shipped rules:\n%s", got)
+			}
+		case *corev1.ConfigMap:
+			found++
+			if x.Data["modelserve.json"] != string(monitoring.Dashboard()) || x.Labels["grafana_dashboard"] != "1" {
+				t.Errorf("the dashboard ConfigMap is not the shipped dashboard, labelled for Grafana's sidecar")
+			}
+		}
+	}
+	if found != 2 {
+		t.Fatalf("%d of the rules and the dashboard rendered", found)
+	}
+	job := readSpec(t, "testdata/job.yaml")
+	jr, err := Render(job, Options{Name: "score", Job: true, PrometheusRule: true, GrafanaDashboard: true, Stages: map[string]string{"scoring": "scoring-data"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, obj := range jr.Objects {
+		switch obj.(type) {
+		case *monitoringv1.PrometheusRule, *corev1.ConfigMap:
+			t.Errorf("a job rendered %T", obj)
 		}
 	}
 }

@@ -3,6 +3,7 @@ package kube
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"path"
 	"slices"
 	"strconv"
@@ -20,9 +21,11 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/validation"
+	"sigs.k8s.io/yaml"
 
 	"github.com/modelserve/modelserve/deploy/spec"
 	"github.com/modelserve/modelserve/model"
+	"github.com/modelserve/modelserve/monitoring"
 )
 
 // Options say how a spec becomes manifests.
@@ -48,6 +51,13 @@ type Options struct {
 	// ServiceMonitor adds a Prometheus Operator ServiceMonitor; without
 	// it, pods carry the prometheus.io scrape annotations.
 	ServiceMonitor bool
+	// PrometheusRule adds the shipped recording and alerting rules as a
+	// Prometheus Operator PrometheusRule, and GrafanaDashboard the
+	// shipped dashboard as a ConfigMap for Grafana's sidecar. Both are
+	// one object per namespace, named modelserve, shared by every
+	// service rendered into it (the rules aggregate by model and
+	// version, whatever service serves them).
+	PrometheusRule, GrafanaDashboard bool
 	// TargetQueue is the requests waiting per instance the autoscaler
 	// aims at; TargetCPU the CPU utilization (percent) it falls back on.
 	TargetQueue int
@@ -508,7 +518,46 @@ func (r *renderer) service(pod corev1.PodTemplateSpec) error {
 		},
 	})
 	if r.o.ServiceMonitor {
-		return r.serviceMonitor()
+		if err := r.serviceMonitor(); err != nil {
+			return err
+		}
+	}
+	return r.monitoring()
+}
+
+// monitoringName names the objects every modelserve service in a
+// namespace shares.
+const monitoringName = "modelserve"
+
+// monitoring adds the shipped rules and dashboard, when asked.
+func (r *renderer) monitoring() error {
+	meta := metav1.ObjectMeta{Name: monitoringName, Namespace: r.o.Namespace, Labels: map[string]string{
+		"app.kubernetes.io/name":       monitoringName,
+		"app.kubernetes.io/component":  "monitoring",
+		"app.kubernetes.io/managed-by": "modelserve",
+	}}
+	if r.o.PrometheusRule {
+		var rules monitoringv1.PrometheusRuleSpec
+		if err := yaml.UnmarshalStrict(monitoring.Rules(), &rules); err != nil {
+			return fmt.Errorf("the shipped rules do not fit a PrometheusRule: %w", err)
+		}
+		r.add(&monitoringv1.PrometheusRule{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "monitoring.coreos.com/v1", Kind: "PrometheusRule"},
+			ObjectMeta: meta,
+			Spec:       rules,
+		})
+	}
+	if r.o.GrafanaDashboard {
+		dash := meta
+		dash.Name = monitoringName + "-dashboard"
+		// Grafana's sidecar loads ConfigMaps carrying this label.
+		dash.Labels = maps.Clone(meta.Labels)
+		dash.Labels["grafana_dashboard"] = "1"
+		r.add(&corev1.ConfigMap{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
+			ObjectMeta: dash,
+			Data:       map[string]string{"modelserve.json": string(monitoring.Dashboard())},
+		})
 	}
 	return nil
 }
