@@ -87,19 +87,15 @@ func (d *decoding) inParallel(s *scanner, rowBytes int) bool {
 			end = cuts[k+1]
 		}
 		room := (end-at)/max(rowBytes, 1)*5/4 + 16
-		parts[k] = &decoding{decoder: d.decoder, opts: d.opts, cols: d.cols, order: d.order, inPart: true,
-			b: &batch{inputs: d.b.inputs, rowIDs: make([]int64, 0, room)}}
-		parts[k].first = base
+		parts[k] = &decoding{decoder: d.decoder, opts: d.opts, order: d.order, inPart: true, first: base, capRows: base + room,
+			b: &batch{rowIDs: make([]int64, 0, room)}}
 		base += room
 	}
 	if base > d.capRows {
 		d.grow(base)
-		for _, p := range parts {
-			p.cols, p.b.inputs = d.cols, d.b.inputs
-		}
 	}
 	for _, p := range parts {
-		p.capRows = p.first + cap(p.b.rowIDs)
+		p.cols, p.b.inputs = d.cols, d.b.inputs
 	}
 	ends := make([]int, len(parts))
 	oks := make([]bool, len(parts))
@@ -191,8 +187,4 @@ func rowCut(b []byte, at int) int {
 		}
 	}
 	return -1
-}
-
-func isSpace(c byte) bool {
-	return c == ' ' || c == '\t' || c == '\n' || c == '\r'
 }

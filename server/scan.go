@@ -39,15 +39,18 @@ const (
 	kindInvalid
 )
 
-func (s *scanner) ws() {
-	for s.i < len(s.b) {
-		switch s.b[s.i] {
-		case ' ', '\t', '\n', '\r':
-			s.i++
-		default:
-			return
-		}
+func (s *scanner) ws() { s.i = skipSpace(s.b, s.i) }
+
+// skipSpace is the first position from i that is not JSON's white space.
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && b[i] <= ' ' && isSpace(b[i]) {
+		i++
 	}
+	return i
+}
+
+func isSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r'
 }
 
 // peek is the next byte that is not white space; 0 at the end.
@@ -775,19 +778,13 @@ func (s *scanner) floats(dst []float32) int {
 	for k := range dst {
 		at := i
 		if k > 0 {
-			for at < len(b) && b[at] <= ' ' && (b[at] == ' ' || b[at] == '\t' || b[at] == '\n' || b[at] == '\r') {
-				at++
-			}
-			if at >= len(b) || b[at] != ',' {
+			if at = skipSpace(b, at); at >= len(b) || b[at] != ',' {
 				s.i = i
 				return k
 			}
 			at++
 		}
-		for at < len(b) && b[at] <= ' ' && (b[at] == ' ' || b[at] == '\t' || b[at] == '\n' || b[at] == '\r') {
-			at++
-		}
-		f, next, ok := quickFloat(b, at, 32)
+		f, next, ok := quickFloat(b, skipSpace(b, at), 32)
 		if !ok {
 			s.i = i
 			return k
