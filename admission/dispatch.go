@@ -5,6 +5,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/modelserve/modelserve/internal/faults"
 	"github.com/modelserve/modelserve/internal/panics"
 	"github.com/modelserve/modelserve/model"
@@ -214,11 +218,20 @@ func (q *Queue) execute(batch []*piece) (answer func()) {
 	q.mu.Lock()
 	q.running++
 	q.mu.Unlock()
-	outs, err := q.run(batch)
+	span := q.traceBatch(batch, start, rows)
+	outs, err := q.run(batch, span)
 	end := q.cfg.Clock()
 	elapsed := end.Sub(start)
+	var traced trace.SpanContext
+	if span != nil {
+		if err != nil {
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End(trace.WithTimestamp(end))
+		traced = span.SpanContext()
+	}
 	for _, p := range batch {
-		p.req.ran(start, end)
+		p.req.ran(start, end, traced)
 	}
 	q.mu.Lock()
 	q.running--
@@ -240,9 +253,37 @@ func (q *Queue) execute(batch []*piece) (answer func()) {
 	}
 }
 
-// run joins a batch's inputs, runs them, and splits the outputs per piece;
-// a panic on the way fails the batch, not the process.
-func (q *Queue) run(batch []*piece) (mine [][]model.Tensor, err error) {
+// traceBatch starts the span of a call that runs a sampled request's
+// rows: a child of the first such request, linked to each of them (a
+// request in several pieces of the call, once). Nil when none is sampled.
+func (q *Queue) traceBatch(batch []*piece, start time.Time, rows int) trace.Span {
+	if q.cfg.Tracer == nil {
+		return nil
+	}
+	var parent context.Context
+	var links []trace.Link
+	for i, p := range batch {
+		sc := trace.SpanContextFromContext(p.req.ctx)
+		if !sc.IsSampled() || i > 0 && p.req == batch[i-1].req {
+			continue
+		}
+		if parent == nil {
+			parent = p.req.ctx
+		}
+		links = append(links, trace.Link{SpanContext: sc})
+	}
+	if parent == nil {
+		return nil
+	}
+	_, span := q.cfg.Tracer.Start(parent, "batch", trace.WithTimestamp(start), trace.WithLinks(links...),
+		trace.WithAttributes(attribute.Int("modelserve.batch.rows", rows), attribute.Int("modelserve.batch.pieces", len(batch))))
+	return span
+}
+
+// run joins a batch's inputs, runs them (traced as span, when set), and
+// splits the outputs per piece; a panic on the way fails the batch, not
+// the process.
+func (q *Queue) run(batch []*piece, span trace.Span) (mine [][]model.Tensor, err error) {
 	mine = make([][]model.Tensor, len(batch))
 	defer q.cfg.Panics.Catch(panics.Admission, &err)
 	inputs, err := joinInputs(batch)
@@ -251,6 +292,9 @@ func (q *Queue) run(batch []*piece) (mine [][]model.Tensor, err error) {
 	}
 	ctx, release := batchContext(batch)
 	defer release()
+	if span != nil {
+		ctx = trace.ContextWithSpan(ctx, span)
+	}
 	faults.Inject(batch[0].req.ctx, panics.Admission)
 	outs, err := q.runner.Run(ctx, inputs)
 	if err != nil {

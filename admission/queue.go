@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/modelserve/modelserve/internal/panics"
@@ -106,6 +108,9 @@ type Config struct {
 	Panics *panics.Recorder
 	// Clock tells the time; nil is time.Now (tests drive their own).
 	Clock func() time.Time
+	// Tracer, when set, traces each call that runs a sampled request's
+	// rows as a "batch" span linked to every such request in it.
+	Tracer trace.Tracer
 }
 
 // Defaults.
@@ -208,10 +213,18 @@ type request struct {
 	// span the calls that ran its pieces: its queue wait and its
 	// execution, as Stages reports them.
 	enqueued, started, finished time.Time
+	// batches are the traced calls that ran its pieces (under mu), at
+	// most maxBatchLinks.
+	batches []trace.SpanContext
 }
 
-// ran notes that a call ran one of r's pieces from start to end.
-func (r *request) ran(start, end time.Time) {
+// maxBatchLinks bounds the calls a request's trace links to: a request
+// split into thousands of pieces names the first ones.
+const maxBatchLinks = 64
+
+// ran notes that a call (traced as batch, when valid) ran one of r's
+// pieces from start to end.
+func (r *request) ran(start, end time.Time, batch trace.SpanContext) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.started.IsZero() || start.Before(r.started) {
@@ -220,12 +233,20 @@ func (r *request) ran(start, end time.Time) {
 	if end.After(r.finished) {
 		r.finished = end
 	}
+	if batch.IsValid() && len(r.batches) < maxBatchLinks {
+		r.batches = append(r.batches, batch)
+	}
 }
 
 // Stages is how long a request waited in the queue before its first
 // piece ran, and how long from then until its last piece was done (zero
-// for a request none of whose pieces ran).
-type Stages struct{ Queued, Ran time.Duration }
+// for a request none of whose pieces ran); Queued counts from At, and
+// Batches are the traced calls that ran it.
+type Stages struct {
+	Queued, Ran time.Duration
+	At          time.Time
+	Batches     []trace.SpanContext
+}
 
 func (r *request) stages() Stages {
 	r.mu.Lock()
@@ -233,7 +254,7 @@ func (r *request) stages() Stages {
 	if r.started.IsZero() {
 		return Stages{}
 	}
-	return Stages{Queued: r.started.Sub(r.enqueued), Ran: r.finished.Sub(r.started)}
+	return Stages{Queued: r.started.Sub(r.enqueued), Ran: r.finished.Sub(r.started), At: r.enqueued, Batches: r.batches}
 }
 
 // piece is up to a batch (batchRows) of one request's rows.

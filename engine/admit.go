@@ -218,6 +218,7 @@ func (w *Workers) admissionConfig(o AdmissionOptions) (cfg admission.Config, err
 		MaxBatchDelay:     admission.AutoDelay,
 		OutputRowBytes:    v.Signature.OutputRowBytes(),
 		Unbounded:         o.Unbounded,
+		Tracer:            w.env.Tracer,
 	}
 	// The options win over the version's own settings, which win over
 	// the defaults.

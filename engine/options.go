@@ -4,6 +4,8 @@ import (
 	"log/slog"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/modelserve/modelserve/gpu"
@@ -69,12 +71,14 @@ type AdmissionOptions struct {
 }
 
 // Env is what a loaded version reports to: its log, the metrics registry
-// (the version labels its own with model and version), and the recorder
-// of panics in its workers and dispatchers (nil: none counted).
+// (the version labels its own with model and version), the recorder of
+// panics in its workers and dispatchers (nil: none counted), and the
+// tracer of the calls that run sampled requests (nil: none traced).
 type Env struct {
 	Log     *slog.Logger
 	Metrics prometheus.Registerer
 	Panics  *panics.Recorder
+	Tracer  trace.Tracer
 }
 
 func (e Env) log() *slog.Logger {

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/modelserve/modelserve/engine"
@@ -87,20 +89,25 @@ type answer struct {
 	// set, where a binary answer's JSON header ends.
 	contentType string
 	headerLen   int
-	// stages is where a computed answer's time went (unset for others).
-	stages stageTimes
+	// stages is where a computed answer's time went (unset for others);
+	// received, when its body was read (for its trace).
+	stages   stageTimes
+	received time.Time
 }
 
 // stageTimes is where a request's time went: decoding its body, waiting
 // in the queue, running (its first call's start to its last call's end)
 // and encoding its answer.
 type stageTimes struct {
-	decode, queue, execute, encode time.Duration
-	set                            bool
+	decode, queue, execute, encode interval
+	// batches are the traced calls that ran its rows.
+	batches []trace.SpanContext
+	set     bool
 }
 
-func timed(decode time.Duration, a engine.Stages, encode time.Duration) stageTimes {
-	return stageTimes{decode: decode, queue: a.Queued, execute: a.Ran, encode: encode, set: true}
+func timed(decode interval, a engine.Stages, encode interval) stageTimes {
+	return stageTimes{decode: decode, queue: interval{a.At, a.Queued}, execute: interval{a.At.Add(a.Queued), a.Ran},
+		encode: encode, batches: a.Batches, set: true}
 }
 
 // storable answers are given again to a retry: successes and the

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"golang.org/x/net/netutil"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
@@ -225,11 +227,17 @@ func (g *grpcService) ModelInfer(ctx context.Context, r *oip.ModelInferRequest) 
 	if !ok || rt.m != m {
 		return nil, status.Errorf(codes.NotFound, "no model %q is served here", m.name)
 	}
+	if s.cfg.Tracer != nil {
+		md, _ := metadata.FromIncomingContext(ctx)
+		ctx, _ = s.startSpan(ctx, metadataCarrier(md), rt, start)
+	}
 	resp, ans := g.infer(ctx, rt, r)
-	s.count(rt, ans, time.Since(start))
+	elapsed := time.Since(start)
+	s.count(ctx, rt, ans, elapsed)
+	endSpan(trace.SpanFromContext(ctx), ans, gateway{}, "", start.Add(elapsed))
 	if s.cfg.Auth.Enabled() {
-		s.cfg.Audit.Info("request", "principal", principalOf(ctx), "model", rt.m.name, "version", ans.version, "function", rt.fn.Name,
-			"protocol", rt.protocol, "rows", ans.rows, "status", ans.status, "ms", float64(time.Since(start).Microseconds())/1000)
+		s.cfg.Audit.Info("request", traceAttrs(ctx, []any{"principal", principalOf(ctx), "model", rt.m.name, "version", ans.version, "function", rt.fn.Name,
+			"protocol", rt.protocol, "rows", ans.rows, "status", ans.status, "ms", float64(elapsed.Microseconds()) / 1000})...)
 	}
 	if ans.status != http.StatusOK {
 		return nil, grpcStatus(ans)
@@ -263,7 +271,7 @@ func (g *grpcService) infer(ctx context.Context, rt *route, r *oip.ModelInferReq
 	if err != nil {
 		return nil, s.failure(err, 0)
 	}
-	decoded := time.Since(began)
+	decoded := since(began)
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.MaxRequestTimeout)
 	defer cancel()
 	outs, err := ticket.Run(ctx, req.inputs)
@@ -289,7 +297,7 @@ func (g *grpcService) infer(ctx context.Context, rt *route, r *oip.ModelInferReq
 		resp.Outputs = append(resp.Outputs, o)
 	}
 	// Encoding here is building the message; gRPC marshals it after.
-	return resp, answer{status: http.StatusOK, rows: req.rows, stages: timed(decoded, ticket.Stages(), time.Since(began))}
+	return resp, answer{status: http.StatusOK, rows: req.rows, stages: timed(decoded, ticket.Stages(), since(began))}
 }
 
 // grpcStatus is the gRPC status of a failed answer: the HTTP status's

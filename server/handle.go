@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/modelserve/modelserve/bind"
@@ -28,6 +30,7 @@ func (s *Server) predict(c *fiber.Ctx, r *route) error {
 	defer s.active.Add(-1)
 	start := time.Now()
 	g := readGateway(&c.Request().Header)
+	s.traceRequest(c, r, start)
 	ans, how := s.handle(c, r, g)
 	s.respond(c, r, g, ans, how, start)
 	return nil
@@ -54,6 +57,7 @@ func (s *Server) guard(c *fiber.Ctx) (err error) {
 func (s *Server) poll(c *fiber.Ctx, r *route) error {
 	start := time.Now()
 	g := readGateway(&c.Request().Header)
+	s.traceRequest(c, r, start)
 	key := batchKey(r.key, principal(c), g)
 	if key == "" {
 		c.Set(fiber.HeaderAllow, fiber.MethodPost)
@@ -138,14 +142,15 @@ func (s *Server) handle(c *fiber.Ctx, r *route, g gateway) (ans answer, how stri
 	if err != nil {
 		return s.failure(err, statusForBodyError(err)), ""
 	}
+	received := time.Now()
+	defer func() { ans.received = received }()
 	if key == "" {
 		defer ticket.Done()
-		began := time.Now()
 		b, err := s.decode(ctx, r, body)
 		if err != nil {
 			return s.failure(err, 0), ""
 		}
-		decoded := time.Since(began)
+		decoded := since(received)
 		// The inputs' memory goes back to the decoder's pool once no
 		// call reads it (the answer needs only the row numbers).
 		outs, err := ticket.RunBorrowed(ctx, b.inputs, func() { r.dec.release(b) })
@@ -167,9 +172,8 @@ func (s *Server) handle(c *fiber.Ctx, r *route, g gateway) (ans answer, how stri
 	// Decode here: the body belongs to the connection and is reused once
 	// this handler returns, while the batch may outlive it (for a retry or
 	// a poll). The decoded batch owns its memory.
-	began := time.Now()
 	b, err := s.decode(ctx, r, body)
-	decoded := time.Since(began)
+	decoded := since(received)
 	if err != nil {
 		ans := s.failure(err, 0)
 		s.batches.finish(e, ans, ticket)
@@ -184,7 +188,7 @@ func (s *Server) handle(c *fiber.Ctx, r *route, g gateway) (ans answer, how stri
 	}
 	// Queued here, so that a 202 means admitted: a queue with no room
 	// answers 429 now, not to a later poll.
-	batchCtx, cancel := context.WithTimeout(context.Background(), timeout)
+	batchCtx, cancel := context.WithTimeout(trace.ContextWithSpanContext(context.Background(), trace.SpanContextFromContext(ctx)), timeout)
 	pending, err := ticket.Enqueue(batchCtx, b.inputs)
 	if err != nil {
 		cancel()
@@ -208,7 +212,7 @@ func (s *Server) handle(c *fiber.Ctx, r *route, g gateway) (ans answer, how stri
 		faults.Inject(ctx, panics.Batch)
 		ans, encoded := s.encodeAnswer(r, b, outs)
 		ans.version = ref.version // a retry's answer names the version that computed it
-		s.observeStages(r, ans.version, timed(decoded, pending.Stages(), encoded))
+		s.observeStages(batchCtx, r, ans.version, timed(decoded, pending.Stages(), encoded))
 		return ans
 	})
 	if async {
@@ -343,14 +347,14 @@ func (s *Server) retry(ctx context.Context, c *fiber.Ctx, ref Admitter, e *entry
 	return ans, "joined"
 }
 
-// encodeAnswer writes one batch's outputs as an answer, and says how long
-// that took.
-func (s *Server) encodeAnswer(r *route, b *batch, outs []model.Tensor) (answer, time.Duration) {
+// encodeAnswer writes one batch's outputs as an answer, and says when
+// that began and how long it took.
+func (s *Server) encodeAnswer(r *route, b *batch, outs []model.Tensor) (answer, interval) {
 	began := time.Now()
 	buf := s.bufs.get()
 	defer s.bufs.put(buf)
 	*buf = r.enc.encode((*buf)[:0], b, outs)
-	return answer{status: http.StatusOK, body: append([]byte(nil), *buf...), rows: len(b.rowIDs)}, time.Since(began)
+	return answer{status: http.StatusOK, body: append([]byte(nil), *buf...), rows: len(b.rowIDs)}, since(began)
 }
 
 // failure is the one place an error becomes a status and a message; a
@@ -414,6 +418,7 @@ func (s *Server) respond(c *fiber.Ctx, r *route, g gateway, ans answer, how stri
 	if ans.reason != "" {
 		c.Set(ReasonHeader, ans.reason)
 	}
+	writing := time.Now()
 	switch {
 	case ans.panic != nil:
 		s.writePanic(c, ans.panic)
@@ -424,6 +429,11 @@ func (s *Server) respond(c *fiber.Ctx, r *route, g gateway, ans answer, how stri
 		s.writeBody(c, ans.status, fiber.MIMEApplicationJSON, ans.body)
 	}
 	elapsed := time.Since(start)
+	ctx := c.UserContext()
+	if !ans.received.IsZero() {
+		s.traceStage(ctx, "receive", interval{start, ans.received.Sub(start)})
+	}
+	s.traceStage(ctx, "write", since(writing))
 	counted := ans
 	if how == "replayed" || how == "polled" {
 		counted.rows = 0 // counted when computed
@@ -433,12 +443,13 @@ func (s *Server) respond(c *fiber.Ctx, r *route, g gateway, ans answer, how stri
 		// end after this answer, async); its answers are not timed.
 		counted.stages = stageTimes{}
 	}
-	s.count(r, counted, elapsed)
+	s.count(ctx, r, counted, elapsed)
+	endSpan(trace.SpanFromContext(ctx), ans, g, how, start.Add(elapsed))
 	who := principal(c)
 	if ans.status >= 500 && ans.status != http.StatusServiceUnavailable && ans.panic == nil {
-		s.cfg.Log.Warn("prediction failed", append(g.attrs(), "principal", who, "model", r.m.name, "version", ans.version, "function", r.fn.Name, "status", ans.status, "error", string(ans.body))...)
+		s.cfg.Log.Warn("prediction failed", traceAttrs(ctx, append(g.attrs(), "principal", who, "model", r.m.name, "version", ans.version, "function", r.fn.Name, "status", ans.status, "error", string(ans.body)))...)
 	} else if ans.status == http.StatusTooManyRequests {
-		s.cfg.Log.Debug("request refused", append(g.attrs(), "principal", who, "model", r.m.name, "version", ans.version, "function", r.fn.Name, "reason", ans.reason, "retry_after", ans.retryAfter)...)
+		s.cfg.Log.Debug("request refused", traceAttrs(ctx, append(g.attrs(), "principal", who, "model", r.m.name, "version", ans.version, "function", r.fn.Name, "reason", ans.reason, "retry_after", ans.retryAfter))...)
 	}
 	// The audit line: every gateway batch, and every request when callers
 	// authenticate. It names the principal, never the credential.
@@ -447,31 +458,34 @@ func (s *Server) respond(c *fiber.Ctx, r *route, g gateway, ans answer, how stri
 		if g.present() {
 			msg = "batch"
 		}
-		s.cfg.Audit.Info(msg, append(g.attrs(), "principal", who, "model", r.m.name, "version", ans.version, "function", r.fn.Name, "rows", ans.rows, "status", ans.status,
-			"how", how, "ms", float64(elapsed.Microseconds())/1000)...)
+		s.cfg.Audit.Info(msg, traceAttrs(ctx, append(g.attrs(), "principal", who, "model", r.m.name, "version", ans.version, "function", r.fn.Name, "rows", ans.rows, "status", ans.status,
+			"how", how, "ms", float64(elapsed.Microseconds())/1000))...)
 	}
 }
 
-// count accounts for an answer in the request metrics.
-func (s *Server) count(r *route, ans answer, elapsed time.Duration) {
+// count accounts for an answer in the request metrics (and its stages in
+// the trace ctx holds).
+func (s *Server) count(ctx context.Context, r *route, ans answer, elapsed time.Duration) {
 	s.requests.WithLabelValues(r.m.name, ans.version, r.fn.Name, r.protocol, outcome(ans.status)).Inc()
 	s.duration.WithLabelValues(r.m.name, ans.version, r.fn.Name, r.protocol).Observe(elapsed.Seconds())
 	if ans.status == http.StatusOK && ans.rows > 0 {
 		s.rows.WithLabelValues(r.m.name, ans.version, r.fn.Name, r.protocol).Add(float64(ans.rows))
 	}
-	s.observeStages(r, ans.version, ans.stages)
+	s.observeStages(ctx, r, ans.version, ans.stages)
 }
 
-// observeStages times one computation's stages, if it has them.
-func (s *Server) observeStages(r *route, version string, st stageTimes) {
+// observeStages times one computation's stages, if it has them, in the
+// metrics and the trace ctx holds.
+func (s *Server) observeStages(ctx context.Context, r *route, version string, st stageTimes) {
 	if !st.set {
 		return
 	}
+	s.traceStages(ctx, st)
 	for _, stage := range [...]struct {
 		name string
-		d    time.Duration
+		i    interval
 	}{{"decode", st.decode}, {"queue", st.queue}, {"execute", st.execute}, {"encode", st.encode}} {
-		s.stages.WithLabelValues(r.m.name, version, r.fn.Name, r.protocol, stage.name).Observe(stage.d.Seconds())
+		s.stages.WithLabelValues(r.m.name, version, r.fn.Name, r.protocol, stage.name).Observe(stage.i.d.Seconds())
 	}
 }
 

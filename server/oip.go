@@ -152,6 +152,7 @@ func (s *Server) oipInfer(c *fiber.Ctx) error {
 		writeJSONError(c, http.StatusNotFound, "no model "+strconv.Quote(m.name)+" is served here")
 		return nil
 	}
+	s.traceRequest(c, r, start)
 	ans := s.infer(c, r)
 	if ans.status != http.StatusOK {
 		// The protocol's errors are {"error": ...} with the message alone.
@@ -196,6 +197,7 @@ func (s *Server) infer(c *fiber.Ctx, r *route) (ans answer) {
 		return s.failure(err, statusForBodyError(err))
 	}
 	defer ticket.Done()
+	ans.received = time.Now()
 	headerLen := 0
 	if h := c.Get(InferenceHeaderLength); h != "" {
 		n, err := strconv.Atoi(strings.TrimSpace(h))
@@ -213,7 +215,7 @@ func (s *Server) infer(c *fiber.Ctx, r *route) (ans answer) {
 	if err != nil {
 		return s.failure(err, 0)
 	}
-	decoded := time.Since(began)
+	decoded := since(began)
 	var outs []model.Tensor
 	if req.borrowed {
 		outs, err = ticket.RunBorrowed(ctx, req.inputs, s.lendBody(c))
@@ -228,10 +230,10 @@ func (s *Server) infer(c *fiber.Ctx, r *route) (ans answer) {
 	defer s.bufs.put(buf)
 	var n int
 	*buf, n = encodeOIP((*buf)[:0], r.m.name, ref.version, req, fetched, outs)
-	ans = answer{status: http.StatusOK, body: append([]byte(nil), *buf...), rows: req.rows, version: ref.version}
+	ans = answer{status: http.StatusOK, body: append([]byte(nil), *buf...), rows: req.rows, version: ref.version, received: ans.received}
 	if n > 0 {
 		ans.headerLen, ans.contentType = n, "application/octet-stream"
 	}
-	ans.stages = timed(decoded, ticket.Stages(), time.Since(began))
+	ans.stages = timed(decoded, ticket.Stages(), since(began))
 	return ans
 }

@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/adaptor"
 	"github.com/prometheus/client_golang/prometheus"
@@ -107,6 +109,9 @@ type Config struct {
 	// a buffered logger keeps that from costing a write per request.
 	// Nil logs them with Log.
 	Audit *slog.Logger
+	// Tracer, when set, traces requests (and their stages) whose trace is
+	// sampled; a caller's traceparent and tracestate are honoured.
+	Tracer trace.Tracer
 }
 
 // ConnLimits bound what a connection can take from the server: a client
@@ -265,6 +270,8 @@ type route struct {
 	// protocol labels the route's metrics: gateway, or oip for the Open
 	// Inference Protocol's infer.
 	protocol string
+	// spanName names its requests' spans.
+	spanName string
 }
 
 var (
@@ -475,11 +482,12 @@ func (t *routeTable) add(m Model, isDefault bool) error {
 		t.routes[path] = r
 	}
 	infer := model.Function{Name: "infer", Outputs: fetched}
-	t.infer[m.Name] = &route{m: sm, fn: infer, key: "/v2/models/" + m.Name, protocol: "oip"}
-	t.grpc[m.Name] = &route{m: sm, fn: infer, key: "grpc:" + m.Name, protocol: "grpc"}
+	t.infer[m.Name] = &route{m: sm, fn: infer, key: "/v2/models/" + m.Name, protocol: "oip", spanName: spanName(http.MethodPost, "/v2/models/"+m.Name+"/infer")}
+	t.grpc[m.Name] = &route{m: sm, fn: infer, key: "grpc:" + m.Name, protocol: "grpc", spanName: strings.TrimPrefix(oip.GRPCInferenceService_ModelInfer_FullMethodName, "/")}
 	byFn := map[string]*route{}
 	for _, fn := range m.Signature.Functions {
-		r := &route{m: sm, fn: fn, key: "/" + m.Name + fn.Path(), dec: dec, enc: newEncoder(fn, fetched), protocol: "gateway"}
+		r := &route{m: sm, fn: fn, key: "/" + m.Name + fn.Path(), dec: dec, enc: newEncoder(fn, fetched), protocol: "gateway",
+			spanName: spanName(http.MethodPost, "/"+m.Name+fn.Path())}
 		byFn[fn.Name] = r
 		add("/"+m.Name+fn.Path(), r)
 		if isDefault {

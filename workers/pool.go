@@ -8,6 +8,9 @@ import (
 	"strconv"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/modelserve/modelserve/internal/faults"
@@ -53,6 +56,14 @@ type worker struct {
 	provider string
 	jobs     chan job
 	done     chan struct{}
+}
+
+// device names the worker's device: cpu, or cuda:N.
+func (w *worker) device() string {
+	if w.gpu < 0 {
+		return "cpu"
+	}
+	return "cuda:" + strconv.Itoa(w.gpu)
 }
 
 // Execution providers, as ONNX Runtime names them.
@@ -241,10 +252,7 @@ func (p *Pool) registerMetrics(reg prometheus.Registerer, requested Device) erro
 		Help: "The device and execution provider each worker runs on (always 1).",
 	}, []string{"worker", "device", "provider"})
 	for _, w := range p.workers {
-		device := "cpu"
-		if w.gpu >= 0 {
-			device = "cuda:" + strconv.Itoa(w.gpu)
-		}
+		device := w.device()
 		info.WithLabelValues(strconv.Itoa(w.id), device, w.provider).Set(1)
 	}
 	placement := prometheus.NewGauge(prometheus.GaugeOpts{
@@ -314,6 +322,10 @@ func (p *Pool) Run(ctx context.Context, inputs []model.Tensor) ([]model.Tensor, 
 	defer func() { p.idle <- w }()
 	p.busy.Inc()
 	defer p.busy.Dec()
+	if span := trace.SpanFromContext(ctx); span.IsRecording() {
+		span.SetAttributes(attribute.Int("modelserve.worker", w.id), attribute.String("modelserve.device", w.device()),
+			attribute.String("modelserve.provider", w.provider))
+	}
 
 	rows := inputs[0].Rows()
 	if p.batch == 0 || rows == p.batch {

@@ -6,6 +6,9 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"time"
+
+	"github.com/modelserve/modelserve/tracing"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -84,7 +87,20 @@ func serve(cmd *cobra.Command, g *globals, o *serveOptions, log *slog.Logger) er
 		return err
 	}
 	defer closeAudit()
-	env := engine.Env{Log: log, Metrics: metrics, Panics: recorder}
+	tr, err := tracing.Start(ctx, o.tracing(cmd.Flags(), metrics, log))
+	if err != nil {
+		return fmt.Errorf("tracing: %w", err)
+	}
+	if tr != nil {
+		log.Info("tracing", "endpoint", tr.Endpoint, "protocol", tr.Protocol, "sample", o.traceSample)
+		defer func() {
+			// What is queued gets a few seconds to reach the collector.
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			tr.Shutdown(ctx)
+		}()
+	}
+	env := engine.Env{Log: log, Metrics: metrics, Panics: recorder, Tracer: tr.Tracer()}
 	eng, err := engine.New(reg, eo, engine.Config{FollowInterval: o.followInterval, Drain: o.drain,
 		ModelMemory: int64(o.modelMemory), MaxLoaded: o.maxLoaded, EvictIdle: o.evictIdle}, env)
 	if err != nil {
@@ -115,6 +131,7 @@ func serve(cmd *cobra.Command, g *globals, o *serveOptions, log *slog.Logger) er
 		ResultBytes:       int64(o.resultMemory),
 		ContentMD5:        o.contentMD5,
 		Panics:            recorder,
+		Tracer:            tr.Tracer(),
 		Conn: server.ConnLimits{HeaderTimeout: o.headerTimeout, MinBodyRate: int64(o.minBodyRate), IdleTimeout: o.idleTimeout,
 			WriteTimeout: o.writeTimeout, MaxHeaderBytes: int(o.maxHeaderBytes), MaxConnections: o.maxConnections},
 	}

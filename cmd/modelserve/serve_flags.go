@@ -2,7 +2,12 @@ package main
 
 import (
 	"fmt"
+	"log/slog"
+	"os"
 	"time"
+
+	"github.com/modelserve/modelserve/tracing"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/modelserve/modelserve/engine"
 	"github.com/modelserve/modelserve/server"
@@ -60,6 +65,11 @@ type serveOptions struct {
 	modelMemory    byteSize
 
 	sec securityOptions
+
+	// tracing
+	otlpEndpoint string
+	otlpProtocol string
+	traceSample  float64
 
 	// GPU
 	workersPerGPU       int
@@ -140,8 +150,19 @@ func (o *serveOptions) flags(f *pflag.FlagSet) {
 	f.DurationVar(&o.evictIdle, "evict-idle", 0, "let a load that needs room unload models idle this long, least recently used first (default: refuse the load)")
 	f.Var(&o.modelMemory, "model-memory", "host memory the loaded models may hold together (default: what --memory-fraction leaves of the memory limit)")
 	f.StringVar(&o.debugAddr, "debug-addr", "", "serve Go's profiler (/debug/pprof) on this address, e.g. 127.0.0.1:6060 (off by default)")
+	f.StringVar(&o.otlpEndpoint, "otlp-endpoint", "", "send traces over OTLP to this collector: http://collector:4318 (HTTP; the path defaults to /v1/traces), or collector:4317 with --otlp-protocol grpc (default: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or OTEL_EXPORTER_OTLP_ENDPOINT; with none, no tracing)")
+	f.StringVar(&o.otlpProtocol, "otlp-protocol", "", "OTLP's transport: http/protobuf or grpc (default: OTEL_EXPORTER_OTLP_TRACES_PROTOCOL or OTEL_EXPORTER_OTLP_PROTOCOL, else http/protobuf)")
+	f.Float64Var(&o.traceSample, "trace-sample", tracing.DefaultSample, "share of requests traced when no traceparent decides (a caller's sampled flag is followed); 0 turns tracing off (not given: OTEL_TRACES_SAMPLER when set)")
 	o.gpuFlags(f)
 	o.sec.flags(f)
+}
+
+// tracing is the tracing configuration the flags (and OTEL_* variables)
+// set; f tells which flags were given.
+func (o *serveOptions) tracing(f *pflag.FlagSet, reg prometheus.Registerer, log *slog.Logger) tracing.Config {
+	return tracing.Config{Endpoint: o.otlpEndpoint, Protocol: o.otlpProtocol, Sample: o.traceSample,
+		SampleFromEnv: !f.Changed("trace-sample") && os.Getenv("OTEL_TRACES_SAMPLER") != "",
+		Version:       version, Registerer: reg, Log: log}
 }
 
 // engine is the engine's options, as the flags set them; f tells which
