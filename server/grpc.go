@@ -290,7 +290,7 @@ func (g *grpcService) infer(ctx context.Context, rt *route, r *oip.ModelInferReq
 		t := outs[k]
 		o := &oip.ModelInferResponse_InferOutputTensor{Name: fetched[k], Datatype: t.DType.OIP(), Shape: t.Shape}
 		if raw {
-			resp.RawOutputContents = append(resp.RawOutputContents, appendBinary(nil, t))
+			resp.RawOutputContents = append(resp.RawOutputContents, model.AppendBinary(nil, t))
 		} else {
 			o.Contents = toContents(t)
 		}

@@ -265,7 +265,7 @@ func FuzzDecodeOIPBinary(f *testing.F) {
 
 // sameData compares tensors' elements bit for bit (a NaN is its own).
 func sameData(a, b model.Tensor) bool {
-	if x, y := tensorBytes(a), tensorBytes(b); x != nil || y != nil {
+	if x, y := model.TensorBytes(a), model.TensorBytes(b); x != nil || y != nil {
 		return bytes.Equal(x, y)
 	}
 	return reflect.DeepEqual(a.Data, b.Data)
@@ -320,7 +320,7 @@ func TestDecodeOIP_halfPrecisionAsJSONAndBinary(t *testing.T) {
 	if got := req.inputs[0].Data.([]model.Half); got[0] != 0x2e66 || got[1] != 0x3c00 {
 		t.Errorf("binary FP16 = %#04x", got)
 	}
-	if got := appendBinary(nil, req.inputs[0]); string(got) != string([]byte{0x66, 0x2e, 0x00, 0x3c}) || binarySize(req.inputs[0]) != 4 {
+	if got := model.AppendBinary(nil, req.inputs[0]); string(got) != string([]byte{0x66, 0x2e, 0x00, 0x3c}) || model.BinarySize(req.inputs[0]) != 4 {
 		t.Errorf("FP16 written back as %v", got)
 	}
 }

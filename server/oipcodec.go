@@ -182,7 +182,7 @@ func (r *oipRequest) binaryInput(spec model.Spec, shape model.Shape, raw []byte)
 	if err != nil {
 		return model.Tensor{}, err
 	}
-	if err := readBinary(t, raw); err != nil {
+	if err := model.ReadBinary(t, raw); err != nil {
 		return model.Tensor{}, inputErr(-1, spec.Name, "%v (shape %s)", err, oipShape(shape))
 	}
 	return t, nil
@@ -450,7 +450,7 @@ func encodeOIP(dst []byte, name, version string, req *oipRequest, fetched []stri
 		}
 		if n < len(req.binary) && req.binary[n] {
 			dst = append(dst, `],"parameters":{"binary_data_size":`...)
-			dst = strconv.AppendInt(dst, int64(binarySize(t)), 10)
+			dst = strconv.AppendInt(dst, int64(model.BinarySize(t)), 10)
 			dst = append(dst, "}}"...)
 			binaries = append(binaries, t)
 			continue
@@ -471,7 +471,7 @@ func encodeOIP(dst []byte, name, version string, req *oipRequest, fetched []stri
 	}
 	headerLen = len(dst)
 	for _, t := range binaries {
-		dst = appendBinary(dst, t)
+		dst = model.AppendBinary(dst, t)
 	}
 	return dst, headerLen
 }
