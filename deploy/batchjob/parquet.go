@@ -10,6 +10,7 @@ import (
 	"github.com/parquet-go/parquet-go/format"
 
 	"github.com/modelserve/modelserve/bind"
+	"github.com/modelserve/modelserve/internal/parquetguard"
 )
 
 // parquetSource reads a Parquet file row group by row group, a few hundred
@@ -50,7 +51,7 @@ func openParquet(path string) (*parquetSource, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := checkParquet(f, size); err != nil {
+	if err := parquetguard.Check(f, size); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("%s is not a Parquet file modelserve can read: %w", path, err)
 	}

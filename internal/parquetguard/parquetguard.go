@@ -1,4 +1,6 @@
-package batchjob
+// Package parquetguard checks a Parquet file's structure before parquet-go
+// reads it: predict-batch's inputs and the inference log replay reads.
+package parquetguard
 
 import (
 	"bufio"
@@ -16,7 +18,7 @@ import (
 
 // A Parquet file's footer and page headers are Thrift structs, which may
 // nest without end; parquet-go decodes them by recursion, and sizes its
-// buffers from what the headers claim. checkParquet reads them first,
+// buffers from what the headers claim. Check reads them first,
 // without recursion and with bounds, so that a hostile file is refused
 // with a reason rather than ending the process.
 const (
@@ -29,10 +31,10 @@ const (
 	maxPageValues = 1 << 24
 )
 
-// checkParquet validates the structure of the Parquet file r of size
+// Check validates the structure of the Parquet file r of size
 // bytes: magic, footer, schema depth, and every page header of every
 // column chunk.
-func checkParquet(r io.ReaderAt, size int64) error {
+func Check(r io.ReaderAt, size int64) error {
 	if size < 12 {
 		return errors.New("too short to be a Parquet file")
 	}
