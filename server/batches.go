@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/modelserve/modelserve/inferencelog"
+
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -93,6 +95,8 @@ type answer struct {
 	// received, when its body was read (for its trace).
 	stages   stageTimes
 	received time.Time
+	// log is the request's inference log record, when it is sampled.
+	log *inferencelog.Record
 }
 
 // stageTimes is where a request's time went: decoding its body, waiting

@@ -234,6 +234,7 @@ func (g *grpcService) ModelInfer(ctx context.Context, r *oip.ModelInferRequest) 
 	resp, ans := g.infer(ctx, rt, r)
 	elapsed := time.Since(start)
 	s.count(ctx, rt, ans, elapsed)
+	s.logAnswer(ctx, ans.log, ans, principalOf(ctx), gateway{}, elapsed)
 	endSpan(trace.SpanFromContext(ctx), ans, gateway{}, "", start.Add(elapsed))
 	if s.cfg.Auth.Enabled() {
 		s.cfg.Audit.Info("request", traceAttrs(ctx, []any{"principal", principalOf(ctx), "model", rt.m.name, "version", ans.version, "function", rt.fn.Name,
@@ -247,6 +248,8 @@ func (g *grpcService) ModelInfer(ctx context.Context, r *oip.ModelInferRequest) 
 
 func (g *grpcService) infer(ctx context.Context, rt *route, r *oip.ModelInferRequest) (resp *oip.ModelInferResponse, ans answer) {
 	s := g.s
+	rec := s.startRecord(rt)
+	defer func() { ans.log = rec }()
 	if s.draining.Load() {
 		return nil, s.failure(errDraining, 0)
 	}
@@ -272,11 +275,15 @@ func (g *grpcService) infer(ctx context.Context, rt *route, r *oip.ModelInferReq
 		return nil, s.failure(err, 0)
 	}
 	decoded := since(began)
+	keepInputs(rec, req.inputs, nil, true)
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.MaxRequestTimeout)
 	defer cancel()
 	outs, err := ticket.Run(ctx, req.inputs)
 	if err != nil {
 		return nil, s.failure(err, 0)
+	}
+	if rec != nil {
+		rec.Outputs = outs
 	}
 	began = time.Now()
 	resp = &oip.ModelInferResponse{ModelName: rt.m.name, ModelVersion: ref.version, Id: r.GetId()}

@@ -31,7 +31,7 @@ func (s *Server) predict(c *fiber.Ctx, r *route) error {
 	start := time.Now()
 	g := readGateway(&c.Request().Header)
 	s.traceRequest(c, r, start)
-	ans, how := s.handle(c, r, g)
+	ans, how := s.handle(c, r, g, start)
 	s.respond(c, r, g, ans, how, start)
 	return nil
 }
@@ -88,9 +88,13 @@ var running = answer{status: http.StatusAccepted, body: []byte(`{"status":"runni
 // answered (computed, async, joined, replayed). A panic fails this request
 // alone: the admission ticket it held is given back, and a gateway batch
 // it had begun is finished with the failure, so its retries run afresh.
-func (s *Server) handle(c *fiber.Ctx, r *route, g gateway) (ans answer, how string) {
+func (s *Server) handle(c *fiber.Ctx, r *route, g gateway, start time.Time) (ans answer, how string) {
 	var ticket *engine.Ticket // held here until handed to a batch
 	var begun *entry          // a batch begun here and not yet handed off
+	// rec, when the request is sampled for the inference log, goes with
+	// the answer; a gateway batch's computation logs its own when it ends.
+	rec := s.startRecord(r)
+	defer func() { ans.log = rec }()
 	defer func() {
 		v := recover()
 		if v == nil {
@@ -133,6 +137,7 @@ func (s *Server) handle(c *fiber.Ctx, r *route, g gateway) (ans answer, how stri
 	if key != "" {
 		if e := s.batches.get(key); e != nil {
 			if !s.batches.failedAsync(e) {
+				rec = nil // a retry computes nothing
 				return s.retry(ctx, c, ref, e)
 			}
 			s.batches.forget(e) // its poll told the gateway to send it again
@@ -151,11 +156,15 @@ func (s *Server) handle(c *fiber.Ctx, r *route, g gateway) (ans answer, how stri
 			return s.failure(err, 0), ""
 		}
 		decoded := since(received)
+		keepInputs(rec, b.inputs, b.rowIDs, true)
 		// The inputs' memory goes back to the decoder's pool once no
 		// call reads it (the answer needs only the row numbers).
 		outs, err := ticket.RunBorrowed(ctx, b.inputs, func() { r.dec.release(b) })
 		if err != nil {
 			return s.failure(err, 0), ""
+		}
+		if rec != nil {
+			rec.Outputs = outs
 		}
 		ans, encoded := s.encodeAnswer(r, b, outs)
 		ans.stages = timed(decoded, ticket.Stages(), encoded)
@@ -165,7 +174,7 @@ func (s *Server) handle(c *fiber.Ctx, r *route, g gateway) (ans answer, how stri
 	e, fresh := s.batches.begin(key, s.batches.hash(body), 0)
 	if !fresh {
 		ticket.Done() // another attempt got there first
-		ticket = nil
+		ticket, rec = nil, nil
 		return s.retry(ctx, c, ref, e)
 	}
 	begun = e
@@ -180,6 +189,8 @@ func (s *Server) handle(c *fiber.Ctx, r *route, g gateway) (ans answer, how stri
 		begun, ticket = nil, nil
 		return ans, "computed"
 	}
+	// The batch owns its inputs (none lent): the record reads them as they are.
+	keepInputs(rec, b.inputs, b.rowIDs, false)
 	async := s.cfg.Async.Always || s.cfg.Async.After > 0 && ref.Estimate(len(b.rowIDs)) > s.cfg.Async.After
 	timeout := s.cfg.RequestTimeout
 	if async {
@@ -197,17 +208,23 @@ func (s *Server) handle(c *fiber.Ctx, r *route, g gateway) (ans answer, how stri
 		begun, ticket = nil, nil
 		return ans, "computed"
 	}
-	held := ticket
-	begun, ticket = nil, nil // the batch holds them now
+	held, logged, who := ticket, rec, principal(c)
+	begun, ticket, rec = nil, nil, nil // the batch holds them now
 	s.batches.run(e, cancel, held, func() (ans answer) {
 		defer func() {
 			if v := recover(); v != nil {
 				ans = s.failure(s.cfg.Panics.Recovered(panics.Batch, v), 0)
 			}
+			ended := ans
+			ended.version = ref.version
+			s.logAnswer(batchCtx, logged, ended, who, g, time.Since(start))
 		}()
 		outs, err := pending.Wait()
 		if err != nil {
 			return s.failure(err, 0)
+		}
+		if logged != nil {
+			logged.Outputs = outs
 		}
 		faults.Inject(ctx, panics.Batch)
 		ans, encoded := s.encodeAnswer(r, b, outs)
@@ -446,6 +463,7 @@ func (s *Server) respond(c *fiber.Ctx, r *route, g gateway, ans answer, how stri
 	s.count(ctx, r, counted, elapsed)
 	endSpan(trace.SpanFromContext(ctx), ans, g, how, start.Add(elapsed))
 	who := principal(c)
+	s.logAnswer(ctx, ans.log, ans, who, g, elapsed)
 	if ans.status >= 500 && ans.status != http.StatusServiceUnavailable && ans.panic == nil {
 		s.cfg.Log.Warn("prediction failed", traceAttrs(ctx, append(g.attrs(), "principal", who, "model", r.m.name, "version", ans.version, "function", r.fn.Name, "status", ans.status, "error", string(ans.body)))...)
 	} else if ans.status == http.StatusTooManyRequests {

@@ -165,6 +165,8 @@ func (s *Server) oipInfer(c *fiber.Ctx) error {
 // infer turns an inference request into its answer; a panic fails this
 // request alone.
 func (s *Server) infer(c *fiber.Ctx, r *route) (ans answer) {
+	rec := s.startRecord(r)
+	defer func() { ans.log = rec }()
 	var ticket *engine.Ticket
 	defer func() {
 		if v := recover(); v != nil {
@@ -216,6 +218,7 @@ func (s *Server) infer(c *fiber.Ctx, r *route) (ans answer) {
 		return s.failure(err, 0)
 	}
 	decoded := since(began)
+	keepInputs(rec, req.inputs, nil, true)
 	var outs []model.Tensor
 	if req.borrowed {
 		outs, err = ticket.RunBorrowed(ctx, req.inputs, s.lendBody(c))
@@ -224,6 +227,9 @@ func (s *Server) infer(c *fiber.Ctx, r *route) (ans answer) {
 	}
 	if err != nil {
 		return s.failure(err, 0)
+	}
+	if rec != nil {
+		rec.Outputs = outs
 	}
 	began = time.Now()
 	buf := s.bufs.get()

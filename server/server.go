@@ -109,6 +109,8 @@ type Config struct {
 	// a buffered logger keeps that from costing a write per request.
 	// Nil logs them with Log.
 	Audit *slog.Logger
+	// InferenceLog, when set, keeps a sample of the requests answered.
+	InferenceLog InferenceLog
 	// Tracer, when set, traces requests (and their stages) whose trace is
 	// sampled; a caller's traceparent and tracestate are honoured.
 	Tracer trace.Tracer

@@ -100,6 +100,21 @@ func serve(cmd *cobra.Command, g *globals, o *serveOptions, log *slog.Logger) er
 			tr.Shutdown(ctx)
 		}()
 	}
+	ilog, err := o.openInferenceLog(metrics, log)
+	if err != nil {
+		return err
+	}
+	if ilog != nil {
+		log.Info("inference log", "dir", o.inferenceLog, "sample", o.inferenceLogSample, "errors", o.inferenceLogErrors)
+		defer func() {
+			// What is queued is written and the last file closed whole.
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if err := ilog.Close(ctx); err != nil {
+				log.Error("inference log", "error", err)
+			}
+		}()
+	}
 	env := engine.Env{Log: log, Metrics: metrics, Panics: recorder, Tracer: tr.Tracer()}
 	eng, err := engine.New(reg, eo, engine.Config{FollowInterval: o.followInterval, Drain: o.drain,
 		ModelMemory: int64(o.modelMemory), MaxLoaded: o.maxLoaded, EvictIdle: o.evictIdle}, env)
@@ -134,6 +149,9 @@ func serve(cmd *cobra.Command, g *globals, o *serveOptions, log *slog.Logger) er
 		Tracer:            tr.Tracer(),
 		Conn: server.ConnLimits{HeaderTimeout: o.headerTimeout, MinBodyRate: int64(o.minBodyRate), IdleTimeout: o.idleTimeout,
 			WriteTimeout: o.writeTimeout, MaxHeaderBytes: int(o.maxHeaderBytes), MaxConnections: o.maxConnections},
+	}
+	if ilog != nil {
+		cfg.InferenceLog = ilog
 	}
 	for _, m := range models {
 		cfg.Models = append(cfg.Models, server.Model{Name: m.Name, Signature: m.Version().Signature})

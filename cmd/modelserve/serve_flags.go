@@ -6,6 +6,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/modelserve/modelserve/inferencelog"
+
 	"github.com/modelserve/modelserve/tracing"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -65,6 +67,15 @@ type serveOptions struct {
 	modelMemory    byteSize
 
 	sec securityOptions
+
+	// inference log
+	inferenceLog          string
+	inferenceLogSample    float64
+	inferenceLogFunctions []string
+	inferenceLogErrors    bool
+	inferenceLogFileBytes byteSize
+	inferenceLogFileAge   time.Duration
+	inferenceLogQueue     byteSize
 
 	// tracing
 	otlpEndpoint string
@@ -150,11 +161,28 @@ func (o *serveOptions) flags(f *pflag.FlagSet) {
 	f.DurationVar(&o.evictIdle, "evict-idle", 0, "let a load that needs room unload models idle this long, least recently used first (default: refuse the load)")
 	f.Var(&o.modelMemory, "model-memory", "host memory the loaded models may hold together (default: what --memory-fraction leaves of the memory limit)")
 	f.StringVar(&o.debugAddr, "debug-addr", "", "serve Go's profiler (/debug/pprof) on this address, e.g. 127.0.0.1:6060 (off by default)")
+	f.StringVar(&o.inferenceLog, "inference-log", "", "write a sample of the requests (inputs, outputs, who, when, latency, status) to rolling Parquet files in this folder, listed in its manifest.json once whole (off by default; one server a folder)")
+	f.Float64Var(&o.inferenceLogSample, "inference-log-sample", 1, "share of requests the inference log keeps, from 0 to 1")
+	f.StringSliceVar(&o.inferenceLogFunctions, "inference-log-functions", nil, "functions the inference log keeps, e.g. predict,infer (default: every one)")
+	f.BoolVar(&o.inferenceLogErrors, "inference-log-errors", false, "keep failed requests in the inference log too, with their error")
+	f.Var(&o.inferenceLogFileBytes, "inference-log-file-bytes", "size at which an inference log file is closed and the next begun (default 64Mi)")
+	f.DurationVar(&o.inferenceLogFileAge, "inference-log-file-age", inferencelog.DefaultMaxFileAge, "age at which an inference log file is closed and the next begun")
+	f.Var(&o.inferenceLogQueue, "inference-log-queue-bytes", "memory of requests waiting for the inference log's writer; past it, requests are dropped from the log (counted), never slowed (default 64Mi)")
 	f.StringVar(&o.otlpEndpoint, "otlp-endpoint", "", "send traces over OTLP to this collector: http://collector:4318 (HTTP; the path defaults to /v1/traces), or collector:4317 with --otlp-protocol grpc (default: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or OTEL_EXPORTER_OTLP_ENDPOINT; with none, no tracing)")
 	f.StringVar(&o.otlpProtocol, "otlp-protocol", "", "OTLP's transport: http/protobuf or grpc (default: OTEL_EXPORTER_OTLP_TRACES_PROTOCOL or OTEL_EXPORTER_OTLP_PROTOCOL, else http/protobuf)")
 	f.Float64Var(&o.traceSample, "trace-sample", tracing.DefaultSample, "share of requests traced when no traceparent decides (a caller's sampled flag is followed); 0 turns tracing off (not given: OTEL_TRACES_SAMPLER when set)")
 	o.gpuFlags(f)
 	o.sec.flags(f)
+}
+
+// inferenceLog opens the inference log the flags ask for (nil for none).
+func (o *serveOptions) openInferenceLog(reg prometheus.Registerer, log *slog.Logger) (*inferencelog.Log, error) {
+	if o.inferenceLog == "" {
+		return nil, nil
+	}
+	return inferencelog.Open(inferencelog.Config{Dir: o.inferenceLog, Sample: o.inferenceLogSample, Functions: o.inferenceLogFunctions,
+		Errors: o.inferenceLogErrors, MaxFileBytes: int64(o.inferenceLogFileBytes), MaxFileAge: o.inferenceLogFileAge,
+		MaxQueueBytes: int64(o.inferenceLogQueue), Registerer: reg, Log: log})
 }
 
 // tracing is the tracing configuration the flags (and OTEL_* variables)
