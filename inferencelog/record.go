@@ -92,8 +92,8 @@ func (r *Record) rows(out []Row, id string) []Row {
 	if n == 0 {
 		return append(out, base)
 	}
-	in := jsonRows(r.InputNames, r.Inputs)
-	outs := jsonRows(r.OutputNames, r.Outputs)
+	in := JSONRows(r.InputNames, r.Inputs)
+	outs := JSONRows(r.OutputNames, r.Outputs)
 	for i := range n {
 		row := base
 		num := int64(i)
@@ -111,8 +111,9 @@ func (r *Record) rows(out []Row, id string) []Row {
 	return out
 }
 
-// jsonRows writes row i of named tensors as a JSON object.
-func jsonRows(names []string, ts []model.Tensor) func(i int) string {
+// JSONRows writes row i of named tensors as a JSON object, as the log
+// writes inputs and outputs.
+func JSONRows(names []string, ts []model.Tensor) func(i int) string {
 	writers := make([]model.ValueWriter, len(ts))
 	for k, t := range ts {
 		writers[k] = model.JSONWriter(t)

@@ -40,7 +40,7 @@ def vi(name, elem, shape):
     return helper.make_tensor_value_info(name, elem, shape)
 
 
-def iris():
+def iris(steps=3000):
     """Softmax regression trained on Fisher's iris data (examples/iris/iris.csv)."""
     path = os.path.join(HERE, "..", "examples", "iris", "iris.csv")
     with open(path, newline="") as f:
@@ -55,7 +55,7 @@ def iris():
     w = np.zeros((4, 3))
     b = np.zeros(3)
     # Plain full-batch gradient descent: deterministic, and enough for iris.
-    for _ in range(3000):
+    for _ in range(steps):
         logits = z @ w + b
         p = np.exp(logits - logits.max(axis=1, keepdims=True))
         p /= p.sum(axis=1, keepdims=True)
@@ -80,6 +80,12 @@ def iris():
                  doc="Softmax regression on Fisher's iris data; label is the class index.",
                  meta={"classes": ",".join(classes), "features": ",".join(feats),
                        "training_accuracy": "%.4f" % accuracy})
+
+
+def iris_early():
+    """Iris stopped after 8 steps: a second version with other weights, whose
+    labels differ on some rows (replay's test)."""
+    return iris(steps=8)
 
 
 def mlp():
@@ -332,7 +338,7 @@ def half():
                  [const("axis1", np.array([1], np.int64))], "half")
 
 
-MODELS = {f.__name__: f for f in (iris, mlp, encoder, dlrm, ceiling, strings, vectors, image, types, fixed,
+MODELS = {f.__name__: f for f in (iris, iris_early, mlp, encoder, dlrm, ceiling, strings, vectors, image, types, fixed,
                                    sequence, fragile, half)}
 
 

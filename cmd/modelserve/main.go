@@ -52,7 +52,7 @@ func newRoot() *cobra.Command {
 	root.PersistentFlags().StringVar(&g.registry, "registry", registry.DefaultRoot(), "registry directory (env "+registry.RootEnv+")")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	root.AddCommand(newRegistryCmd(g), newServeCmd(g), newSQLCmd(g), newBuildCmd(g), newHealthCmd(), newVersionCmd(),
-		newValidateCmd(), newServiceCmd(g), newJobCmd(g), newPredictBatchCmd(g), newDeployCmd(), newDoctorCmd(g))
+		newValidateCmd(), newServiceCmd(g), newJobCmd(g), newPredictBatchCmd(g), newReplayCmd(g), newDeployCmd(), newDoctorCmd(g))
 	return root
 }
 
