@@ -19,7 +19,9 @@
 //   - auth: 1-row requests with no credential, a bearer token, TLS, and
 //     mutual TLS;
 //   - switch: a steady load across an alias move (a version switched
-//     live) against the same load without one.
+//     live) against the same load without one;
+//   - observe: tracing and the inference log at 1% and 100% against
+//     neither, 1-row and 4096-row requests.
 //
 // Every server is a real modelserve process; the load comes over HTTP.
 package main
@@ -54,7 +56,7 @@ func main() {
 	flag.StringVar(&o.python, "python", "/usr/bin/python3", "python with python3-onnx")
 	flag.DurationVar(&o.duration, "duration", 8*time.Second, "measuring window of each closed-loop cell")
 	flag.DurationVar(&o.overload, "overload", 30*time.Second, "how long the overload is offered")
-	flag.StringVar(&o.only, "only", "wire,json,batching,overload,image,batch,auth,switch,oip", "sections to run (soak runs only when named)")
+	flag.StringVar(&o.only, "only", "wire,json,batching,overload,image,batch,auth,switch,oip,observe", "sections to run (soak runs only when named)")
 	flag.DurationVar(&o.soak, "soak", 10*time.Minute, "how long the soak section runs")
 	flag.Parse()
 	if err := run(o); err != nil {
@@ -84,6 +86,7 @@ func run(o options) error {
 		{"auth", authSection},
 		{"switch", switchSection},
 		{"oip", oipSection},
+		{"observe", observeSection},
 		{"soak", soakSection},
 	}
 	want := strings.Split(o.only, ",")
