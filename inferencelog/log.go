@@ -77,6 +77,7 @@ type Log struct {
 	seq      int
 	manifest Manifest
 	rows     []Row
+	scratch  []byte
 
 	logged, dropped, failed prometheus.Counter
 	rowsLogged, files       prometheus.Counter
@@ -300,7 +301,7 @@ func (l *Log) write(r *Record) {
 		}
 	}
 	f := l.cur
-	l.rows = r.rows(l.rows[:0], requestID())
+	l.rows, l.scratch = r.rows(l.rows[:0], requestID(), l.scratch)
 	if _, err := f.w.Write(l.rows); err != nil {
 		l.lose(err)
 		return

@@ -299,3 +299,23 @@ func FuzzReadInputData(f *testing.F) {
 		}
 	})
 }
+
+// TestLog_closesAFileAtItsAge: a file is closed and listed once it is
+// --inference-log-file-age old, with no more requests and no shutdown.
+func TestLog_closesAFileAtItsAge(t *testing.T) {
+	dir := t.TempDir()
+	l, err := Open(Config{Dir: dir, Sample: 1, MaxFileAge: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close(context.Background())
+	l.Add(record(t, 1, 5))
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if m, err := ReadManifest(dir); err == nil && len(m.Files) == 1 && m.Files[0].Rows == 5 {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatal("the file was not closed at its age")
+}

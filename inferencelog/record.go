@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"math"
 	"time"
+	"unsafe"
 
 	"github.com/modelserve/modelserve/model"
 )
@@ -83,53 +84,79 @@ type Row struct {
 	InputData []byte `parquet:"input_data,optional"`
 }
 
-// rows lays a record out as file rows, appended to out.
-func (r *Record) rows(out []Row, id string) []Row {
+// rows lays a record out as file rows, appended to out. Their text and
+// bytes are views of scratch (grown as need be, and returned): valid
+// until scratch is used again. The Parquet writer copies what it is
+// given, so one buffer serves every record.
+func (r *Record) rows(out []Row, id string, scratch []byte) ([]Row, []byte) {
 	base := Row{Time: r.Time.UTC(), RequestID: id, Model: r.Model, Version: r.Version, Function: r.Function, Protocol: r.Protocol,
 		Principal: r.Principal, QueryID: r.QueryID, BatchID: r.BatchID, TraceID: r.TraceID, Status: int32(r.Status), Error: r.Error,
 		LatencyMS: float64(r.Latency.Microseconds()) / 1000, Rows: int32(r.Rows())}
 	n := r.Rows()
 	if n == 0 {
-		return append(out, base)
+		return append(out, base), scratch
 	}
-	in := JSONRows(r.InputNames, r.Inputs)
-	outs := JSONRows(r.OutputNames, r.Outputs)
+	in, outs := appendJSONRow(r.InputNames, r.Inputs), appendJSONRow(r.OutputNames, r.Outputs)
+	withOutputs := len(r.Outputs) > 0 && r.Outputs[0].Rows() == n
+	buf := scratch[:0]
+	ends := make([]int, 0, 3*n)
+	for i := range n {
+		buf = in(buf, i)
+		ends = append(ends, len(buf))
+		if withOutputs {
+			buf = outs(buf, i)
+		}
+		ends = append(ends, len(buf))
+		buf = AppendInputData(buf, r.InputNames, r.Inputs, i)
+		ends = append(ends, len(buf))
+	}
+	text := unsafe.String(unsafe.SliceData(buf), len(buf))
+	nums := make([]int64, n)
+	at := 0
 	for i := range n {
 		row := base
-		num := int64(i)
+		nums[i] = int64(i)
 		if i < len(r.RowIDs) {
-			num = r.RowIDs[i]
+			nums[i] = r.RowIDs[i]
 		}
-		row.Row = &num
-		row.Inputs = in(i)
-		if len(r.Outputs) > 0 && r.Outputs[0].Rows() == n {
-			row.Outputs = outs(i)
-		}
-		row.InputData = AppendInputData(nil, r.InputNames, r.Inputs, i)
+		row.Row = &nums[i]
+		row.Inputs = text[at:ends[3*i]]
+		row.Outputs = text[ends[3*i]:ends[3*i+1]]
+		row.InputData = buf[ends[3*i+1]:ends[3*i+2]:ends[3*i+2]]
+		at = ends[3*i+2]
 		out = append(out, row)
 	}
-	return out
+	return out, buf
 }
 
 // JSONRows writes row i of named tensors as a JSON object, as the log
 // writes inputs and outputs.
 func JSONRows(names []string, ts []model.Tensor) func(i int) string {
+	write := appendJSONRow(names, ts)
+	var buf []byte
+	return func(i int) string {
+		buf = write(buf[:0], i)
+		return string(buf)
+	}
+}
+
+// appendJSONRow appends row i of named tensors as a JSON object.
+func appendJSONRow(names []string, ts []model.Tensor) func(dst []byte, i int) []byte {
 	writers := make([]model.ValueWriter, len(ts))
 	for k, t := range ts {
 		writers[k] = model.JSONWriter(t)
 	}
-	var buf []byte
-	return func(i int) string {
-		buf = append(buf[:0], '{')
+	return func(dst []byte, i int) []byte {
+		dst = append(dst, '{')
 		for k, t := range ts {
 			if k > 0 {
-				buf = append(buf, ',')
+				dst = append(dst, ',')
 			}
-			buf = model.AppendJSONString(buf, names[k])
-			buf = append(buf, ':')
-			buf = model.AppendJSONValue(buf, writers[k], t.Shape[1:], i*t.RowElements())
+			dst = model.AppendJSONString(dst, names[k])
+			dst = append(dst, ':')
+			dst = model.AppendJSONValue(dst, writers[k], t.Shape[1:], i*t.RowElements())
 		}
-		return string(append(buf, '}'))
+		return append(dst, '}')
 	}
 }
 

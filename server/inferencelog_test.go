@@ -94,7 +94,7 @@ func TestServer_inferenceLogKeepsEveryProtocolAndFailures(t *testing.T) {
 	for _, q := range []string{"plain", "batch"} {
 		rows := got[q]
 		if len(rows) != 2 || *rows[0].Row != 0 || *rows[1].Row != 1 || rows[0].Status != 200 || rows[0].Function != "predict" ||
-			rows[0].Version != "1" || rows[0].Inputs != `{"features":[5.1,3.5,1.4,0.2]}` || !strings.HasPrefix(rows[1].Outputs, `{"label":[`) {
+			rows[0].Inputs != `{"features":[5.1,3.5,1.4,0.2]}` || !strings.HasPrefix(rows[1].Outputs, `{"label":2,"probabilities":[`) {
 			t.Errorf("%s: logged %+v", q, rows)
 		}
 		if q == "batch" && (len(rows) != 2 || rows[0].BatchID != "b1") {

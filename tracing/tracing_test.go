@@ -2,9 +2,13 @@ package tracing
 
 import (
 	"context"
+	"net"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	coltrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	"google.golang.org/grpc"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -113,5 +117,56 @@ func TestStart_offUnlessAskedFor(t *testing.T) {
 			}
 			tr.Shutdown(ctx)
 		})
+	}
+}
+
+// grpcCollector is an OTLP/gRPC trace receiver.
+type grpcCollector struct {
+	coltrace.UnimplementedTraceServiceServer
+	spans chan string
+}
+
+func (c *grpcCollector) Export(_ context.Context, req *coltrace.ExportTraceServiceRequest) (*coltrace.ExportTraceServiceResponse, error) {
+	for _, rs := range req.GetResourceSpans() {
+		for _, ss := range rs.GetScopeSpans() {
+			for _, s := range ss.GetSpans() {
+				c.spans <- s.GetName()
+			}
+		}
+	}
+	return &coltrace.ExportTraceServiceResponse{}, nil
+}
+
+// TestStart_exportsOverGRPC: with the grpc protocol, spans reach a real
+// OTLP/gRPC receiver (the HTTP path is tested against the server).
+func TestStart_exportsOverGRPC(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	col := &grpcCollector{spans: make(chan string, 16)}
+	coltrace.RegisterTraceServiceServer(srv, col)
+	go srv.Serve(ln)
+	defer srv.Stop()
+	t.Setenv("OTEL_SDK_DISABLED", "")
+	tr, err := Start(context.Background(), Config{Endpoint: ln.Addr().String(), Protocol: GRPC, Sample: 1})
+	if err != nil || tr == nil {
+		t.Fatalf("Start = %v, %v", tr, err)
+	}
+	_, span := tr.Tracer().Start(context.Background(), "over-grpc")
+	span.End()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := tr.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case name := <-col.spans:
+		if name != "over-grpc" {
+			t.Errorf("received %q", name)
+		}
+	default:
+		t.Fatal("no span reached the gRPC receiver")
 	}
 }
