@@ -46,9 +46,13 @@ func (s *Server) startSpan(parent context.Context, carrier propagation.TextMapCa
 		return parent, nil
 	}
 	ctx := propagation.TraceContext{}.Extract(parent, carrier)
-	ctx, span := s.cfg.Tracer.Start(ctx, r.spanName, trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(start),
-		trace.WithAttributes(attribute.String("modelserve.model", r.m.name), attribute.String("modelserve.function", r.fn.Name),
-			attribute.String("modelserve.protocol", r.protocol)))
+	// Most requests are not sampled: their span records nothing, so its
+	// attributes are set only once it is known to record.
+	ctx, span := s.cfg.Tracer.Start(ctx, r.spanName, trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(start))
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("modelserve.model", r.m.name), attribute.String("modelserve.function", r.fn.Name),
+			attribute.String("modelserve.protocol", r.protocol))
+	}
 	return ctx, span
 }
 
