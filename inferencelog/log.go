@@ -136,10 +136,13 @@ func Open(cfg Config) (*Log, error) {
 	if cfg.Registerer == nil {
 		cfg.Registerer = prometheus.NewRegistry()
 	}
-	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+	// The log holds what callers sent: readable by this user alone (a
+	// loader reads it as the same user, or through the group a volume
+	// gives).
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("inference log: %w", err)
 	}
-	lock, err := os.OpenFile(filepath.Join(cfg.Dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	lock, err := os.OpenFile(filepath.Join(cfg.Dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("inference log: %w", err)
 	}
@@ -337,7 +340,7 @@ func (l *Log) begin() error {
 	now := time.Now().UTC()
 	name := fmt.Sprintf("%s-%06d.parquet", now.Format("20060102T150405.000Z"), l.seq)
 	partial := filepath.Join(l.cfg.Dir, "."+name+".partial")
-	f, err := os.OpenFile(partial, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	f, err := os.OpenFile(partial, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
 		return err
 	}

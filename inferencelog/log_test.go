@@ -127,6 +127,12 @@ func TestLog_writesEveryRowExactlyAndRolls(t *testing.T) {
 	if partial, _ := filepath.Glob(filepath.Join(dir, ".*.partial")); len(partial) > 0 {
 		t.Errorf("left %v", partial)
 	}
+	// What callers sent is for this user alone.
+	for _, name := range []string{m.Files[0].File, ManifestName} {
+		if st, err := os.Stat(filepath.Join(dir, name)); err != nil || st.Mode().Perm() != 0o600 {
+			t.Errorf("%s: mode %v (%v), want 0600", name, st.Mode().Perm(), err)
+		}
+	}
 }
 
 func sameTensor(a, b model.Tensor) bool {

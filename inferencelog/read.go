@@ -80,7 +80,7 @@ func ReadManifest(dir string) (Manifest, error) {
 }
 
 func writeManifest(dir string, m Manifest) error {
-	return atomicfile.Write(filepath.Join(dir, ManifestName), 0o644, func(w io.Writer) error {
+	return atomicfile.Write(filepath.Join(dir, ManifestName), 0o600, func(w io.Writer) error {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", " ")
 		return enc.Encode(m)
