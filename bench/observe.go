@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	coltrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
@@ -112,7 +113,12 @@ func observeSection(e *env) (string, error) {
 	results := make([]measured, len(cells))
 	window := max(e.o.duration*5/8, 3*time.Second)
 	for round := range observeRounds {
-		for i, c := range cells {
+		// Each round starts at another cell, so that none always follows
+		// the same one (the log's writes are flushed by the kernel after
+		// its server stops: sync waits for that too).
+		for j := range cells {
+			i := (j + round) % len(cells)
+			c := cells[i]
 			fmt.Fprintf(os.Stderr, "bench: observe round %d: %s\n", round+1, c.label)
 			s, err := e.serve(mlp, c.args()...)
 			if err != nil {
@@ -138,12 +144,13 @@ func observeSection(e *env) (string, error) {
 			}
 			results[i].dropped += labelled(s, "modelserve_trace_spans_total", "dropped") + labelled(s, "modelserve_inference_log_requests_total", "dropped")
 			s.stop() // flushes what is queued
+			syscall.Sync()
 			results[i].spans += float64(col.spans.Load() - before)
 		}
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "## The cost of seeing every request: tracing and the inference log\n\n")
-	fmt.Fprintf(&b, "The MLP; 1-row requests from 16 callers and 4096-row requests from 2, closed loop, %s each; each cell a fresh server, the cells interleaved over %d rounds, medians shown. CPU is the server process's own (user and system) over the window, a request or a row: steadier than throughput on a shared host. Tracing exports over OTLP/HTTP to a receiver in this program that decodes every export; the inference log writes Parquet to a local folder. Dropped: spans or logged requests the server dropped (all rounds).\n\n", window, observeRounds)
+	fmt.Fprintf(&b, "The MLP; 1-row requests from 16 callers and 4096-row requests from 2, closed loop, %s each; each cell a fresh server, the cells interleaved over %d rounds (each round begun at the next cell, the disk synced between cells), medians shown. CPU is the server process's own (user and system) over the window, a request or a row: steadier than throughput on a shared host. Tracing exports over OTLP/HTTP to a receiver in this program that decodes every export; the inference log writes Parquet to a local folder. Dropped: spans or logged requests the server dropped (all rounds).\n\n", window, observeRounds)
 	fmt.Fprintln(&b, "| cell | 1-row requests/s | ÷ neither | CPU µs a request | p99 | 4096-row rows/s | ÷ neither | CPU µs a row | p99 | spans exported | dropped |")
 	fmt.Fprintln(&b, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	base := [2]float64{median(results[0].perSecond[0]), median(results[0].perSecond[1])}
