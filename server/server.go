@@ -113,7 +113,12 @@ type Config struct {
 	InferenceLog InferenceLog
 	// Tracer, when set, traces requests (and their stages) whose trace is
 	// sampled; a caller's traceparent and tracestate are honoured.
-	Tracer trace.Tracer
+	// TraceRoots, when between 0 and 1, is the share of requests without
+	// a traceparent the tracer samples: the others get no span at all,
+	// which costs nothing (the tracer would record none of them); 0
+	// leaves every request to the tracer.
+	Tracer     trace.Tracer
+	TraceRoots float64
 }
 
 // ConnLimits bound what a connection can take from the server: a client

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"math/rand/v2"
 	"net/http"
 	"time"
 
@@ -43,6 +44,9 @@ func (h headerCarrier) Keys() []string        { return []string{"traceparent", "
 // when tracing is off.
 func (s *Server) startSpan(parent context.Context, carrier propagation.TextMapCarrier, r *route, start time.Time) (context.Context, trace.Span) {
 	if s.cfg.Tracer == nil {
+		return parent, nil
+	}
+	if s.cfg.TraceRoots > 0 && s.cfg.TraceRoots < 1 && carrier.Get("traceparent") == "" && rand.Float64() >= s.cfg.TraceRoots {
 		return parent, nil
 	}
 	ctx := propagation.TraceContext{}.Extract(parent, carrier)

@@ -70,6 +70,9 @@ type Tracing struct {
 	tracer   trace.Tracer
 	// Endpoint and Protocol are where spans go, for the log.
 	Endpoint, Protocol string
+	// share is the ratio sampler's, 1 when the environment's sampler
+	// decides.
+	share float64
 }
 
 // Start sets up tracing as cfg (and the environment) say; it returns nil
@@ -118,7 +121,22 @@ func Start(ctx context.Context, cfg Config) (*Tracing, error) {
 		opts = append(opts, sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(cfg.Sample))))
 	}
 	p := sdktrace.NewTracerProvider(opts...)
-	return &Tracing{provider: p, tracer: p.Tracer("github.com/modelserve/modelserve"), Endpoint: endpoint, Protocol: protocol}, nil
+	share := cfg.Sample
+	if cfg.SampleFromEnv {
+		share = 1
+	}
+	return &Tracing{provider: p, tracer: p.Tracer("github.com/modelserve/modelserve"), Endpoint: endpoint, Protocol: protocol, share: share}, nil
+}
+
+// RootShare is the share of requests without a caller's traceparent that
+// are sampled: a front may skip starting a span for the others, which
+// the sampler would not record (1 when the environment's sampler
+// decides: every request then goes to it).
+func (t *Tracing) RootShare() float64 {
+	if t == nil {
+		return 0
+	}
+	return t.share
 }
 
 // Tracer is what spans are started with; nil when tracing is off.

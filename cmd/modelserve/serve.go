@@ -147,6 +147,7 @@ func serve(cmd *cobra.Command, g *globals, o *serveOptions, log *slog.Logger) er
 		ContentMD5:        o.contentMD5,
 		Panics:            recorder,
 		Tracer:            tr.Tracer(),
+		TraceRoots:        tr.RootShare(),
 		Conn: server.ConnLimits{HeaderTimeout: o.headerTimeout, MinBodyRate: int64(o.minBodyRate), IdleTimeout: o.idleTimeout,
 			WriteTimeout: o.writeTimeout, MaxHeaderBytes: int(o.maxHeaderBytes), MaxConnections: o.maxConnections},
 	}
