@@ -114,8 +114,8 @@ type Config struct {
 	// Tracer, when set, traces requests (and their stages) whose trace is
 	// sampled; a caller's traceparent and tracestate are honoured.
 	// TraceRoots, when between 0 and 1, is the share of requests without
-	// a traceparent the tracer samples: the others get no span at all,
-	// which costs nothing (the tracer would record none of them); 0
+	// a traceparent that are traced: the others get no span at all, which
+	// costs nothing, and the tracer decides for those it is given; 0
 	// leaves every request to the tracer.
 	Tracer     trace.Tracer
 	TraceRoots float64

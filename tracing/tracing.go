@@ -118,7 +118,10 @@ func Start(ctx context.Context, cfg Config) (*Tracing, error) {
 	}
 	opts := []sdktrace.TracerProviderOption{sdktrace.WithSpanProcessor(q), sdktrace.WithResource(res)}
 	if !cfg.SampleFromEnv {
-		opts = append(opts, sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(cfg.Sample))))
+		// The fronts sample the roots, at RootShare, before starting a
+		// span (most requests then cost nothing); the SDK records every
+		// root it is given and follows each parent's decision.
+		opts = append(opts, sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.AlwaysSample())))
 	}
 	p := sdktrace.NewTracerProvider(opts...)
 	share := cfg.Sample
@@ -128,10 +131,10 @@ func Start(ctx context.Context, cfg Config) (*Tracing, error) {
 	return &Tracing{provider: p, tracer: p.Tracer("github.com/modelserve/modelserve"), Endpoint: endpoint, Protocol: protocol, share: share}, nil
 }
 
-// RootShare is the share of requests without a caller's traceparent that
-// are sampled: a front may skip starting a span for the others, which
-// the sampler would not record (1 when the environment's sampler
-// decides: every request then goes to it).
+// RootShare is the share of requests without a caller's traceparent to
+// trace: a front starts a span for those alone (the SDK records every
+// root it is given). It is 1 when the environment's sampler decides:
+// every request then goes to it.
 func (t *Tracing) RootShare() float64 {
 	if t == nil {
 		return 0

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // stuck is an exporter whose first export blocks until released, like a
@@ -168,5 +169,40 @@ func TestStart_exportsOverGRPC(t *testing.T) {
 		}
 	default:
 		t.Fatal("no span reached the gRPC receiver")
+	}
+}
+
+// TestStart_rootsAreTheFrontsToSample: the fronts sample roots at
+// RootShare before starting a span, so the SDK records every root it is
+// given (sampling again there would trace the share squared); a parent's
+// decision is followed.
+func TestStart_rootsAreTheFrontsToSample(t *testing.T) {
+	t.Setenv("OTEL_SDK_DISABLED", "")
+	tr, err := Start(context.Background(), Config{Endpoint: "http://127.0.0.1:1", Sample: 0.01})
+	if err != nil || tr == nil {
+		t.Fatalf("Start = %v, %v", tr, err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		tr.Shutdown(ctx)
+	}()
+	if tr.RootShare() != 0.01 {
+		t.Errorf("RootShare = %v, want 0.01", tr.RootShare())
+	}
+	for range 100 {
+		ctx, span := tr.Tracer().Start(context.Background(), "root")
+		if !span.IsRecording() {
+			t.Fatal("a root the front chose to trace was not recorded")
+		}
+		_, child := tr.Tracer().Start(ctx, "child")
+		if !child.IsRecording() {
+			t.Fatal("a sampled parent's child was not recorded")
+		}
+	}
+	unsampled := trace.ContextWithSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID: trace.TraceID{1}, SpanID: trace.SpanID{1}, Remote: true}))
+	if _, span := tr.Tracer().Start(unsampled, "x"); span.IsRecording() {
+		t.Error("the child of an unsampled caller was recorded")
 	}
 }
