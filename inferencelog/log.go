@@ -304,6 +304,7 @@ func (l *Log) write(r *Record) {
 		}
 	}
 	f := l.cur
+	f.requests++ // the file's now: lost with it if it fails
 	l.rows, l.scratch = r.rows(l.rows[:0], requestID(), l.scratch)
 	if _, err := f.w.Write(l.rows); err != nil {
 		l.lose(err)
@@ -315,7 +316,6 @@ func (l *Log) write(r *Record) {
 		*row = Row{} // no reference kept to the record
 	}
 	f.rows += int64(len(l.rows))
-	f.requests++
 	if f.first.IsZero() || r.Time.Before(f.first) {
 		f.first = r.Time
 	}
@@ -401,8 +401,8 @@ func (l *Log) lose(err error) {
 	l.cur = nil
 	f.f.Close()
 	os.Remove(f.partial)
-	l.failed.Add(float64(f.requests + 1))
-	l.cfg.Log.Error("inference log: writing a file failed; its requests are lost", "file", f.name, "requests", f.requests+1, "error", err)
+	l.failed.Add(float64(f.requests))
+	l.cfg.Log.Error("inference log: writing a file failed; its requests are lost", "file", f.name, "requests", f.requests, "error", err)
 }
 
 func syncDir(dir string) error {

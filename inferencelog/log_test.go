@@ -2,6 +2,7 @@ package inferencelog
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -324,4 +325,29 @@ func TestLog_closesAFileAtItsAge(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatal("the file was not closed at its age")
+}
+
+type brokenDisk struct{}
+
+func (brokenDisk) Write([]byte) (int, error) { return 0, errors.New("no space left on device") }
+
+// TestLog_aFailedFileCountsItsRequestsOnce: a file that cannot be written
+// loses its requests, each counted failed once, none logged, and leaves
+// no partial file behind.
+func TestLog_aFailedFileCountsItsRequestsOnce(t *testing.T) {
+	dir := t.TempDir()
+	l, err := Open(Config{Dir: dir, Sample: 1, Sink: func(io.Writer) io.Writer { return brokenDisk{} }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k := range 3 {
+		l.Add(record(t, k, 4))
+	}
+	l.Close(context.Background())
+	if failed, logged := testutil.ToFloat64(l.failed), testutil.ToFloat64(l.logged); failed != 3 || logged != 0 {
+		t.Errorf("failed %v, logged %v; want 3 and 0", failed, logged)
+	}
+	if partial, _ := filepath.Glob(filepath.Join(dir, ".*.partial")); len(partial) > 0 {
+		t.Errorf("left %v", partial)
+	}
 }

@@ -88,6 +88,16 @@ func ParseDType(s string) (DType, error) {
 	return Invalid, fmt.Errorf("unknown dtype %q", s)
 }
 
+// ParseOIP reads the names OIP writes (FP32, INT64, BYTES, ...).
+func ParseOIP(s string) (DType, error) {
+	for i, n := range oipNames {
+		if n == s && n != "" {
+			return DType(i), nil
+		}
+	}
+	return Invalid, fmt.Errorf("unknown datatype %q", s)
+}
+
 // MarshalText writes the dtype's name, so manifests stay readable.
 func (d DType) MarshalText() ([]byte, error) {
 	if int(d) >= len(dtypeNames) {

@@ -12,3 +12,16 @@ func TestDType_OIPNames(t *testing.T) {
 		t.Error("wrong names")
 	}
 }
+
+func TestParseOIP_readsWhatOIPWrites(t *testing.T) {
+	for d := DType(1); d.OIP() != ""; d++ {
+		if got, err := ParseOIP(d.OIP()); err != nil || got != d {
+			t.Errorf("ParseOIP(%q) = %v, %v; want %v", d.OIP(), got, err, d)
+		}
+	}
+	for _, bad := range []string{"", "fp32", "FLOAT"} {
+		if _, err := ParseOIP(bad); err == nil {
+			t.Errorf("ParseOIP(%q) took it", bad)
+		}
+	}
+}

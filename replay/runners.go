@@ -152,15 +152,9 @@ func (r Remote) Run(ctx context.Context, names []string, inputs []model.Tensor) 
 // they read back to the same values (NaN and infinities come as null:
 // NaN).
 func tensorOf(o oipOutput) (model.Tensor, error) {
-	var dt model.DType = model.Invalid
-	for d := model.DType(0); d < 64; d++ {
-		if d.OIP() == o.Datatype && o.Datatype != "" {
-			dt = d
-			break
-		}
-	}
+	dt, err := model.ParseOIP(o.Datatype)
 	shape := model.Shape(o.Shape)
-	if dt == model.Invalid || len(shape) == 0 || shape.Elements() < 0 || shape.Elements() > 1<<28 {
+	if err != nil || len(shape) == 0 || shape.Elements() < 0 || shape.Elements() > 1<<28 {
 		return model.Tensor{}, fmt.Errorf("datatype %q shape %v: not an output replay reads", o.Datatype, o.Shape)
 	}
 	t, err := model.NewTensor(dt, shape)
