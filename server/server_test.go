@@ -367,6 +367,12 @@ func TestServer_aClientThatHangsUpCancelsItsWork(t *testing.T) {
 	if got := counterValue(t, f.metrics, "modelserve_admission_rejections_total", "canceled"); got != 1 {
 		t.Errorf("canceled = %v", got)
 	}
+	// The handler counts its answer once it sees the hang-up, which may
+	// be a moment after the queue dropped the work.
+	deadline := time.Now().Add(10 * time.Second)
+	for counterValue(t, f.metrics, "modelserve_requests_total", "unavailable") != 1 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
 	if got := counterValue(t, f.metrics, "modelserve_requests_total", "unavailable"); got != 1 {
 		t.Errorf("requests answered unavailable = %v", got)
 	}
