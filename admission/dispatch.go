@@ -44,6 +44,9 @@ func (q *Queue) take() []*piece {
 		return nil // next drains the queue
 	}
 	batch := q.takeLocked(nil)
+	if batch != nil {
+		q.running++
+	}
 	q.observeQueue()
 	return batch
 }
@@ -70,16 +73,29 @@ func (q *Queue) next() []*piece {
 			return nil
 		}
 		if batch := q.takeLocked(nil); batch != nil {
+			q.running++
 			if q.coalesce {
 				batch = q.fillLocked(batch)
 			}
 			q.observeQueue()
 			return batch
 		}
+		// Rows left for this worker to keep it free for high priority
+		// are taken once high-priority requests stop coming.
+		var expire <-chan time.Time
+		var timer *time.Timer
+		if now := q.cfg.Clock(); q.queuedRows > 0 && q.highRecent(now) {
+			timer = time.NewTimer(q.highSeen.Add(highWindow).Sub(now))
+			expire = timer.C
+		}
 		q.mu.Unlock()
 		select {
 		case <-q.wake:
+		case <-expire:
 		case <-q.stop:
+		}
+		if timer != nil {
+			timer.Stop()
 		}
 		q.mu.Lock()
 	}
@@ -91,12 +107,15 @@ func (q *Queue) next() []*piece {
 // within each (lower priorities only up to their own batch size).
 // Pieces whose caller has gone are answered, not taken.
 func (q *Queue) takeLocked(batch []*piece) []*piece {
-	rows, limit := rowsOf(batch), 0
+	rows, limit, leadRows := rowsOf(batch), 0, 0
 	if len(batch) > 0 {
 		limit = q.batchRows(batch[0].req.prio)
 	}
 	now := q.cfg.Clock()
 	for k := High; k >= Low; k-- {
+		if len(batch) == 0 && k < High && q.keepsWorkerForHigh(now) {
+			break
+		}
 		for e := q.pending[k.idx()].Front(); e != nil; {
 			p := e.Value.(*piece)
 			e = e.Next()
@@ -115,13 +134,22 @@ func (q *Queue) takeLocked(batch []*piece) []*piece {
 					continue
 				}
 				// Rows of lower priority join a batch only up to their
-				// own limit: a high-priority request's call stays short.
-				if rows+p.rows > limit || k < batch[0].req.prio && rows+p.rows > q.batchRows(k) {
+				// own limit, and a high-priority one only while they
+				// add little to its call.
+				if lead := batch[0].req.prio; k < lead {
+					if leadRows == 0 {
+						leadRows = rows
+					}
+					if rows+p.rows > q.joinLimit(lead, k, leadRows) {
+						break
+					}
+				}
+				if rows+p.rows > limit {
 					break
 				}
 			}
 			q.unqueue(p)
-			q.ctl.observe(now, now.Sub(p.queued), q.baseTarget())
+			q.ctl.observe(now, p.req.prio, now.Sub(p.queued), q.baseTarget())
 			batch = append(batch, p)
 			p.req.lead = batch[0]
 			rows += p.rows
@@ -215,9 +243,6 @@ func (q *Queue) execute(batch []*piece) (answer func()) {
 		rows += p.rows
 	}
 	q.m.batchRows.Observe(float64(rows))
-	q.mu.Lock()
-	q.running++
-	q.mu.Unlock()
 	span := q.traceBatch(batch, start, rows)
 	outs, err := q.run(batch, span)
 	end := q.cfg.Clock()

@@ -322,8 +322,8 @@ func New(r Runner, cfg Config, reg prometheus.Registerer) (*Queue, error) {
 // costs much (a large fixed part), a call long enough to be worth it
 // (efficientCall times that part): the queue must hold at least the next
 // batch of every worker, and more only makes callers wait. Batches are
-// cut to fit it (batchRows), so an accepted request waits about the
-// target and then runs in a call about as long.
+// cut to fit half of it (batchRows), so an accepted request waits up to
+// the target and then runs in a call half as long.
 func defaultQueueWait(fixed time.Duration) time.Duration {
 	return max(DefaultQueueWait, efficientCall*fixed)
 }
@@ -470,10 +470,10 @@ func (q *Queue) waitAhead(p Priority, arriving bool) time.Duration {
 	if arriving {
 		rows += q.decodingRows(p)
 	}
-	workers := time.Duration(q.runner.Size())
+	workers := q.workersFor(p)
 	batch := q.batchRows(p)
-	w := q.cost.work(rows, batch) / workers
-	if q.running >= q.runner.Size() {
+	w := q.cost.work(rows, batch) / time.Duration(workers)
+	if q.running >= workers {
 		w += q.cost.call(batch) / 2
 	}
 	return w
@@ -861,7 +861,7 @@ func (q *Queue) checkDeadline(ctx context.Context, p Priority, rows int) error {
 	if !ok || q.cost.perRow <= 0 && q.cost.fixed <= 0 {
 		return nil
 	}
-	wait := q.cost.work(q.queuedRows+rows, q.batchRows(p)) / time.Duration(q.runner.Size())
+	wait := q.cost.work(q.queuedRows+rows, q.batchRows(p)) / time.Duration(q.workersFor(p))
 	if left := deadline.Sub(q.cfg.Clock()); wait > left {
 		return q.reject(p, ErrOverloaded, ReasonDeadline, "the queue needs about %v, the request's deadline is in %v", wait.Round(time.Millisecond), left.Round(time.Millisecond))
 	}

@@ -188,23 +188,45 @@ const efficientCall = 8
 
 // batchRows is the most rows one call takes now, for a batch led by rows
 // of priority p: MaxBatchRows, or fewer when the learned cost says a full
-// batch would last longer than the wait target (or than efficientCall
-// times the fixed part, for a model whose calls cost much): an accepted
-// request then waits about the target and runs in a call about as long,
-// instead of in a full batch of a slow model. The rows lost per call cost
-// little: past that size the cost is mostly per row.
+// batch would last longer than half the wait target (or than
+// efficientCall times the fixed part, for a model whose calls cost
+// much): an accepted request then waits up to the target and runs in a
+// call half as long, instead of in a full batch of a slow model; both
+// add to its answer. The rows lost per call cost little: past that size
+// the cost is mostly per row.
 //
 // While high-priority requests come (one in the last highWindow), a batch
-// of lower priority is cut to a tenth of that: a call is never preempted,
-// so a high-priority request that finds the workers busy waits for the
-// shortest of their calls, and that must be short.
+// of lower priority is cut to a tenth of the target: a call is never
+// preempted, so a high-priority request that finds the workers busy waits
+// for the shortest of their calls, and that must be short.
 // Called with q.mu held.
 func (q *Queue) batchRows(p Priority) int {
-	allowed := q.baseTarget()
-	if p < High && !q.highSeen.IsZero() && q.cfg.Clock().Sub(q.highSeen) < highWindow {
-		allowed /= 10
+	allowed := q.baseTarget() / callShare
+	if p < High && q.highRecent(q.cfg.Clock()) {
+		allowed = q.baseTarget() / 10
 	}
 	return q.rowsFitting(max(allowed, efficientCall*q.fixedCost()))
+}
+
+// callShare: a call lasts at most the wait target over callShare.
+const callShare = 2
+
+// rideAlong is how much longer lower-priority rows may make the call of
+// high-priority ones they join: a quarter. A model whose calls cost
+// mostly a fixed part takes many along for free; one whose rows cost
+// much takes few or none.
+const rideAlong = 1.25
+
+// joinLimit is the most rows a batch led by leadRows rows of priority
+// lead may reach with rows of the lower priority k. Called with q.mu
+// held.
+func (q *Queue) joinLimit(lead, k Priority, leadRows int) int {
+	limit := q.batchRows(k)
+	if lead == High && q.coalesce && q.cost.perRow > 0 {
+		own := q.cost.call(leadRows)
+		limit = min(limit, max(leadRows, q.rowsFitting(time.Duration(float64(own)*rideAlong))))
+	}
+	return limit
 }
 
 // rowsFitting is the most rows, up to MaxBatchRows and at least one, that
@@ -218,19 +240,48 @@ func (q *Queue) rowsFitting(d time.Duration) int {
 }
 
 // highWindow is how long after a high-priority request the batches of
-// lower priority stay short.
+// lower priority stay short and a worker is kept for high priority.
 const highWindow = time.Second
 
-// controller tightens admission when the queue's measured sojourn stays
-// above target for a whole interval (the model slowed down, a noisy
+// highRecent says whether high-priority requests are coming: one was
+// queued in the last highWindow. Called with q.mu held.
+func (q *Queue) highRecent(now time.Time) bool {
+	return !q.highSeen.IsZero() && now.Sub(q.highSeen) < highWindow
+}
+
+// keepsWorkerForHigh says whether lower priorities must leave the last
+// free worker to high-priority requests: while they come, on more than
+// one worker, a high-priority request then finds a worker free instead
+// of waiting for a call (never preempted) to end, and runs sooner on a
+// machine with one call fewer at work. Lower priorities lose a worker's
+// share only while high-priority requests come. Called with q.mu held.
+func (q *Queue) keepsWorkerForHigh(now time.Time) bool {
+	return q.runner.Size() > 1 && q.highRecent(now) && q.running >= q.runner.Size()-1
+}
+
+// workersFor is how many workers may run rows of priority p now.
+// Called with q.mu held.
+func (q *Queue) workersFor(p Priority) int {
+	n := q.runner.Size()
+	if p < High && n > 1 && q.highRecent(q.cfg.Clock()) {
+		n--
+	}
+	return n
+}
+
+// controller tightens admission when the measured sojourn stays above
+// target for a whole interval (the model slowed down, a noisy
 // neighbour, a throttled GPU) and loosens it again once it is below: as
 // CoDel does, it looks at the smallest sojourn of each interval, which
-// is above target only when the queue never drained to it.
+// is above target only when the queue never drained to it. Each
+// priority is held to its own share of the target (low to half), and
+// apart: high-priority rows, served first, drain at once even while the
+// rows behind them wait too long.
 type controller struct {
 	factor   float64 // the share of the target admission allows, in (0, 1]
 	start    time.Time
-	minSeen  time.Duration
-	seen     bool
+	minSeen  [priorities]time.Duration
+	seen     [priorities]bool
 	interval time.Duration
 }
 
@@ -240,27 +291,33 @@ const (
 	loosen    = 1.5
 )
 
-// observe takes one piece's sojourn at time now, and at the end of each
-// interval adjusts the factor.
-func (c *controller) observe(now time.Time, sojourn, target time.Duration) {
-	if !c.seen || sojourn < c.minSeen {
-		c.minSeen, c.seen = sojourn, true
+// observe takes the sojourn of one piece of priority p at time now, and
+// at the end of each interval adjusts the factor.
+func (c *controller) observe(now time.Time, p Priority, sojourn, target time.Duration) {
+	if i := p.idx(); !c.seen[i] || sojourn < c.minSeen[i] {
+		c.minSeen[i], c.seen[i] = sojourn, true
 	}
 	if now.Sub(c.start) < c.interval {
 		return
 	}
-	if c.minSeen > target {
+	above := false
+	for k := Low; k <= High; k++ {
+		if c.seen[k.idx()] && c.minSeen[k.idx()] > time.Duration(float64(target)*k.shedAt()) {
+			above = true
+		}
+	}
+	if above {
 		c.factor = max(minFactor, c.factor*tighten)
 	} else {
 		c.factor = min(1, c.factor*loosen)
 	}
-	c.start, c.seen = now, false
+	c.start, c.seen = now, [priorities]bool{}
 }
 
 // idle loosens the factor once an interval passes with the queue empty:
 // no sojourn is measured then, and a tightened target must not stay so.
 func (c *controller) idle(now time.Time, empty bool) {
-	if empty && !c.seen && now.Sub(c.start) >= c.interval {
+	if empty && c.seen == [priorities]bool{} && now.Sub(c.start) >= c.interval {
 		c.factor = min(1, c.factor*loosen)
 		c.start = now
 	}

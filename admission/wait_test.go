@@ -134,7 +134,7 @@ func TestQueue_batchesAreCutToTheWaitTarget(t *testing.T) {
 		want          int
 	}{
 		{"a fast model runs full batches", 100 * time.Microsecond, 10 * time.Microsecond, 50 * time.Millisecond, 64},
-		{"a slow one runs what fits the target", 2 * time.Millisecond, 1250 * time.Microsecond, 50 * time.Millisecond, 38},
+		{"a slow one runs what fits half the target", 2 * time.Millisecond, 1250 * time.Microsecond, 50 * time.Millisecond, 18},
 		{"one row past the target runs alone", time.Millisecond, 200 * time.Millisecond, 50 * time.Millisecond, 1},
 		{"a large fixed part keeps calls worth making", 10 * time.Millisecond, 2 * time.Millisecond, 20 * time.Millisecond, 35},
 	}
@@ -169,7 +169,7 @@ func TestController_tightensWhileAboveTargetAndLoosensAfter(t *testing.T) {
 	for range 5 { // five intervals whose every sojourn is above target
 		for range 10 {
 			now = now.Add(11 * time.Millisecond)
-			c.observe(now, 80*time.Millisecond, target)
+			c.observe(now, Normal, 80*time.Millisecond, target)
 		}
 	}
 	if c.factor > 0.2 {
@@ -178,9 +178,9 @@ func TestController_tightensWhileAboveTargetAndLoosensAfter(t *testing.T) {
 	tight := c.factor
 	// One short sojourn in an interval: the queue drained, no tightening.
 	now = now.Add(50 * time.Millisecond)
-	c.observe(now, time.Millisecond, target)
+	c.observe(now, Normal, time.Millisecond, target)
 	now = now.Add(60 * time.Millisecond)
-	c.observe(now, 80*time.Millisecond, target)
+	c.observe(now, Normal, 80*time.Millisecond, target)
 	if c.factor <= tight {
 		t.Fatalf("an interval under target did not loosen: %v", c.factor)
 	}
@@ -190,6 +190,40 @@ func TestController_tightensWhileAboveTargetAndLoosensAfter(t *testing.T) {
 	}
 	if c.factor != 1 {
 		t.Fatalf("an idle queue stays tightened: %v", c.factor)
+	}
+}
+
+func TestController_holdsEachPriorityToItsShareOfTheTarget(t *testing.T) {
+	target := 50 * time.Millisecond
+	type seen struct {
+		p       Priority
+		sojourn time.Duration
+	}
+	for _, tc := range []struct {
+		name    string
+		seen    []seen
+		tighten bool
+	}{
+		{"low past half the target, high drained at once", []seen{{Low, 30 * time.Millisecond}, {High, 0}}, true},
+		{"low under half the target", []seen{{Low, 20 * time.Millisecond}}, false},
+		{"normal under the target", []seen{{Normal, 45 * time.Millisecond}, {Low, 0}}, false},
+		{"normal past the target, high drained at once", []seen{{Normal, 60 * time.Millisecond}, {High, 0}}, true},
+		{"high under twice the target", []seen{{High, 90 * time.Millisecond}}, false},
+		{"high past twice the target", []seen{{High, 110 * time.Millisecond}}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			now := time.Unix(0, 0)
+			c := controller{factor: 1, interval: 100 * time.Millisecond, start: now}
+			for range 30 { // three intervals
+				now = now.Add(11 * time.Millisecond)
+				for _, s := range tc.seen {
+					c.observe(now, s.p, s.sojourn, target)
+				}
+			}
+			if tightened := c.factor < 1; tightened != tc.tighten {
+				t.Errorf("factor %v after three intervals; tighten %v", c.factor, tc.tighten)
+			}
+		})
 	}
 }
 
@@ -444,8 +478,8 @@ func TestQueue_batchesStayShortWhileHighPriorityComes(t *testing.T) {
 	q.cfg.MaxQueueWait, q.cfg.CallFixedCost = 50*time.Millisecond, 100*time.Microsecond
 	before := q.batchRows(Low)
 	q.mu.Unlock()
-	if before != 49 {
-		t.Fatalf("a low-priority batch with no high-priority traffic: %d rows, want 49", before)
+	if before != 24 {
+		t.Fatalf("a low-priority batch with no high-priority traffic: %d rows, want 24", before)
 	}
 	done := make(chan submitted, 10)
 	if err := submit(q, High, "interactive", 1, 1, done); err != nil {
@@ -455,8 +489,8 @@ func TestQueue_batchesStayShortWhileHighPriorityComes(t *testing.T) {
 	q.mu.Lock()
 	low, high := q.batchRows(Low), q.batchRows(High)
 	q.mu.Unlock()
-	if low != 4 || high != 49 {
-		t.Errorf("while high-priority requests come: low %d rows, high %d; want 4 and 49", low, high)
+	if low != 4 || high != 24 {
+		t.Errorf("while high-priority requests come: low %d rows, high %d; want 4 and 24", low, high)
 	}
 	// A high-priority request's batch takes at most that many low rows.
 	for i := range 20 {
@@ -469,8 +503,9 @@ func TestQueue_batchesStayShortWhileHighPriorityComes(t *testing.T) {
 	}
 	g.fail.Store(true) // calls teach no cost: the test's clock stands still
 	g.release <- struct{}{}
-	if rows := <-g.started; rows != 4 {
-		t.Errorf("the next batch, led by the high-priority row, ran %d rows; want it and 3 low ones", rows)
+	// Each low row would make its call 90% longer: it runs alone.
+	if rows := <-g.started; rows != 1 {
+		t.Errorf("the next batch, led by the high-priority row, ran %d rows; want it alone", rows)
 	}
 	mu.Lock()
 	now = now.Add(2 * highWindow)
@@ -478,8 +513,105 @@ func TestQueue_batchesStayShortWhileHighPriorityComes(t *testing.T) {
 	q.mu.Lock()
 	low = q.batchRows(Low)
 	q.mu.Unlock()
-	if low != 49 {
-		t.Errorf("once they stop: low %d rows, want 49 again", low)
+	if low != 24 {
+		t.Errorf("once they stop: low %d rows, want 24 again", low)
+	}
+}
+
+// TestQueue_keepsAWorkerFreeWhileHighPriorityComes: on two workers,
+// while high-priority requests come, lower priorities run on one and
+// leave the other to them (so a high-priority request never waits for a
+// call to end); once they stop, both workers take low rows again.
+func TestQueue_keepsAWorkerFreeWhileHighPriorityComes(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Unix(1000, 0)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	g := newGate(2)
+	q, err := New(g, Config{Clock: clock, CallFixedCost: time.Millisecond, CallPerRowCost: time.Millisecond,
+		MaxQueueWait: 50 * time.Millisecond, MaxBatchRows: 4}, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	defer close(g.release)
+	done := make(chan submitted, 100)
+	if err := submit(q, High, "interactive", 9, 1, done); err != nil {
+		t.Fatal(err)
+	}
+	<-g.started
+	g.release <- struct{}{}
+	<-done
+	for range 4 {
+		if err := submit(q, Low, "scan", 2, 2, done); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first := <-g.started
+	// The other worker stays free: the low rows left wait for the first.
+	time.Sleep(20 * time.Millisecond)
+	q.mu.Lock()
+	queued, lowWorkers, highWorkers := q.queuedRows, q.workersFor(Low), q.workersFor(High)
+	q.mu.Unlock()
+	if len(g.started) > 0 || queued != 8-first {
+		t.Fatalf("with a high-priority request in the last second, a second low batch started (%d rows queued of %d)", queued, 8-first)
+	}
+	if lowWorkers != 1 || highWorkers != 2 {
+		t.Errorf("workers counted for low and high priority: %d and %d, want 1 and 2", lowWorkers, highWorkers)
+	}
+	if err := submit(q, High, "interactive", 9, 1, done); err != nil {
+		t.Fatal(err)
+	}
+	if rows := <-g.started; rows != 1 {
+		t.Fatalf("a high-priority request found no worker free: the next call ran %d rows", rows)
+	}
+	// A second later, with none since, low rows take both workers again.
+	mu.Lock()
+	now = now.Add(highWindow)
+	mu.Unlock()
+	for range 4 {
+		if err := submit(q, Low, "scan", 2, 2, done); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g.release <- struct{}{}
+	g.release <- struct{}{}
+	for i := range 2 {
+		if rows := <-g.started; rows == 1 {
+			t.Fatalf("call %d ran a single row; want low batches", i)
+		}
+	}
+}
+
+// TestJoinLimit: lower-priority rows join a high-priority call only while
+// they make it at most a quarter longer; other calls take them up to
+// their own cut.
+func TestJoinLimit(t *testing.T) {
+	for _, tc := range []struct {
+		name           string
+		fixed, perRow  time.Duration
+		lead, k        Priority
+		leadRows, want int
+	}{
+		{"rows cost much: none join a high call", 100 * time.Microsecond, time.Millisecond, High, Low, 1, 1},
+		{"calls cost mostly their fixed part: many join", time.Millisecond, 10 * time.Microsecond, High, Low, 1, 26},
+		{"a larger high call takes a quarter more rows", 0, time.Millisecond, High, Normal, 8, 10},
+		{"normal calls take low rows up to the low cut", 100 * time.Microsecond, time.Millisecond, Normal, Low, 1, 24},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			q, err := New(newGate(1), Config{CallFixedCost: tc.fixed, CallPerRowCost: tc.perRow,
+				MaxQueueWait: 50 * time.Millisecond, MaxBatchRows: 64}, prometheus.NewRegistry())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer q.Close()
+			q.mu.Lock()
+			q.cost = costModel{fixed: tc.fixed, perRow: tc.perRow}
+			got := q.joinLimit(tc.lead, tc.k, tc.leadRows)
+			q.mu.Unlock()
+			if got != tc.want {
+				t.Errorf("joinLimit = %d rows, want %d", got, tc.want)
+			}
+		})
 	}
 }
 
