@@ -180,7 +180,7 @@ func (s *Server) finishBody(c *fiber.Ctx) {
 		declared := req.Header.ContentLength()
 		if declared > s.cfg.MaxBodyBytes {
 			c.Context().SetConnectionClose()
-		} else if n, err := io.Copy(io.Discard, io.LimitReader(req.BodyStream(), int64(s.cfg.MaxBodyBytes)+1)); err != nil || n > int64(s.cfg.MaxBodyBytes) {
+		} else if n, err := s.discard(req.BodyStream()); err != nil || n > int64(s.cfg.MaxBodyBytes) {
 			c.Context().SetConnectionClose()
 		}
 		_ = req.CloseBodyStream()
@@ -190,4 +190,31 @@ func (s *Server) finishBody(c *fiber.Ctx) {
 		c.Locals(bodyKey{}, nil)
 		s.bodies.put(held)
 	}
+}
+
+// discardChunk is how much of a refused body one read takes: io.Discard
+// reads 8 KiB at a time, and on a virtual machine each read is a system
+// call dearer than copying what it brings (a refused 3 MB body cost ~360
+// reads).
+const discardChunk = 256 << 10
+
+// discard reads r to its end, or to just past the longest body, into a
+// pooled buffer, and says how much it read.
+func (s *Server) discard(r io.Reader) (int64, error) {
+	held := s.bodies.get(discardChunk)
+	defer s.bodies.put(held)
+	buf := (*held)[:cap(*held)]
+	limit := int64(s.cfg.MaxBodyBytes) + 1
+	var n int64
+	for n < limit {
+		k, err := r.Read(buf[:min(int64(len(buf)), limit-n)])
+		n += int64(k)
+		if errors.Is(err, io.EOF) {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -527,5 +529,35 @@ func TestServer_stagesTimeAnAsyncBatchOnce(t *testing.T) {
 	}
 	if n := m.GetHistogram().GetSampleCount(); n != 1 {
 		t.Errorf("the async batch was timed %d times, want once", n)
+	}
+}
+
+// TestDiscard: a refused body is read to its end whatever the reads
+// bring, and no further than just past the longest body.
+func TestDiscard(t *testing.T) {
+	const limit = 3*discardChunk + 5
+	failed := errors.New("the connection broke")
+	for _, tc := range []struct {
+		name    string
+		r       io.Reader
+		want    int64
+		wantErr error
+	}{
+		{"empty", strings.NewReader(""), 0, nil},
+		{"under a chunk", bytes.NewReader(make([]byte, 1000)), 1000, nil},
+		{"several chunks", bytes.NewReader(make([]byte, 2*discardChunk+17)), 2*discardChunk + 17, nil},
+		{"a byte at a time", iotest.OneByteReader(bytes.NewReader(make([]byte, 3000))), 3000, nil},
+		{"data with its end", iotest.DataErrReader(bytes.NewReader(make([]byte, 3000))), 3000, nil},
+		{"exactly the longest body", bytes.NewReader(make([]byte, limit)), limit, nil},
+		{"longer: read one byte past", bytes.NewReader(make([]byte, 5*discardChunk)), limit + 1, nil},
+		{"a read that fails", io.MultiReader(bytes.NewReader(make([]byte, 100)), iotest.ErrReader(failed)), 100, failed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &Server{cfg: Config{MaxBodyBytes: limit}}
+			n, err := s.discard(tc.r)
+			if n != tc.want || !errors.Is(err, tc.wantErr) {
+				t.Errorf("discard = %d, %v; want %d, %v", n, err, tc.want, tc.wantErr)
+			}
+		})
 	}
 }
