@@ -58,7 +58,18 @@ func main() {
 	flag.DurationVar(&o.overload, "overload", 30*time.Second, "how long the overload is offered")
 	flag.StringVar(&o.only, "only", "wire,json,batching,overload,image,batch,auth,switch,oip,observe", "sections to run (soak runs only when named)")
 	flag.DurationVar(&o.soak, "soak", 10*time.Minute, "how long the soak section runs")
+	var probe probeFlags
+	flag.StringVar(&probe.url, "probe-url", "", "run as a probe process (probe.go) against this URL")
+	flag.StringVar(&probe.body, "probe-body", "", "the file a probe sends")
+	flag.DurationVar(&probe.d, "probe-for", 0, "how long a probe runs")
 	flag.Parse()
+	if probe.url != "" {
+		if err := runProbe(probe); err != nil {
+			fmt.Fprintln(os.Stderr, "bench probe:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
