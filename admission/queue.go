@@ -163,7 +163,8 @@ type Queue struct {
 	// autoWait: no target was given, so it follows the learned cost of
 	// one full batch (DefaultQueueWait at least).
 	autoWait bool
-	// running counts the batches on the workers now.
+	// running counts the batches workers hold: taken (and being filled)
+	// or running.
 	running int
 	// highSeen is when the last high-priority request was queued.
 	highSeen time.Time
