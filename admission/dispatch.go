@@ -113,7 +113,8 @@ func (q *Queue) takeLocked(batch []*piece) []*piece {
 	}
 	now := q.cfg.Clock()
 	for k := High; k >= Low; k-- {
-		if len(batch) == 0 && k < High && q.keepsWorkerForHigh(now) {
+		// running counts the other workers' batches.
+		if len(batch) == 0 && q.running >= q.workersFor(k) {
 			break
 		}
 		for e := q.pending[k.idx()].Front(); e != nil; {

@@ -249,18 +249,13 @@ func (q *Queue) highRecent(now time.Time) bool {
 	return !q.highSeen.IsZero() && now.Sub(q.highSeen) < highWindow
 }
 
-// keepsWorkerForHigh says whether lower priorities must leave the last
-// free worker to high-priority requests: while they come, on more than
-// one worker, a high-priority request then finds a worker free instead
-// of waiting for a call (never preempted) to end, and runs sooner on a
-// machine with one call fewer at work. Lower priorities lose a worker's
-// share only while high-priority requests come. Called with q.mu held.
-func (q *Queue) keepsWorkerForHigh(now time.Time) bool {
-	return q.runner.Size() > 1 && q.highRecent(now) && q.running >= q.runner.Size()-1
-}
-
-// workersFor is how many workers may run rows of priority p now.
-// Called with q.mu held.
+// workersFor is how many workers may run rows of priority p now: all,
+// but while high-priority requests come, on more than one worker, lower
+// priorities leave one free for them. A high-priority request then finds
+// a worker instead of waiting for a call (never preempted) to end, and
+// runs on a machine with one call fewer at work; lower priorities lose
+// a worker's share only while high-priority requests come. Called with
+// q.mu held.
 func (q *Queue) workersFor(p Priority) int {
 	n := q.runner.Size()
 	if p < High && n > 1 && q.highRecent(q.cfg.Clock()) {
