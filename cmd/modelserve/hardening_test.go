@@ -160,7 +160,7 @@ func TestServe_aPanicFailsOneRequestAndTheProcessGoesOn(t *testing.T) {
 		if code, body := s.post("/predict", irisRows); code != 200 {
 			t.Fatalf("after a panic in the %s, the next request = %d %s", where, code, body)
 		}
-		if !strings.Contains(s.logs.String(), "request_id="+id) {
+		if !s.logged("request_id=" + id) {
 			t.Errorf("no log line for request %s", id)
 		}
 		if n := strings.Count(s.logs.String(), "stack="); n != i+1 {

@@ -152,6 +152,18 @@ func (s *service) stop() error {
 	}
 }
 
+// logged says whether the server has logged a line containing want,
+// waiting up to 10 s: its log reaches s.logs through a pipe another
+// goroutine reads, so a line written before an answer may come after it.
+func (s *service) logged(want string) bool {
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(s.logs.String(), want); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+	return true
+}
+
 // waitReady polls the readiness probe; every answer before 200 must be 503.
 func (s *service) waitReady() {
 	s.t.Helper()
@@ -513,12 +525,12 @@ func TestServe_batchSettingsComeFromTheRegistryThenFlags(t *testing.T) {
 	}
 	s := c.serve("--model", "vectors")
 	s.waitReady()
-	if !strings.Contains(s.logs.String(), "max_batch_rows=16 max_batch_delay=3ms") {
+	if !s.logged("max_batch_rows=16 max_batch_delay=3ms") {
 		t.Errorf("serve did not use the registry's settings:\n%s", s.logs)
 	}
 	s = c.serve("--model", "vectors", "--max-batch-rows", "4")
 	s.waitReady()
-	if !strings.Contains(s.logs.String(), "max_batch_rows=4 max_batch_delay=3ms") {
+	if !s.logged("max_batch_rows=4 max_batch_delay=3ms") {
 		t.Errorf("the flag did not win over the registry:\n%s", s.logs)
 	}
 	// A request split across workers still answers every row in order.

@@ -209,7 +209,7 @@ func TestServe_tracesRequestsToAnOTLPCollector(t *testing.T) {
 	if n := len(col.trace(unsampledTrace)); n != 0 {
 		t.Errorf("%d spans of a trace the caller did not sample", n)
 	}
-	if !strings.Contains(s.logs.String(), "trace_id="+gatewayTrace) {
+	if !s.logged("trace_id=" + gatewayTrace) {
 		t.Errorf("no log line names the gateway batch's trace:\n%s", s.logs)
 	}
 	if _, m := s.get("/metrics"); !strings.Contains(m, `modelserve_trace_spans_total{outcome="exported"}`) {
