@@ -222,7 +222,7 @@ const rideAlong = 1.25
 // held.
 func (q *Queue) joinLimit(lead, k Priority, leadRows int) int {
 	limit := q.batchRows(k)
-	if lead == High && q.coalesce && q.cost.perRow > 0 {
+	if lead == High {
 		own := q.cost.call(leadRows)
 		limit = min(limit, max(leadRows, q.rowsFitting(time.Duration(float64(own)*rideAlong))))
 	}
